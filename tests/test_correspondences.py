@@ -1,0 +1,248 @@
+"""Correspondence generation on an exact little street of boxes (analytic ray casting).
+
+Clouds are made by lifting grid pixels with the exact depth, so every generated match must
+agree with the ray-cast ground truth to ~0.01 px; the scene has an occluding box (present in
+both conditions), a "foliage" box that exists only in the reference condition, and a mask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from xseason.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
+from xseason.correspondences import (
+    CorrespondenceConfig,
+    assign_splits,
+    make_correspondences,
+    splat_depth,
+    visible_in_view,
+)
+from xseason.geometry import Camera, Pose
+
+W, H = 160, 120
+CAMERA = Camera("PINHOLE", W, H, (110.0, 110.0, W / 2, H / 2))
+# Boxes (min corner, max corner). Ground is the plane z = 0.
+FACADES = [((-10, 7, 0), (40, 9, 12)), ((-10, -9, 0), (40, -7, 12))]
+POLE = ((9.6, 2.5, 0), (10.4, 3.3, 6))  # occluder, both conditions
+FOLIAGE = ((14, -4.5, 2), (17, -2.5, 5))  # reference condition only
+
+
+def _raycast(origin: np.ndarray, dirs: np.ndarray, boxes) -> np.ndarray:
+    """Distance along unit rays to the first hit (ground z=0 and boxes); inf when none."""
+    t = np.full(len(dirs), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tg = -origin[2] / dirs[:, 2]
+    t = np.where((tg > 0), tg, t)
+    for lo, hi in boxes:
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1, t2 = (lo - origin) / dirs, (hi - origin) / dirs
+        tmin = np.nanmax(np.minimum(t1, t2), axis=1)
+        tmax = np.nanmin(np.maximum(t1, t2), axis=1)
+        hit = (tmax >= tmin) & (tmax > 0)
+        t = np.where(hit & (tmin > 0) & (tmin < t), tmin, t)
+    return t
+
+
+def _look_pose(center, yaw_deg: float) -> Pose:
+    """Camera at `center` looking along +x rotated by yaw about z; image y points down (-z)."""
+    a = np.radians(yaw_deg)
+    fwd = np.array([np.cos(a), np.sin(a), 0.0])
+    right = np.array([np.sin(a), -np.cos(a), 0.0])
+    down = np.array([0.0, 0.0, -1.0])
+    R = np.stack([right, down, fwd])
+    return Pose(R, -R @ np.asarray(center, float))
+
+
+class Scene:
+    """Views of two conditions plus the exact geometry of each condition."""
+
+    def __init__(self, tmp: Path):
+        self.boxes = {"summer": FACADES + [POLE, FOLIAGE], "winter": FACADES + [POLE]}
+        specs = [("s1", "summer", 0.0, 0.0), ("s2", "summer", 0.8, 4.0), ("w1", "winter", -0.6, -5.0)]
+        self.views: list[ImageView] = []
+        for seq, cond, lateral, yaw in specs:
+            for k in range(6):
+                mask = None
+                if seq == "w1" and k == 2:
+                    m = np.zeros((H, W), np.uint8)
+                    m[40:90, 20:70] = 255
+                    mask = tmp / "mask.png"
+                    cv2.imwrite(str(mask), m)
+                pose = _look_pose((2.0 * k, lateral, 1.6), yaw)
+                self.views.append(ImageView(f"{seq}/{k}.png", seq, cond, CAMERA, pose, mask))
+
+    def depth(self, k: int, pixels: np.ndarray) -> np.ndarray:
+        """Exact z-depth of pixels of view k in its own condition's geometry."""
+        v = self.views[k]
+        rays = v.camera.unproject(pixels)
+        dirs_w = rays @ v.pose.R
+        norm = np.linalg.norm(dirs_w, axis=1)
+        t = _raycast(v.pose.center, dirs_w / norm[:, None], self.boxes[v.condition])
+        return t / norm
+
+    def lift(self, k: int, pixels: np.ndarray) -> np.ndarray:
+        v = self.views[k]
+        z = self.depth(k, pixels)
+        z[~np.isfinite(z)] = np.nan  # sky
+        cam = v.camera.unproject(pixels) * z[:, None]
+        return (cam - v.pose.t) @ v.pose.R
+
+    def true_match(self, a: int, b: int, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of b seeing the surface seen at `pixels` in a, and whether b really sees it."""
+        X = self.lift(a, pixels)
+        vb = self.views[b]
+        cam = vb.pose.transform(X)
+        uv = vb.camera.project(cam)
+        inside = (cam[:, 2] > 0) & np.isfinite(uv).all(axis=1)
+        zb = np.full(len(X), np.nan)
+        zb[inside] = self.depth(b, uv[inside])
+        visible = inside & (np.abs(zb - cam[:, 2]) < 1e-6 * np.maximum(cam[:, 2], 1))
+        return uv, visible
+
+    def table(self, step: dict[str, int]):
+        """Per-sequence clouds: grid pixels of each image lifted with exact depth, observed in
+        every image of the same sequence that sees them."""
+        xyz, seqs, local, o_img, o_pt, o_xy = [], [], [], [], [], []
+        n = 0
+        for k, v in enumerate(self.views):
+            s = step[v.condition]
+            g = np.stack(np.meshgrid(np.arange(3, W - 3, s), np.arange(3, H - 3, s)), -1).reshape(-1, 2).astype(float)
+            X = self.lift(k, g)
+            ok = np.isfinite(X).all(axis=1)
+            X = X[ok]
+            idx = np.arange(n, n + len(X))
+            for m, u in enumerate(self.views):
+                if u.sequence != v.sequence:
+                    continue
+                uv, vis = self.true_match(k, m, g[ok])
+                vis &= np.isfinite(uv).all(axis=1) & (uv[:, 0] > 0) & (uv[:, 0] < W - 1) & (uv[:, 1] > 0) & (uv[:, 1] < H - 1)
+                o_img.append(np.full(vis.sum(), m))
+                o_pt.append(idx[vis])
+                o_xy.append(uv[vis])
+            xyz.append(X)
+            seqs.append(np.full(len(X), v.sequence, object))
+            local.append(np.arange(len(X)) + 1000 * k)
+            n += len(X)
+        c = np.concatenate
+        return build_point_table(self.views, c(xyz), c(seqs), c(local), c(o_img), c(o_pt), c(o_xy))
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Scene:
+    return Scene(tmp_path_factory.mktemp("scene"))
+
+
+ASSOC = AssociationConfig(min_tri_angle=0.5, outlier_neighbors=0, radius_max=0.6, support="condition")
+
+
+def _generate(scene: Scene, **kw):
+    table = clean_points(scene.table({"summer": 6, "winter": 10}), ASSOC)
+    assoc = associate(table, "summer", ASSOC)
+    cfg = CorrespondenceConfig(**{"min_matches": 5, **kw})
+    return table, make_correspondences(table, [assoc], cfg, progress=False)
+
+
+def _errors(scene: Scene, tables) -> tuple[np.ndarray, np.ndarray]:
+    """Per match: pixel error against the ray-cast truth and whether the truth is visible."""
+    m, p = tables.matches, tables.pairs.set_index("pair_id")
+    err, vis = np.zeros(len(m)), np.zeros(len(m), bool)
+    for pid, rows in m.groupby("pair_id").indices.items():
+        a, b = int(p.at[pid, "image_id0"]), int(p.at[pid, "image_id1"])
+        sub = m.iloc[rows]
+        uv, v = scene.true_match(a, b, sub[["x0", "y0"]].to_numpy(float))
+        err[rows] = np.linalg.norm(uv - sub[["x1", "y1"]].to_numpy(float), axis=1)
+        vis[rows] = v
+    return err, vis
+
+
+def test_matches_agree_with_exact_geometry(scene):
+    table, out = _generate(scene)
+    m, pairs = out.matches, out.pairs
+    assert len(pairs) >= 20
+    cond = np.array([v.condition for v in scene.views])
+    assert (cond[pairs.image_id0] == "summer").all() and (cond[pairs.image_id1] == "winter").all()
+    err, vis = _errors(scene, out)
+    assert vis.all(), f"{(~vis).sum()} matches whose true correspondence is occluded or absent"
+    assert np.max(err) < 0.01
+    assert m.densified.mean() > 0.3  # the sparse winter cloud alone gives far fewer matches
+    assert (m.err0 < 1e-3).all() and (m.err1[~m.densified] <= 2.0).all() and (m.err1[m.densified] == 0).all()
+    assert ((m.weight > 0) & (m.weight <= 1)).all()
+    np.testing.assert_allclose(m.weight, np.exp(-m.dist3d), rtol=1e-5)
+    assert (pairs.num_matches >= 5).all() and pairs.groupby("image_id1").size().max() <= 20
+
+
+def test_densify_adds_coverage_without_losing_accuracy(scene):
+    _, sparse = _generate(scene, densify=False)
+    _, dense = _generate(scene)
+    assert not sparse.matches.densified.any()
+    assert len(dense.matches) > 2 * len(sparse.matches)
+    err, vis = _errors(scene, sparse)
+    assert vis.all() and err.max() < 0.01
+
+
+def test_occluded_and_foliage_points_never_match(scene):
+    """With occlusion and existence tests off, wrong matches appear; with them on, none."""
+    _, loose = _generate(scene, depth_tol=1e9, free_space_splat=0.0)
+    _, vis = _errors(scene, loose)
+    assert (~vis).sum() > 20  # the tests below are not vacuous
+    table, strict = _generate(scene)
+    # No match uses a point of the summer-only foliage box.
+    pts = table.xyz[np.searchsorted(table.point_id, strict.matches.point3d_id)]
+    lo, hi = np.array(FOLIAGE[0]), np.array(FOLIAGE[1])
+    assert not ((pts >= lo - 1e-6) & (pts <= hi + 1e-6)).all(axis=1).any()
+
+
+def test_mask_excludes_matches(scene):
+    _, out = _generate(scene)
+    masked = next(k for k, v in enumerate(scene.views) if v.mask is not None)
+    m = out.matches.merge(out.pairs[["pair_id", "image_id1"]], on="pair_id")
+    m = m[m.image_id1 == masked]
+    assert len(m) > 20
+    inside = (m.x1.between(19.5, 69.5)) & (m.y1.between(39.5, 89.5))
+    assert not inside.any()
+
+
+def test_pair_selection_cap_and_overlap(scene):
+    _, out = _generate(scene, max_pairs_per_image=2, min_overlap=0.3)
+    per_image = out.pairs.groupby("image_id1").size()
+    assert per_image.max() == 2
+    assert (out.pairs.overlap >= 0.3).all()
+    _, same = _generate(scene, self_pairs=True)
+    seq = np.array([v.sequence for v in scene.views])
+    both_ref = (seq[same.pairs.image_id1] != "w1")
+    assert both_ref.any() and (seq[same.pairs.image_id0][both_ref] != seq[same.pairs.image_id1][both_ref]).all()
+
+
+def test_zbuffer_rejects_occluded_point():
+    view = ImageView("a", "s", "c", CAMERA, Pose(np.eye(3), np.zeros(3)))
+    wall = np.stack(np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41), [5.0]), -1).reshape(-1, 3)
+    behind, front = np.array([[0.01, 0.01, 9.0]]), np.array([[0.3, 0.2, 3.0]])
+    pts = np.concatenate([behind, front])
+    cfg = CorrespondenceConfig(image_margin=0)
+    normals = np.tile([0.0, 0.0, 1.0], (len(wall), 1))
+    none = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
+    _, inview, visible = visible_in_view(view, pts, (wall, normals, np.full(len(wall), 0.06)), none, cfg)
+    assert inview.all() and visible.tolist() == [False, True]
+    # A surfel on an oblique plane (the road seen from 1.6 m) keeps the plane's depth.
+    road = np.array([[0.0, 1.6, 10.0]])
+    buf = splat_depth(road, np.array([[0.0, 1.0, 0.0]]), np.array([1.0]), CAMERA, 2, 8)
+    rows = np.flatnonzero(np.isfinite(buf).any(axis=1))
+    expected = 1.6 * 110.0 / ((rows + 0.5) * 2 - 0.5 + 0.5 - H / 2)  # depth of the road on each row
+    np.testing.assert_allclose(buf[rows].min(axis=1), expected, rtol=1e-9)
+    assert len(rows) >= 2
+
+
+def test_splits_are_by_place():
+    cfg = CorrespondenceConfig(split_blocks=10)
+    rng = np.random.default_rng(0)
+    place = np.c_[rng.uniform(0, 100, 500), rng.normal(0, 1, 500), np.zeros(500)]
+    split = assign_splits(place, (np.zeros(3), np.array([1.0, 0, 0])), cfg)
+    assert set(split) == {"train", "val", "test"}
+    block = np.clip((place[:, 0] - place[:, 0].min()) / np.ptp(place[:, 0]) * 10, 0, 9).astype(int)
+    for b in range(10):
+        assert len(set(split[block == b])) == 1  # one split per stretch of route

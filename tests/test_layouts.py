@@ -1,0 +1,248 @@
+"""Dataset layouts -> manifests: folder, 7-Scenes, kapture (exact pose conventions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xseason.cli import main
+from xseason.errors import ManifestError
+from xseason.geometry import Pose, qvec_to_rotmat, rotmat_to_qvec
+from xseason.layouts import Condition, LayoutError, read_conditions_csv, write_layout_manifest
+from xseason.layouts.folder import folder_rows
+from xseason.layouts.kapture import kapture_rows, read_kapture
+from xseason.layouts.sevenscenes import RGB_FROM_DEPTH, read_pose_file, sevenscenes_rows
+from xseason.manifest import read_manifest
+
+SEVEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "7scenes-stairs"
+needs_7scenes = pytest.mark.skipif(not SEVEN.is_dir(), reason=f"sample data not found at {SEVEN} (../shared/data)")
+
+
+def random_pose(rng: np.random.Generator) -> Pose:
+    q = rng.normal(size=4)
+    return Pose(qvec_to_rotmat(q / np.linalg.norm(q)), rng.normal(size=3) * 3)
+
+
+def assert_same_pose(a: Pose, b: Pose, tol: float = 1e-9) -> None:
+    assert np.abs(a.R - b.R).max() < tol and np.abs(a.t - b.t).max() < tol, (a, b)
+
+
+def touch_image(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG fixture")  # contents are not decoded by the manifest
+
+
+# ---------------------------------------------------------------- folder
+def test_folder_layout_order_timestamps_and_conditions(tmp_path):
+    for name in ["img10.png", "img2.png", "img1.JPG", "notes.txt"]:
+        touch_image(tmp_path / "run1" / name)
+    for name in ["1500.5.jpg", "1499.jpg"]:
+        touch_image(tmp_path / "run2" / name)
+    (tmp_path / "cond.csv").write_text("sequence,condition,season,daytime,weather\nrun1,summer-day,summer,day,\nrun2,winter-night,winter,night,snow\n")
+    layout = folder_rows(tmp_path, read_conditions_csv(tmp_path / "cond.csv"))
+    images = [r["image"] for r in layout.rows]
+    assert images == ["run1/img1.JPG", "run1/img2.png", "run1/img10.png", "run2/1499.jpg", "run2/1500.5.jpg"]
+    assert [r["timestamp"] for r in layout.rows] == [0.0, 1.0, 2.0, 1499.0, 1500.5]
+    m = write_layout_manifest(tmp_path / "manifest.csv", layout)
+    assert m.conditions() == ["summer-day", "winter-night"]
+    assert m.sequences()["run2"][0].weather == "snow" and m.sequences()["run1"][0].weather is None
+
+
+def test_folder_layout_condition_errors(tmp_path):
+    touch_image(tmp_path / "a" / "1.png")
+    touch_image(tmp_path / "b" / "1.png")
+    with pytest.raises(LayoutError, match="no condition for sequence"):
+        folder_rows(tmp_path, {"a": Condition("day")})
+    with pytest.raises(LayoutError, match="unknown sequence"):
+        folder_rows(tmp_path, {"a": Condition("day"), "b": Condition("n"), "c": Condition("x")})
+    (tmp_path / "bad.csv").write_text("sequence,cond\na,day\n")
+    with pytest.raises(LayoutError, match=r"bad.csv:1: expected the header"):
+        read_conditions_csv(tmp_path / "bad.csv")
+    layout = folder_rows(tmp_path, {}, Condition("day"))
+    with pytest.raises(LayoutError, match="must be written in"):
+        write_layout_manifest(tmp_path / "a" / "m.csv", layout)  # would need '..' paths
+
+
+def test_manifest_written_above_the_root_prefixes_paths(tmp_path):
+    touch_image(tmp_path / "data" / "s" / "1.png")
+    m = write_layout_manifest(tmp_path / "m.csv", folder_rows(tmp_path / "data", {"s": Condition("day")}))
+    assert m.images[0].image == "data/s/1.png" and m.images[0].path.is_file()
+
+
+# ---------------------------------------------------------------- 7-Scenes
+def write_7scenes(root: Path, poses: dict[str, list[Pose]]) -> None:
+    """A 7-Scenes folder whose pose files hold the given depth-camera poses (camera-to-world, %.17g)."""
+    for seq, seq_poses in poses.items():
+        for k, pose in enumerate(seq_poses):
+            touch_image(root / seq / f"frame-{k:06d}.color.png")
+            c2w = pose.inverse().matrix()
+            text = "\n".join(" ".join(f"{v:.17g}" for v in row) for row in c2w)
+            (root / seq / f"frame-{k:06d}.pose.txt").write_text(text + "\n")
+
+
+def test_7scenes_synthetic_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    poses = {"seq-01": [random_pose(rng) for _ in range(3)], "seq-02": [random_pose(rng) for _ in range(2)]}
+    write_7scenes(tmp_path, poses)
+    m = write_layout_manifest(tmp_path / "m.csv", sevenscenes_rows(tmp_path, {"seq-02": Condition("dark")}))
+    got = m.sequences()
+    assert m.conditions() == ["indoor", "dark"] and all(m.is_posed(s) for s in got)
+    for seq, seq_poses in poses.items():
+        for rec, depth_pose in zip(got[seq], seq_poses):
+            assert_same_pose(rec.pose, RGB_FROM_DEPTH @ depth_pose)
+            assert rec.camera == "kinect_rgb" and rec.camera_params == (525.0, 320.0, 240.0)
+
+
+def test_7scenes_rgb_offset_direction():
+    # The RGB camera centre in the depth camera frame is -R^T t: about 2.5 cm along +x (to the right),
+    # where the Kinect v1 has its colour camera relative to its IR camera (cf. the openni/ROS frames).
+    centre = RGB_FROM_DEPTH.center
+    assert 0.02 < centre[0] < 0.03 and abs(centre[1]) < 0.005 and abs(centre[2]) < 0.005
+    assert np.linalg.norm(RGB_FROM_DEPTH.R @ RGB_FROM_DEPTH.R.T - np.eye(3)) < 1e-15
+
+
+def test_7scenes_bad_pose_files(tmp_path):
+    write_7scenes(tmp_path, {"seq-01": [Pose(np.eye(3), np.zeros(3))]})
+    pose_file = tmp_path / "seq-01" / "frame-000000.pose.txt"
+    pose_file.write_text("1 0 0 0\n0 1 0 0\n0 0 x 0\n0 0 0 1\n")
+    with pytest.raises(LayoutError, match=f"{pose_file}:3: expected 4 numbers"):
+        sevenscenes_rows(tmp_path)
+    pose_file.write_text("1 0 0 0\n0 1 0 0\n0 0 1\n0 0 0 1\n")
+    with pytest.raises(LayoutError, match=f"{pose_file}:3: expected a 4x4 matrix"):
+        sevenscenes_rows(tmp_path)
+    pose_file.unlink()
+    with pytest.raises(LayoutError, match=f"{pose_file}: file not found"):
+        sevenscenes_rows(tmp_path)
+    with pytest.raises(LayoutError, match="no seq-XX folders"):
+        sevenscenes_rows(tmp_path / "seq-01")
+
+
+@needs_7scenes
+def test_7scenes_sample_agrees_with_its_kapture_files():
+    seven = sevenscenes_rows(SEVEN)
+    kap = kapture_rows(SEVEN / "kapture", default=Condition("indoor"))
+    assert [r["image"] for r in seven.rows] == [r["image"] for r in kap.rows] and len(seven.rows) == 12
+    for a, b in zip(seven.rows, kap.rows):
+        assert_same_pose(a["pose"], b["pose"])
+        assert (a["camera_model"], tuple(a["camera_params"])) == (b["camera_model"], b["camera_params"])
+    # our 7-Scenes depth poses are kapture's rig trajectories, to 1e-9
+    data = read_kapture(SEVEN / "kapture")
+    rig, rgb_from_rig = data.rig_of["kinect_rgb"]
+    assert_same_pose(rgb_from_rig, RGB_FROM_DEPTH)
+    for timestamp, (_, _, image) in enumerate(data.records):
+        depth = read_pose_file(SEVEN / image.replace(".color.jpg", ".pose.txt"))
+        assert_same_pose(depth, data.trajectories[(timestamp, rig)])
+    # and the pose file's camera centre is kept exactly
+    m = np.loadtxt(SEVEN / "seq-01" / "frame-000000.pose.txt")
+    np.testing.assert_allclose(read_pose_file(SEVEN / "seq-01" / "frame-000000.pose.txt").center, m[:3, 3], atol=1e-12)
+
+
+@needs_7scenes
+def test_cli_writes_valid_7scenes_manifest(tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "stairs"
+    shutil.copytree(SEVEN, root)
+    assert main(["manifest", "7scenes", str(root), "--out", str(root / "manifest.csv")]) == 0
+    m = read_manifest(root / "manifest.csv")
+    assert len(m.images) == 12 and m.conditions() == ["indoor"] and all(m.is_posed(s) for s in m.sequences())
+    rows = {r["image"]: r["pose"] for r in sevenscenes_rows(SEVEN).rows}
+    for rec in m.images:  # through the CSV text: still exact to 1e-9
+        assert_same_pose(rec.pose, rows[rec.image])
+    assert main(["manifest", "folder", str(root), "--out", str(root / "f.csv")]) == 2
+    assert "no condition for sequence(s) seq-01" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- kapture
+def write_kapture(root: Path, rig_from_world: list[Pose], cam_from_rig: dict[str, Pose], extra_traj: str = "") -> None:
+    s = root / "sensors"
+    s.mkdir(parents=True)
+    (s / "sensors.txt").write_text(
+        "# kapture format: 1.1\n# sensor_id, name, sensor_type, [sensor_params]+\n"
+        "cam_l, left, camera, OPENCV, 64, 48, 50, 51, 32, 24, 0.01, -0.002, 0.0001, 0.0002\n"
+        "cam_r, right, camera, PINHOLE, 64, 48, 50, 50, 32.5, 24\n"
+        "gps, , gnss, EPSG:4326\n"
+    )
+    def q_t(p: Pose) -> str:
+        return ", ".join(repr(float(v)) for v in (*rotmat_to_qvec(p.R), *p.t))
+    (s / "rigs.txt").write_text("# rig_id, sensor_id, qw, qx, qy, qz, tx, ty, tz\n"
+                                + "".join(f"car, {cam}, {q_t(p)}\n" for cam, p in cam_from_rig.items()))
+    (s / "trajectories.txt").write_text("# timestamp, device_id, qw, qx, qy, qz, tx, ty, tz\n"
+                                        + "".join(f"{100 + k}, car, {q_t(p)}\n" for k, p in enumerate(rig_from_world))
+                                        + extra_traj)
+    records = []
+    for k in range(len(rig_from_world)):
+        for cam in cam_from_rig:
+            records.append(f"{100 + k}, {cam}, run_{k % 2}/{cam}/{k:04d}.png\n")
+            touch_image(s / "records_data" / f"run_{k % 2}" / cam / f"{k:04d}.png")
+    (s / "records_camera.txt").write_text("# timestamp, device_id, image_path\n" + "".join(records))
+
+
+def test_kapture_rig_composition_is_exact(tmp_path):
+    rng = np.random.default_rng(7)
+    rig_poses = [random_pose(rng) for _ in range(4)]
+    cam_from_rig = {"cam_l": random_pose(rng), "cam_r": random_pose(rng)}
+    own = random_pose(rng)  # a direct trajectory entry for one camera wins over its rig
+    extra = f"103, cam_r, {', '.join(repr(float(v)) for v in (*rotmat_to_qvec(own.R), *own.t))}\n"
+    write_kapture(tmp_path / "kap", rig_poses, cam_from_rig, extra)
+    layout = kapture_rows(tmp_path / "kap", {"run_0": Condition("summer"), "run_1": Condition("winter")})
+    assert layout.image_root == tmp_path / "kap" / "sensors" / "records_data"
+    m = write_layout_manifest(tmp_path / "kap" / "sensors" / "records_data" / "m.csv", layout)
+    assert list(m.sequences()) == ["run_0", "run_1"] and m.conditions() == ["summer", "winter"]
+    by_image = {r.image: r for r in m.images}
+    for k, rig_pose in enumerate(rig_poses):
+        for cam, offset in cam_from_rig.items():
+            rec = by_image[f"run_{k % 2}/{cam}/{k:04d}.png"]
+            expected = own if (k, cam) == (3, "cam_r") else offset @ rig_pose
+            assert_same_pose(rec.pose, expected)
+            # world points land where the composed transform says (a convention check, not only algebra)
+            x_world = rng.normal(size=(5, 3))
+            x_cam = offset.transform(rig_pose.transform(x_world)) if (k, cam) != (3, "cam_r") else own.transform(x_world)
+            np.testing.assert_allclose(rec.pose.transform(x_world), x_cam, atol=1e-9)
+            assert rec.timestamp == 100 + k and rec.camera == cam
+    assert by_image["run_0/cam_l/0000.png"].camera_params == (50, 51, 32, 24, 0.01, -0.002, 0.0001, 0.0002)
+    assert by_image["run_0/cam_r/0000.png"].camera_model == "PINHOLE"
+
+
+@pytest.mark.parametrize(
+    "file,line,content,text",
+    [
+        ("sensors.txt", 2, "cam_l, l, camera, OPENCV, 64, 48, 50, 51\n", "OPENCV takes 8 parameters"),
+        ("sensors.txt", 2, "cam_l, l, camera, KB4, 64, 48, 50\n", "unknown camera model 'KB4'"),
+        ("rigs.txt", 2, "car, cam_l, 1, 0, 0, 0, 0, 0\n", "expected 'rig_id, sensor_id"),
+        ("trajectories.txt", 2, "100, car, 2, 0, 0, 0, 0, 0, 0\n", "quaternion has norm 2"),
+        ("trajectories.txt", 2, "1e2, car, 1, 0, 0, 0, 0, 0, 0\n", "timestamp '1e2' is not an integer"),
+        ("trajectories.txt", 2, "100, car, 1, 0, 0, 0, 0, zero, 0\n", "expected qw, qx, qy, qz, tx, ty, tz"),
+        ("records_camera.txt", 2, "100, gps, a.png\n", "sensor 'gps' is not a camera"),
+    ],
+)
+def test_kapture_bad_lines_name_file_and_line(tmp_path, file, line, content, text):
+    rng = np.random.default_rng(0)
+    write_kapture(tmp_path, [random_pose(rng)], {"cam_l": random_pose(rng)})
+    path = tmp_path / "sensors" / file
+    path.write_text("# header\n" + content)
+    with pytest.raises(LayoutError) as info:
+        kapture_rows(tmp_path, default=Condition("c"))
+    assert f"{path}:{line}: " in str(info.value) and text in str(info.value)
+
+
+def test_kapture_missing_files(tmp_path):
+    with pytest.raises(LayoutError, match="not a kapture dataset"):
+        read_kapture(tmp_path)
+    rng = np.random.default_rng(0)
+    write_kapture(tmp_path, [random_pose(rng)], {"cam_l": random_pose(rng)})
+    (tmp_path / "sensors" / "records_camera.txt").unlink()
+    with pytest.raises(LayoutError, match="records_camera.txt: file not found"):
+        read_kapture(tmp_path)
+
+
+def test_kapture_missing_image_is_a_manifest_error(tmp_path):
+    rng = np.random.default_rng(0)
+    write_kapture(tmp_path, [random_pose(rng), random_pose(rng)], {"cam_l": random_pose(rng)})
+    (tmp_path / "sensors" / "records_data" / "run_1" / "cam_l" / "0001.png").unlink()
+    out = tmp_path / "sensors" / "records_data" / "m.csv"
+    with pytest.raises(ManifestError, match=r"m.csv:3: column 'image': file not found"):
+        write_layout_manifest(out, kapture_rows(tmp_path, default=Condition("c")))
+    assert not out.exists()

@@ -1,0 +1,596 @@
+"""Pair selection, reprojection and densification: associated 3D points -> 2D-2D matches.
+
+For every image j of a non-reference condition c (and, with `self_pairs`, of the reference
+condition itself), one vectorised pass:
+
+1. Candidate reference images: registered images of the reference condition whose camera
+   centre is within ``pair_distance * scene_depth`` of j's and whose optical axis is within
+   ``pair_max_angle`` degrees of j's (scene_depth = median point depth of the table).
+2. Candidate points: the reference points those images observe, restricted to the points
+   that exist in c (associated with a point of c, or supported by c's geometry: see
+   association.py). Each is projected into j and kept when it is in front of the camera,
+   inside the image by `image_margin` pixels, not under j's mask, and **visible**:
+   - occlusion: its depth is at most the z-buffer depth at its pixel times (1 + depth_tol),
+     the z-buffer being splatted (min-depth, cells of `zbuffer_cell` px) from the candidate
+     points and c's own points near j, each as a surfel: a disc of radius
+     ``splat_factor * spacing(p)`` on its local tangent plane (spacing = local point
+     spacing, normal from its neighbours), so oblique surfaces keep their depth;
+   - free space: c's own points (splatted with `free_space_splat`) must not show a surface
+     clearly *behind* it at that pixel (that would mean c sees through where the point was,
+     e.g. summer leaves in a winter image, a parked car that left).
+3. Pair scores: for each candidate reference image i, ``shared`` = observations of i whose
+   point is visible in j (and valid in i: inside the image by the margin, not masked,
+   reprojection error <= max_reproj_error); ``overlap = min(shared / n_i, shared / n_j)``
+   with n_i the valid observations of i and n_j the visible candidate points of j. The
+   ``max_pairs_per_image`` images with most shared points, overlap in
+   [min_overlap, max_overlap] and at least `min_matches` shared points, become pairs.
+4. Matches of a pair (i, j): the reference 3D point (not the keypoint) projected into both
+   images. ``err0`` = distance to i's keypoint; ``err1`` = distance to the keypoint of the
+   associated point in j when j observed it (then ``densified = False`` and the match is
+   kept only if ``err1 <= max_reproj_error``), else ``err1 = 0`` and ``densified = True``.
+   ``dist3d`` = distance to the associated point (0 for a shared track or the same
+   condition) or, for densified matches without a partner, to the nearest supporting
+   point; matches with dist3d > max_dist3d are dropped. ``weight = exp(-dist3d / weight_scale)``
+   (the reference paper used exp(-d) with d in metres), clipped to [1e-6, 1].
+
+Splits are by place: the place of a pair is the median of its matched 3D points, projected on
+the first principal axis of the reference camera centres (the route direction); that axis is
+cut into `split_blocks` equal blocks and whole blocks are drawn (seeded) into train / val /
+test by `split_fractions`. All pairs looking at the same stretch of route share one split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .association import (
+    AssociationConfig,
+    Associations,
+    AssociationError,
+    ImageView,
+    PointTable,
+    associate,
+    clean_points,
+    point_table_from_reconstructions,
+)
+from .errors import XSeasonError
+from .geometry import Camera, Pose, in_image
+
+MATCH_COLUMNS = ("pair_id", "x0", "y0", "x1", "y1", "weight", "point3d_id", "dist3d", "err0", "err1", "densified")
+
+
+class CorrespondenceError(XSeasonError):
+    """The correspondence stage cannot run on these inputs (message says why)."""
+
+
+@dataclass
+class CorrespondenceConfig:
+    """Pair selection, reprojection, densification and splits (see module doc)."""
+
+    self_pairs: bool = False  # also pairs inside a reference condition, across its sequences
+    same_sequence: bool = False  # with self_pairs: also pairs of one sequence
+    pair_distance: float = 1.5  # candidate pairs: centre distance <= pair_distance * scene depth
+    pair_max_angle: float = 60.0  # degrees between optical axes
+    min_overlap: float = 0.05
+    max_overlap: float = 1.0
+    max_pairs_per_image: int = 20
+    min_matches: int = 10
+    image_margin: float = 2.0  # px
+    max_reproj_error: float = 2.0  # px
+    max_dist3d: float = 0.5  # world units
+    weight_scale: float = 1.0  # weight = exp(-dist3d / weight_scale)
+    densify: bool = True
+    depth_tol: float = 0.03  # relative depth tolerance of the visibility tests
+    zbuffer_cell: int = 2  # px per z-buffer cell
+    splat_factor: float = 1.0  # occluder disc radius = splat_factor * spacing (world), projected
+    free_space_splat: float = 0.5  # same for the free-space test (0 = off)
+    splat_max: int = 8  # cells
+    split_blocks: int = 20
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        if not 0 <= self.min_overlap <= self.max_overlap:
+            raise ValueError("need 0 <= min_overlap <= max_overlap")
+        if self.max_pairs_per_image < 1 or self.min_matches < 1:
+            raise ValueError("max_pairs_per_image and min_matches must be >= 1")
+        if self.zbuffer_cell < 1 or self.splat_max < 0 or self.split_blocks < 1:
+            raise ValueError("zbuffer_cell and split_blocks must be >= 1, splat_max >= 0")
+        if self.weight_scale <= 0 or self.depth_tol < 0:
+            raise ValueError("weight_scale must be > 0 and depth_tol >= 0")
+        if any(f < 0 for f in self.split_fractions) or abs(sum(self.split_fractions) - 1) > 1e-6:
+            raise ValueError("split_fractions must be three non-negative numbers summing to 1")
+
+
+@dataclass
+class CorrespondenceTables:
+    """The three tables of the store (CONTRACTS §3) plus the matched reference points."""
+
+    images: pd.DataFrame
+    pairs: pd.DataFrame
+    matches: pd.DataFrame
+    points3d: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def views_from_manifest(manifest, recs: Mapping[str, object]) -> list[ImageView]:
+    """One `ImageView` per manifest record, camera and pose from the registered reconstructions.
+
+    Unregistered images keep pose None and the manifest's camera (or their sequence's).
+    """
+    registered: dict[str, tuple[Camera, Pose]] = {}
+    seq_camera: dict[str, Camera] = {}
+    for seq, rec in recs.items():
+        for image in rec.images.values():
+            if not image.has_pose:
+                continue
+            cam = _camera_from_pycolmap(rec.camera(image.camera_id))
+            m = np.asarray(image.cam_from_world().matrix(), np.float64)
+            registered[image.name] = (cam, Pose(m[:3, :3], m[:3, 3]))
+            seq_camera.setdefault(str(seq), cam)
+    views = []
+    for r in manifest.images:
+        cam, pose = registered.get(r.image, (None, None))
+        if cam is None:
+            cam = seq_camera.get(r.sequence) or _camera_from_record(r)
+        views.append(ImageView(r.image, r.sequence, r.condition, cam, pose, r.mask, r.season, r.daytime, r.weather))
+    return views
+
+
+def _camera_from_pycolmap(cam) -> Camera:
+    return Camera(cam.model.name, int(cam.width), int(cam.height), tuple(float(p) for p in cam.params))
+
+
+def _camera_from_record(record) -> Camera:
+    import cv2
+
+    image = cv2.imread(str(record.path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise CorrespondenceError(f"{record.path}: cannot read the image (needed for its size)")
+    h, w = image.shape[:2]
+    if record.camera_model and record.camera_params:
+        return Camera(record.camera_model, w, h, tuple(record.camera_params))
+    f = 1.2 * max(w, h)
+    return Camera("SIMPLE_PINHOLE", w, h, (f, w / 2, h / 2))
+
+
+@lru_cache(maxsize=256)
+def load_mask(path: Path | None, width: int, height: int) -> np.ndarray | None:
+    """Boolean (H, W) exclusion mask (non-zero = excluded) or None; cached."""
+    if path is None:
+        return None
+    import cv2
+
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise CorrespondenceError(f"{path}: cannot read the mask")
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != (height, width):
+        raise CorrespondenceError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
+    return mask != 0
+
+
+def unmasked(view: ImageView, pixels: np.ndarray) -> np.ndarray:
+    """True where a pixel is not excluded by the view's mask (pixels must be inside the image)."""
+    mask = load_mask(view.mask, view.camera.width, view.camera.height)
+    if mask is None:
+        return np.ones(len(pixels), bool)
+    ij = np.rint(pixels).astype(np.int64)
+    ij[:, 0] = np.clip(ij[:, 0], 0, view.camera.width - 1)
+    ij[:, 1] = np.clip(ij[:, 1], 0, view.camera.height - 1)
+    return ~mask[ij[:, 1], ij[:, 0]]
+
+
+# ----------------------------------------------------------------------------- z-buffer
+
+
+@lru_cache(maxsize=16)
+def _cell_rays(camera: Camera, cell: int) -> np.ndarray:
+    """(H_cells, W_cells, 3) camera-frame rays (z = 1) through the z-buffer cell centres."""
+    hc, wc = -(-camera.height // cell), -(-camera.width // cell)
+    gx, gy = np.meshgrid((np.arange(wc) + 0.5) * cell - 0.5, (np.arange(hc) + 0.5) * cell - 0.5)
+    return camera.unproject(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(hc, wc, 3)
+
+
+def splat_depth(
+    points_cam: np.ndarray, normals_cam: np.ndarray, radius: np.ndarray, camera: Camera, cell: int, max_cells: int
+) -> np.ndarray:
+    """Min-depth buffer (cells of `cell` px) of camera-frame points splatted as surfels.
+
+    Each point is a disc of world radius `radius` on its tangent plane (normal NaN: facing the
+    camera): every cell whose ray meets the disc gets the plane's depth there, so oblique
+    surfaces (a road seen at a grazing angle) keep their true depth across the splat.
+    Returns an (H_cells, W_cells) float array, inf where nothing was splatted.
+    """
+    rays = _cell_rays(camera, cell)
+    hc, wc = rays.shape[:2]
+    buf = np.full(hc * wc, np.inf)
+    z = points_cam[:, 2]
+    uv = camera.project(points_cam)
+    ok = np.isfinite(uv).all(axis=1) & (z > 0)
+    pts, nrm, rad, z, uv = points_cam[ok], normals_cam[ok], radius[ok], z[ok], uv[ok]
+    cx = np.floor((uv[:, 0] + 0.5) / cell).astype(np.int64)
+    cy = np.floor((uv[:, 1] + 0.5) / cell).astype(np.int64)
+    rpx = np.nan_to_num(_focal(camera) * rad / z / cell, posinf=0.0)
+    r = np.clip(np.ceil(rpx - 0.5), 0, max_cells).astype(np.int64)
+    flat = ~np.isfinite(nrm).all(axis=1)
+    nrm = np.where(flat[:, None], np.array([0.0, 0.0, 1.0]), nrm)
+    nx = np.sum(nrm * pts, axis=1)
+    for rad_c in np.unique(r):  # loops over a few radii and their offsets, never over points
+        sel = np.flatnonzero(r == rad_c)
+        for dy in range(-rad_c, rad_c + 1):
+            for dx in range(-rad_c, rad_c + 1):
+                if dx * dx + dy * dy > rad_c * rad_c + rad_c:
+                    continue
+                x, y = cx[sel] + dx, cy[sel] + dy
+                inside = (x >= 0) & (x < wc) & (y >= 0) & (y < hc)
+                s, x, y = sel[inside], x[inside], y[inside]
+                ray = rays[y, x]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    d = nx[s] / np.sum(nrm[s] * ray, axis=1)
+                on_disc = np.isfinite(d) & (d > 0) & (np.linalg.norm(ray * d[:, None] - pts[s], axis=1) <= rad[s])
+                if dx == 0 and dy == 0:
+                    d, on_disc = np.where(on_disc, d, z[s]), np.ones(len(s), bool)
+                np.minimum.at(buf, y[on_disc] * wc + x[on_disc], d[on_disc])
+    return buf.reshape(hc, wc)
+
+
+def buffer_lookup(buf: np.ndarray, pixels: np.ndarray, cell: int) -> np.ndarray:
+    """Buffer value at each pixel (pixels inside the image)."""
+    cx = np.clip(np.floor((pixels[:, 0] + 0.5) / cell).astype(np.int64), 0, buf.shape[1] - 1)
+    cy = np.clip(np.floor((pixels[:, 1] + 0.5) / cell).astype(np.int64), 0, buf.shape[0] - 1)
+    return buf[cy, cx]
+
+
+def _focal(camera: Camera) -> float:
+    k = camera.calibration_matrix()
+    return float(np.sqrt(k[0, 0] * k[1, 1]))
+
+
+def visible_in_view(
+    view: ImageView,
+    xyz: np.ndarray,
+    occluders: tuple[np.ndarray, np.ndarray, np.ndarray],
+    own: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cfg: CorrespondenceConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project points into `view` and test them: (pixels (N, 2), in-view mask, visible mask).
+
+    in-view: in front, inside the image by the margin, not masked. visible additionally passes
+    the occlusion test against `occluders` and the free-space test against `own` (the view's
+    own condition's points); both are (xyz, normals, spacing) triples, splatted as surfels.
+    """
+    cam_pts = view.pose.transform(xyz)
+    uv, z = view.camera.project(cam_pts), cam_pts[:, 2]
+    inview = (z > 0) & in_image(view.camera, uv, cfg.image_margin)
+    inview[inview] = unmasked(view, uv[inview])
+    visible = inview.copy()
+    if not inview.any():
+        return uv, inview, visible
+    zi = z[inview]
+    zbuf = _surfel_buffer(view, occluders, cfg.splat_factor, cfg)
+    visible[inview] = zi <= buffer_lookup(zbuf, uv[inview], cfg.zbuffer_cell) * (1 + cfg.depth_tol)
+    if cfg.free_space_splat > 0 and len(own[0]):
+        behind = buffer_lookup(_surfel_buffer(view, own, cfg.free_space_splat, cfg), uv[inview], cfg.zbuffer_cell)
+        visible[inview] &= ~(np.isfinite(behind) & (behind > zi * (1 + cfg.depth_tol)))
+    return uv, inview, visible
+
+
+def _surfel_buffer(view: ImageView, points: tuple[np.ndarray, np.ndarray, np.ndarray], factor: float, cfg) -> np.ndarray:
+    xyz, normal, spacing = points
+    cam_pts = view.pose.transform(xyz)
+    return splat_depth(
+        cam_pts, normal @ view.pose.R.T, factor * np.nan_to_num(spacing, posinf=0.0),
+        view.camera, cfg.zbuffer_cell, cfg.splat_max,
+    )
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@dataclass
+class _Context:
+    """Per reference condition: everything precomputed once, shared by all target images."""
+
+    table: PointTable
+    assoc: Associations
+    cfg: CorrespondenceConfig
+    centres: np.ndarray  # (I, 3), NaN when unregistered
+    axes: np.ndarray  # (I, 3) optical axes in the world
+    ref_pos: np.ndarray  # (P,) position in assoc.ref_points or -1
+    obs_valid: np.ndarray  # (M,) observation usable on the reference side
+    n_valid: np.ndarray  # (I,) valid observations per image
+    reach: float  # candidate distance in world units
+
+
+def _context(table: PointTable, assoc: Associations, cfg: CorrespondenceConfig) -> _Context:
+    n = len(table.views)
+    centres, axes = np.full((n, 3), np.nan), np.full((n, 3), np.nan)
+    obs_valid = table.obs_err <= cfg.max_reproj_error
+    for k, v in enumerate(table.views):
+        lo, hi = table.image_ptr[k], table.image_ptr[k + 1]
+        if v.pose is None:
+            obs_valid[lo:hi] = False
+            continue
+        centres[k], axes[k] = v.pose.center, v.pose.R[2]
+        ok = obs_valid[lo:hi] & in_image(v.camera, table.obs_proj[lo:hi], cfg.image_margin)
+        ok[ok] = unmasked(v, table.obs_proj[lo:hi][ok])
+        obs_valid[lo:hi] = ok
+    ref_pos = np.full(table.num_points, -1, np.int64)
+    ref_pos[assoc.ref_points] = np.arange(len(assoc.ref_points))
+    obs_img = table.obs_image
+    n_valid = np.bincount(obs_img[obs_valid], minlength=n)
+    depth = table.depth[np.isfinite(table.depth) & (table.track_length > 0)]
+    reach = cfg.pair_distance * (float(np.median(depth)) if len(depth) else 1.0)
+    return _Context(table, assoc, cfg, centres, axes, ref_pos, obs_valid, n_valid, reach)
+
+
+def _neighbours(ctx: _Context, j: int, candidates: np.ndarray) -> np.ndarray:
+    """Candidate images (indices) whose pose is close to image j's (distance and axis angle)."""
+    if len(candidates) == 0:
+        return candidates
+    d = np.linalg.norm(ctx.centres[candidates] - ctx.centres[j], axis=1)
+    cos = ctx.axes[candidates] @ ctx.axes[j]
+    ok = (d <= ctx.reach) & (cos >= np.cos(np.radians(ctx.cfg.pair_max_angle)))
+    return candidates[ok]
+
+
+def _gather(table: PointTable, images: np.ndarray) -> np.ndarray:
+    """Observation indices of the given images, image by image."""
+    if len(images) == 0:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(table.image_ptr[k], table.image_ptr[k + 1]) for k in images])
+
+
+def _geometry(table: PointTable, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return table.xyz[idx], table.normal[idx], table.spacing[idx]
+
+
+def _target_matches(ctx: _Context, j: int, ref_images: np.ndarray, own_images: np.ndarray, condition: str):
+    """Pairs and matches of target image j against its candidate reference images."""
+    t, cfg, assoc = ctx.table, ctx.cfg, ctx.assoc
+    cand_i = _neighbours(ctx, j, ref_images)
+    if len(cand_i) == 0:
+        return []
+    obs = _gather(t, cand_i)
+    obs = obs[ctx.obs_valid[obs]]
+    pts = np.unique(t.obs_point[obs])
+    pos = ctx.ref_pos[pts]
+    pts, pos = pts[pos >= 0], pos[pos >= 0]
+    support = assoc.support_dist[condition][pos]
+    partner = assoc.partner[condition][pos]
+    pdist = assoc.partner_dist[condition][pos]
+    dist3d = np.where(partner >= 0, pdist, support)
+    keep = np.isfinite(support) & (dist3d <= cfg.max_dist3d)
+    pts, partner, dist3d = pts[keep], partner[keep], dist3d[keep]
+    if len(pts) == 0:
+        return []
+    # Keypoints of j, to recognise partners that j itself observed.
+    j_obs = np.arange(t.image_ptr[j], t.image_ptr[j + 1])
+    j_pts = t.obs_point[j_obs]
+    order = np.argsort(j_pts)
+    j_pts, j_obs = j_pts[order], j_obs[order]
+    at = np.minimum(np.searchsorted(j_pts, partner), max(len(j_pts) - 1, 0))
+    observed = (partner >= 0) & (len(j_pts) > 0) & (j_pts[at] == partner) if len(j_pts) else np.zeros(len(pts), bool)
+    # Visibility in j.
+    own = np.unique(t.obs_point[_gather(t, _neighbours(ctx, j, own_images))])
+    own = own[ctx.ref_pos[own] < 0] if condition != assoc.reference else np.zeros(0, np.int64)
+    occluders = np.concatenate([pts, own])
+    uv, inview, visible = visible_in_view(
+        t.views[j], t.xyz[pts], _geometry(t, occluders), _geometry(t, own), cfg
+    )
+    err1 = np.zeros(len(pts), np.float32)
+    if observed.any():
+        err1[observed] = np.linalg.norm(uv[observed] - t.obs_xy[j_obs[at[observed]]], axis=1)
+    ok = visible & ~(observed & (err1 > cfg.max_reproj_error))
+    if not cfg.densify:
+        ok &= observed
+    vis = np.flatnonzero(ok)
+    if len(vis) == 0:
+        return []
+    # Pair scores: observations of each candidate image that hit a visible point.
+    slot = np.searchsorted(pts, t.obs_point[obs])
+    slot = np.minimum(slot, len(pts) - 1)
+    hit_obs = (pts[slot] == t.obs_point[obs]) & ok[slot]
+    obs, slot = obs[hit_obs], slot[hit_obs]
+    img = t.obs_image[obs]
+    shared = np.bincount(np.searchsorted(cand_i, img), minlength=len(cand_i))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        overlap = np.minimum(shared / ctx.n_valid[cand_i], shared / len(vis))
+    good = (shared >= cfg.min_matches) & (overlap >= cfg.min_overlap) & (overlap <= cfg.max_overlap)
+    chosen = np.flatnonzero(good)
+    chosen = chosen[np.argsort(-shared[chosen], kind="stable")][: cfg.max_pairs_per_image]
+    out = []
+    for c in chosen:
+        i = cand_i[c]
+        sel = img == i
+        o, s = obs[sel], slot[sel]
+        out.append(
+            dict(
+                i=int(i), j=int(j), overlap=float(overlap[c]),
+                x0=t.obs_proj[o], x1=uv[s], point=pts[s], dist3d=dist3d[s],
+                err0=t.obs_err[o], err1=err1[s], densified=~observed[s],
+            )
+        )
+    return out
+
+
+def make_correspondences(
+    table: PointTable,
+    associations: Sequence[Associations],
+    cfg: CorrespondenceConfig | None = None,
+    progress: bool = True,
+) -> CorrespondenceTables:
+    """Pairs and matches for every reference condition's `Associations` (see module doc)."""
+    cfg = cfg or CorrespondenceConfig()
+    cond_of = np.array([v.condition for v in table.views], dtype=object)
+    registered = np.array([v.pose is not None for v in table.views], bool)
+    seq_of = np.array([v.sequence for v in table.views], dtype=object)
+    done_refs: list[str] = []
+    raw = []
+    for assoc in associations:
+        ctx = _context(table, assoc, cfg)
+        ref_images = np.flatnonzero((cond_of == assoc.reference) & registered)
+        targets = [c for c in table.conditions if c not in done_refs and (c != assoc.reference or cfg.self_pairs)]
+        for cond in targets:
+            own_images = np.flatnonzero((cond_of == cond) & registered)
+            label = f"matches {assoc.reference} -> {cond}"
+            for j in tqdm(own_images, desc=label, disable=not progress, leave=False):
+                cands = ref_images
+                if cond == assoc.reference:
+                    cands = cands[cands < j]
+                    if not cfg.same_sequence:
+                        cands = cands[seq_of[cands] != seq_of[j]]
+                raw.extend(_target_matches(ctx, j, cands, own_images, cond))
+        done_refs.append(assoc.reference)
+    return _tables(table, raw, cfg)
+
+
+def _tables(table: PointTable, raw: list[dict], cfg: CorrespondenceConfig) -> CorrespondenceTables:
+    images = images_table(table.views)
+    n = np.array([len(r["point"]) for r in raw], np.int64)
+    pair_id = np.arange(len(raw), dtype=np.int64)
+    cat = (lambda key: np.concatenate([r[key] for r in raw])) if raw else (lambda key: np.zeros(0))
+    rep = np.repeat(pair_id, n)
+    x0 = cat("x0").reshape(-1, 2)
+    x1 = cat("x1").reshape(-1, 2)
+    point = cat("point").astype(np.int64)
+    dist3d = cat("dist3d").astype(np.float64)
+    matches = pd.DataFrame(
+        {
+            "pair_id": rep,
+            "x0": x0[:, 0].astype(np.float32), "y0": x0[:, 1].astype(np.float32),
+            "x1": x1[:, 0].astype(np.float32), "y1": x1[:, 1].astype(np.float32),
+            "weight": np.clip(np.exp(-dist3d / cfg.weight_scale), 1e-6, 1.0).astype(np.float32),
+            "point3d_id": table.point_id[point] if len(point) else np.zeros(0, np.int64),
+            "dist3d": dist3d.astype(np.float32),
+            "err0": cat("err0").astype(np.float32), "err1": cat("err1").astype(np.float32),
+            "densified": cat("densified").astype(bool),
+        }
+    )
+    place = np.array([np.median(table.xyz[r["point"]], axis=0) for r in raw]).reshape(-1, 3)
+    pairs = pd.DataFrame(
+        {
+            "pair_id": pair_id,
+            "image_id0": np.array([r["i"] for r in raw], np.int32),
+            "image_id1": np.array([r["j"] for r in raw], np.int32),
+            "num_matches": n.astype(np.int32),
+            "overlap": np.array([r["overlap"] for r in raw], np.float32),
+            "split": assign_splits(place, _route_axis(table), cfg),
+        }
+    )
+    used = np.unique(point)
+    points3d = pd.DataFrame(
+        {
+            "point3d_id": table.point_id[used],
+            "x": table.xyz[used, 0], "y": table.xyz[used, 1], "z": table.xyz[used, 2],
+            "condition": np.array(table.conditions, dtype=object)[table.point_condition[used]].astype(str)
+            if len(used) else np.zeros(0, str),
+        }
+    )
+    return CorrespondenceTables(images, pairs, matches, points3d)
+
+
+def _route_axis(table: PointTable) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, unit direction) of the first principal axis of the registered camera centres."""
+    c = np.array([v.pose.center for v in table.views if v.pose is not None]).reshape(-1, 3)
+    if len(c) < 2:
+        return np.zeros(3), np.array([1.0, 0.0, 0.0])
+    mean = c.mean(axis=0)
+    _, _, vt = np.linalg.svd(c - mean, full_matrices=False)
+    return mean, vt[0]
+
+
+def assign_splits(place: np.ndarray, axis: tuple[np.ndarray, np.ndarray], cfg: CorrespondenceConfig) -> np.ndarray:
+    """train/val/test per pair from its place (see module doc): whole blocks of route per split."""
+    if len(place) == 0:
+        return np.zeros(0, dtype=object)
+    s = (place - axis[0]) @ axis[1]
+    lo, hi = float(s.min()), float(s.max())
+    nb = cfg.split_blocks
+    block = np.clip(((s - lo) / max(hi - lo, 1e-9) * nb).astype(np.int64), 0, nb - 1)
+    counts = np.floor(np.asarray(cfg.split_fractions) * nb).astype(int)
+    for k in (1, 2):  # at least one block for each non-empty split when possible
+        if cfg.split_fractions[k] > 0 and counts[k] == 0 and nb >= 3:
+            counts[k] = 1
+    counts[0] = nb - counts[1] - counts[2]
+    names = np.repeat(np.array(["train", "val", "test"], dtype=object), counts)
+    perm = np.random.default_rng(cfg.split_seed).permutation(nb)
+    return names[perm][block]
+
+
+def images_table(views: Sequence[ImageView]) -> pd.DataFrame:
+    """The images table of the store (CONTRACTS §3), image_id = position in `views`."""
+    poses = [v.pose for v in views]
+    q = np.array([p.qvec if p is not None else [np.nan] * 4 for p in poses]).reshape(-1, 4)
+    tv = np.array([p.t if p is not None else [np.nan] * 3 for p in poses]).reshape(-1, 3)
+    df = pd.DataFrame(
+        {
+            "image_id": np.arange(len(views), dtype=np.int32),
+            "image": [v.name for v in views],
+            "sequence": [v.sequence for v in views],
+            "condition": [v.condition for v in views],
+            "season": [v.season for v in views],
+            "daytime": [v.daytime for v in views],
+            "weather": [v.weather for v in views],
+            "camera_model": [v.camera.model for v in views],
+            "width": np.array([v.camera.width for v in views], np.int32),
+            "height": np.array([v.camera.height for v in views], np.int32),
+            "params": [list(map(float, v.camera.params)) for v in views],
+            "registered": np.array([p is not None for p in poses], bool),
+        }
+    )
+    for k, name in enumerate(("qw", "qx", "qy", "qz")):
+        df[name] = q[:, k]
+    for k, name in enumerate(("tx", "ty", "tz")):
+        df[name] = tv[:, k]
+    return df
+
+
+def build_correspondences(
+    recs: Mapping[str, object],
+    views: Sequence[ImageView],
+    references: Sequence[str],
+    assoc_cfg: AssociationConfig | None = None,
+    corr_cfg: CorrespondenceConfig | None = None,
+    progress: bool = True,
+) -> CorrespondenceTables:
+    """The whole stage: registered reconstructions -> cleaned clouds -> associations -> tables."""
+    assoc_cfg = assoc_cfg or AssociationConfig()
+    if not references:
+        raise CorrespondenceError("at least one reference condition is needed")
+    table = point_table_from_reconstructions(recs, views, assoc_cfg.spacing_k)
+    table = clean_points(table, assoc_cfg)
+    try:
+        assocs = [associate(table, ref, assoc_cfg) for ref in references]
+    except AssociationError as exc:
+        raise CorrespondenceError(str(exc)) from None
+    return make_correspondences(table, assocs, corr_cfg, progress)
+
+
+__all__ = [
+    "CorrespondenceConfig",
+    "CorrespondenceError",
+    "CorrespondenceTables",
+    "MATCH_COLUMNS",
+    "assign_splits",
+    "build_correspondences",
+    "buffer_lookup",
+    "images_table",
+    "load_mask",
+    "make_correspondences",
+    "splat_depth",
+    "unmasked",
+    "views_from_manifest",
+    "visible_in_view",
+]

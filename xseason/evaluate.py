@@ -1,0 +1,282 @@
+"""Evaluation for seasonal robustness, several checkpoints side by side.
+
+For every checkpoint, on the pairs of the held-out splits (default `test`):
+- per condition pair: **label agreement** (the predicted class at both ends of a match is the
+  same) and **embedding matching accuracy** (the nearest neighbour, over the whole other
+  image, of the reference embedding at x0 lies within `match_radius` px of x1);
+- per condition: **mIoU** (and pixel accuracy) on the held-out labelled images.
+Images are resized like in training (`short_side`, no crop); radii are in pixels of that
+resized image. The report is `pairs.csv`, `conditions.csv`, `report.md` and two PNG charts
+(`label_agreement.png`, `miou.png`) under `cfg.out`.
+
+`draw_line_chart` / `draw_bar_chart` are small OpenCV plotters (matplotlib is not a dependency).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import load_config
+from .dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PairFilter
+from .files import atomic_path
+from .losses import sample_at
+from .models import load_model, upsample_to
+
+
+@dataclass
+class EvalConfig:
+    """Settings of `xseason eval` (`configs/eval.yaml`)."""
+
+    splits: list[str] = field(default_factory=lambda: ["test"])
+    conditions: list[str] | None = None  # conditions of the non-reference image; None = all
+    short_side: int = 120  # resize like training (0 = full resolution)
+    max_matches: int = 1000  # matches per pair (random subset, fixed seed)
+    match_radius: float = 4.0  # px (resized image): embedding match counted correct within this
+    names: list[str] | None = None  # display names of the checkpoints (default: their folder names)
+    out: Path = Path("runs/eval")
+    device: str = "auto"
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.match_radius <= 0 or self.max_matches < 1 or self.short_side < 0:
+            raise ValueError("match_radius must be > 0, max_matches >= 1, short_side >= 0")
+
+
+@dataclass
+class EvalReport:
+    """Result tables (one row per checkpoint x condition pair / condition) and where they were written."""
+
+    pairs: pd.DataFrame
+    conditions: pd.DataFrame
+    out: Path
+
+
+def evaluate(checkpoints: list[str | Path], dataset: str | Path, cfg: EvalConfig | None = None) -> EvalReport:
+    """Evaluate each checkpoint on `dataset` and write the side-by-side report."""
+    cfg = cfg or EvalConfig()
+    names = _names(checkpoints, cfg.names)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    ds = CorrespondenceDataset(dataset, PairFilter(cfg.splits, cfg.conditions, 1),
+                               AugmentConfig(short_side=cfg.short_side, crop=(0, 0), max_matches=cfg.max_matches))
+    pair_rows, cond_rows = [], []
+    for name, ckpt in zip(names, checkpoints):
+        model = load_model(ckpt).to(device).eval()
+        p, c = _evaluate_model(model, ds, cfg, device, name)
+        pair_rows.append(p)
+        cond_rows.append(c)
+    report = EvalReport(pd.concat(pair_rows, ignore_index=True), pd.concat(cond_rows, ignore_index=True), Path(cfg.out))
+    write_report(report)
+    return report
+
+
+def _names(checkpoints: list[str | Path], names: list[str] | None) -> list[str]:
+    if names is not None:
+        if len(names) != len(checkpoints):
+            raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+        return list(names)
+    parents = [Path(c).parent.name or Path(c).stem for c in checkpoints]
+    return parents if len(set(parents)) == len(parents) else [str(c) for c in checkpoints]
+
+
+@torch.no_grad()
+def _evaluate_model(model, ds: CorrespondenceDataset, cfg: EvalConfig, device: torch.device,
+                    name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    k = model.cfg.num_classes
+    pair_stats: dict[str, np.ndarray] = {}  # condition pair -> [pairs, matches, agree, emb_correct]
+    confusion: dict[str, np.ndarray] = {}  # condition -> (k, k) label x prediction
+    n_images: dict[str, int] = {}
+    seen: set[int] = set()
+    for i in tqdm(range(len(ds)), desc=f"eval {name}", disable=not cfg.progress, unit="pair"):
+        s = ds[i]
+        outs = model(torch.stack([s["image0"], s["image1"]]).to(device).float().div_(255))
+        size = tuple(s["image0"].shape[-2:])
+        m = s["matches"].to(device)
+        agree, correct = match_metrics(outs, m, size, tuple(s["image1"].shape[-2:]), cfg.match_radius)
+        key = f"{s['condition0']}|{s['condition1']}"
+        pair_stats.setdefault(key, np.zeros(4))
+        pair_stats[key] += [1, len(m), agree, correct]
+        for side in (0, 1):
+            image_id = s[f"image_id{side}"]
+            label = s[f"label{side}"].to(device).long()
+            if image_id in seen or not (label != IGNORE).any():
+                continue
+            seen.add(image_id)
+            pred = upsample_to(outs["logits"][side:side + 1], tuple(label.shape)).argmax(1)[0]
+            keep = label != IGNORE
+            cm = torch.bincount(label[keep] * k + pred[keep], minlength=k * k).reshape(k, k).cpu().numpy()
+            cond = s[f"condition{side}"]
+            confusion[cond] = confusion.get(cond, 0) + cm
+            n_images[cond] = n_images.get(cond, 0) + 1
+    pairs = pd.DataFrame(
+        [{"checkpoint": name, "condition_pair": key, "pairs": int(v[0]), "matches": int(v[1]),
+          "label_agreement": v[2] / max(v[1], 1), "embedding_accuracy": v[3] / max(v[1], 1)}
+         for key, v in sorted(pair_stats.items())])
+    conds = pd.DataFrame(
+        [{"checkpoint": name, "condition": cond, "images": n_images[cond], **segmentation_scores(cm)}
+         for cond, cm in sorted(confusion.items())])
+    return pairs, conds
+
+
+def match_metrics(outs: dict[str, torch.Tensor], matches: torch.Tensor, size0: tuple[int, int],
+                  size1: tuple[int, int], radius: float) -> tuple[int, int]:
+    """(label agreements, embedding matches within `radius`) of one pair's (n, 4) matches.
+
+    `outs` holds the model's outputs for the stacked [image0, image1].
+    """
+    if len(matches) == 0:
+        return 0, 0
+    logits0 = sample_at(outs["logits"][:1], matches[None, :, :2], size0)[0]
+    logits1 = sample_at(outs["logits"][1:], matches[None, :, 2:], size1)[0]
+    agree = int((logits0.argmax(-1) == logits1.argmax(-1)).sum())
+    f0 = F.normalize(sample_at(outs["embedding"][:1], matches[None, :, :2], size0)[0], dim=-1)
+    emb1 = F.normalize(outs["embedding"][1], dim=0)  # (D, h, w)
+    h, w = emb1.shape[-2:]
+    best = (f0 @ emb1.flatten(1)).argmax(-1)
+    # Map cell centre -> image pixel: x = (j + 0.5) * W / w - 0.5.
+    xy = torch.stack([(best % w + 0.5) * size1[1] / w - 0.5, (best // w + 0.5) * size1[0] / h - 0.5], -1)
+    correct = int(((xy - matches[:, 2:]).norm(dim=-1) <= radius).sum())
+    return agree, correct
+
+
+def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
+    """mIoU over classes present in labels or predictions, pixel accuracy, from a (k, k) confusion."""
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    present = union > 0
+    return {"miou": float((tp[present] / union[present]).mean()) if present.any() else float("nan"),
+            "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)), "pixels": int(confusion.sum())}
+
+
+def write_report(report: EvalReport) -> None:
+    """pairs.csv, conditions.csv, report.md, label_agreement.png, miou.png under `report.out`."""
+    out = report.out
+    out.mkdir(parents=True, exist_ok=True)
+    for df, fname in ((report.pairs, "pairs.csv"), (report.conditions, "conditions.csv")):
+        with atomic_path(out / fname) as tmp:
+            df.to_csv(tmp, index=False)
+    lines = ["# Seasonal robustness", ""]
+    for title, df, index, metrics in (
+        ("Per condition pair (held-out correspondences)", report.pairs, "condition_pair",
+         ["label_agreement", "embedding_accuracy"]),
+        ("Per condition (held-out labelled images)", report.conditions, "condition", ["miou", "pixel_accuracy"]),
+    ):
+        lines += [f"## {title}", ""]
+        if df.empty:
+            lines += ["(nothing to evaluate)", ""]
+            continue
+        wide = df.pivot(index=index, columns="checkpoint", values=metrics)
+        wide.columns = [f"{m} [{c}]" for m, c in wide.columns]
+        lines += [_markdown(wide.reset_index()), ""]
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines))
+    for df, index, metric, fname in ((report.pairs, "condition_pair", "label_agreement", "label_agreement.png"),
+                                     (report.conditions, "condition", "miou", "miou.png")):
+        if not df.empty:
+            wide = df.pivot(index=index, columns="checkpoint", values=metric)
+            draw_bar_chart(list(wide.index), {c: wide[c].tolist() for c in wide.columns}, out / fname, title=metric)
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    return "\n".join([head, "|" + "---|" * len(df.columns), *("| " + " | ".join(r) + " |" for r in cells)])
+
+
+# ----------------------------------------------------------------------------- charts (OpenCV)
+
+_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140)]  # BGR
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _canvas(title: str, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    cv2.putText(img, title, (60, 24), _FONT, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    box = (60, 40, w - 20, h - 50)  # left, top, right, bottom of the plot area
+    cv2.rectangle(img, box[:2], box[2:], (0, 0, 0), 1)
+    return img, box
+
+
+def _save_png(img: np.ndarray, path: str | Path) -> None:
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def _y_axis(img: np.ndarray, box, lo: float, hi: float) -> None:
+    for frac in (0.0, 0.5, 1.0):
+        y = int(box[3] - frac * (box[3] - box[1]))
+        cv2.line(img, (box[0] - 4, y), (box[0], y), (0, 0, 0), 1)
+        cv2.putText(img, f"{lo + frac * (hi - lo):.3g}", (2, y + 4), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _legend(img: np.ndarray, box, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        y = box[1] + 14 + 16 * i
+        cv2.rectangle(img, (box[2] - 150, y - 8), (box[2] - 140, y), _COLOURS[i % len(_COLOURS)], -1)
+        cv2.putText(img, name[:22], (box[2] - 135, y), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "",
+                    xlabel: str = "", size: tuple[int, int] = (640, 400)) -> None:
+    """Lines y(x), one per series, to a PNG (written atomically)."""
+    img, box = _canvas(title, size)
+    finite = [np.asarray(y, float)[np.isfinite(np.asarray(y, float))] for _, y in series.values()]
+    ys = np.concatenate(finite) if finite else np.zeros(1)
+    xs = np.concatenate([np.asarray(x, float) for x, _ in series.values()]) if series else np.zeros(1)
+    lo, hi = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1.0
+    x0, x1 = float(xs.min()), float(xs.max()) if xs.max() > xs.min() else float(xs.min()) + 1.0
+    for i, (x, y) in enumerate(series.values()):
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ok = np.isfinite(y)
+        px = box[0] + (x[ok] - x0) / (x1 - x0) * (box[2] - box[0])
+        py = box[3] - (y[ok] - lo) / (hi - lo) * (box[3] - box[1])
+        pts = np.stack([px, py], 1).round().astype(np.int32)
+        cv2.polylines(img, [pts], False, _COLOURS[i % len(_COLOURS)], 2, cv2.LINE_AA)
+    _y_axis(img, box, lo, hi)
+    cv2.putText(img, f"{xlabel} {x0:.0f} .. {x1:.0f}", (box[0], size[1] - 20), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    _legend(img, box, list(series))
+    _save_png(img, path)
+
+
+def draw_bar_chart(groups: list[str], series: dict[str, list[float]], path: str | Path, title: str = "",
+                   size: tuple[int, int] = (720, 400)) -> None:
+    """Grouped bars (one group per entry of `groups`, one bar per series), y from 0, to a PNG."""
+    img, box = _canvas(title, size)
+    values = np.array([v for v in series.values()], float).reshape(len(series), len(groups))
+    hi = float(np.nanmax(values)) if np.isfinite(values).any() and np.nanmax(values) > 0 else 1.0
+    gw = (box[2] - box[0]) / max(len(groups), 1)
+    bw = gw * 0.8 / max(len(series), 1)
+    for g, group in enumerate(groups):
+        for s in range(len(series)):
+            v = values[s, g]
+            if not np.isfinite(v):
+                continue
+            left = int(box[0] + g * gw + gw * 0.1 + s * bw)
+            top = int(box[3] - v / hi * (box[3] - box[1]))
+            cv2.rectangle(img, (left, top), (int(left + bw) - 1, box[3]), _COLOURS[s % len(_COLOURS)], -1)
+        cv2.putText(img, group[:int(gw / 7)], (int(box[0] + g * gw + 4), box[3] + 16), _FONT, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    _y_axis(img, box, 0.0, hi)
+    _legend(img, box, list(series))
+    _save_png(img, path)
+
+
+def load_eval_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EvalConfig:
+    """EvalConfig from a YAML file and `key=value` overrides."""
+    return load_config(EvalConfig, path, overrides)
+
+
+__all__ = ["EvalConfig", "EvalReport", "evaluate", "match_metrics", "segmentation_scores", "write_report",
+           "draw_line_chart", "draw_bar_chart", "load_eval_config"]

@@ -1,0 +1,20 @@
+"""The built-in multi-condition street scene, rendered by exact ray casting with full ground truth.
+
+Modules: `config` (SynthConfig, presets), `world` (procedural geometry, class ids),
+`conditions` (lighting/weather/season), `noise` and `shading` (procedural materials,
+lighting), `cameras` (trajectories), `render` (ray casting, one view), `writer` (files).
+See README.md in this folder for the scene, conventions and file layout.
+"""
+
+from .cameras import View, make_views, synth_camera
+from .conditions import CONDITIONS, Condition
+from .config import PRESETS, SequenceSpec, SynthConfig, WorldConfig, synth_config
+from .render import Rendered
+from .world import CLASS_NAMES, MOVING_CLASSES
+from .writer import render_images, render_scene, write_manifest
+
+__all__ = [
+    "CLASS_NAMES", "CONDITIONS", "Condition", "MOVING_CLASSES", "PRESETS", "Rendered", "SequenceSpec",
+    "SynthConfig", "View", "WorldConfig", "make_views", "render_images", "render_scene", "synth_camera",
+    "synth_config", "write_manifest",
+]

@@ -1,0 +1,162 @@
+"""Configuration of the built-in scene: `SynthConfig` (dataclasses, YAML-loadable) and the presets.
+
+Presets: `tiny` (unit-test scene: 5 conditions x 8 images at 320x240, a few seconds) and
+`demo` (6 traversals x 30 images at 640x480). A YAML file (`--config`) and `key=value`
+overrides (`--set`) are applied on top of the chosen preset, in that order.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import apply_override, from_dict
+from ..errors import ConfigError
+
+
+@dataclass
+class WorldConfig:
+    """Street layout (metres). Trajectories run along +x from x = 0."""
+
+    x_start: float = -20.0
+    x_end: float = 110.0
+    road_half_width: float = 3.5
+    sidewalk_width: float = 3.0
+    curb_height: float = 0.12
+    building_width: tuple[float, float] = (6.0, 14.0)
+    building_height: tuple[float, float] = (7.0, 20.0)
+    lamp_spacing: float = 14.0
+    sign_spacing: float = 11.0
+    tree_spacing: float = 10.0
+    parking_spacing: float = 6.0
+    car_occupancy: float = 0.55
+    leaves_per_tree: int = 900
+
+    def validate(self) -> None:
+        if self.x_end - self.x_start < 20:
+            raise ValueError("x_end - x_start must be at least 20 m")
+        if min(self.building_width) < 2 or self.building_height[0] < 3:
+            raise ValueError("buildings must be at least 2 m wide and 3 m high")
+
+
+@dataclass
+class SequenceSpec:
+    """One traversal: its condition and where the camera rides (offsets in metres / degrees)."""
+
+    condition: str
+    name: str = ""  # default: "<index>-<condition>", e.g. "00-summer-day"
+    lateral: float = 0.0  # y of the camera path (road centre = 0; keep |lateral| < 1.3 to stay out of parked cars)
+    height: float = 1.6
+    heading_deg: float = 0.0  # yaw relative to +x (positive = to the left, towards +y)
+    pitch_deg: float = 0.0  # positive = up
+    start_x: float = 0.0
+
+
+@dataclass
+class SynthConfig:
+    """Everything that defines a generated scene; same config and seed -> identical bytes."""
+
+    seed: int = 0
+    width: int = 640
+    height: int = 480
+    focal: float = 0.7  # fx = fy = focal * width
+    images_per_sequence: int = 30
+    spacing: float = 1.5  # metres between consecutive images
+    yaw_wobble_deg: float = 2.0  # slow sinusoidal heading change along a traversal
+    supersample: int = 1  # s x s colour samples per pixel (depth/labels always at the pixel centre)
+    prior_sigma: float = 0.5  # noise (m) of the camera-centre priors prior_x/y/z
+    world: WorldConfig = field(default_factory=WorldConfig)
+    sequences: list[SequenceSpec] = field(default_factory=list)
+
+    def validate(self) -> None:
+        from .conditions import CONDITIONS
+
+        if self.width < 16 or self.height < 16:
+            raise ValueError("width and height must be at least 16 pixels")
+        if not 0.2 <= self.focal <= 5:
+            raise ValueError("focal (fx / width) must be in [0.2, 5]")
+        if self.images_per_sequence < 1 or self.spacing <= 0:
+            raise ValueError("images_per_sequence must be >= 1 and spacing > 0")
+        if not 1 <= self.supersample <= 4:
+            raise ValueError("supersample must be 1..4")
+        if not self.sequences:
+            raise ValueError("at least one sequence is needed")
+        for s in self.sequences:
+            if s.condition not in CONDITIONS:
+                raise ValueError(f"unknown condition {s.condition!r}; known: {', '.join(CONDITIONS)}")
+            if abs(s.lateral) > 2.0:
+                raise ValueError(f"sequence {s.name or s.condition}: |lateral| must be <= 2 m (inside the road)")
+        names = self.sequence_names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"sequence names must be unique, got {names}")
+        end = max(s.start_x for s in self.sequences) + self.spacing * (self.images_per_sequence - 1)
+        if end > self.world.x_end - 10:
+            raise ValueError(f"trajectories reach x = {end:.1f}; world.x_end must be at least 10 m further")
+
+    def sequence_names(self) -> list[str]:
+        return [s.name or f"{i:02d}-{s.condition}" for i, s in enumerate(self.sequences)]
+
+
+def _seq(condition: str, lateral: float, height: float, heading: float, pitch: float = 0.0) -> dict[str, Any]:
+    return dict(condition=condition, lateral=lateral, height=height, heading_deg=heading, pitch_deg=pitch)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": dict(
+        sequences=[
+            _seq("summer-day", 0.0, 1.6, 0.0),
+            _seq("autumn-overcast", 0.7, 1.9, 7.0, 2.0),
+            _seq("winter-snow", -0.6, 1.5, -7.0),
+            _seq("night", 0.4, 1.7, 4.0),
+            _seq("dusk-rain", -0.3, 2.1, -4.0, -2.0),
+            _seq("summer-day", -0.9, 1.8, 10.0, 1.0) | {"name": "05-summer-day-b"},
+        ],
+    ),
+    "tiny": dict(
+        width=320, height=240, images_per_sequence=8, spacing=1.0,
+        world=dict(x_start=-15.0, x_end=55.0, leaves_per_tree=500),
+        sequences=[
+            _seq("summer-day", 0.0, 1.6, 0.0),
+            _seq("autumn-overcast", 0.6, 1.9, 6.0, 2.0),
+            _seq("winter-snow", -0.5, 1.5, -6.0),
+            _seq("night", 0.3, 1.7, 3.0),
+            _seq("dusk-rain", -0.3, 2.0, -3.0, -2.0),
+        ],
+    ),
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def synth_config(
+    preset: str = "demo", path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None
+) -> SynthConfig:
+    """The preset, then the YAML file at `path`, then `a.b=value` overrides, then `seed` (if given)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    data = copy.deepcopy(PRESETS[preset])
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = _merge(data, loaded)
+    for item in overrides or []:
+        apply_override(data, item)
+    if seed is not None:
+        data["seed"] = seed
+    return from_dict(SynthConfig, data)

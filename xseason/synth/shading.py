@@ -1,0 +1,281 @@
+"""Procedural materials (albedo, emission) of world points, and the lighting of a condition.
+
+Textures are functions of the world hit point `p`, the face normal `n`, the triangle's
+kind/object and the pixel footprint `fp` (metres per pixel at that point, for analytic
+anti-aliasing): the same surface looks the same from every camera. Detail spans several
+scales: bricks or stone panels, windows with frames, curtains and lit rooms, shop windows
+with random goods, fascia lettering, paving slabs, asphalt grain, road markings and a
+zebra crossing, bark, per-leaf colours, sign pictograms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .conditions import Condition
+from .noise import cell_random, fbm, hash_unit, octave_weight, pulse, smoothstep
+from .world import (
+    K_CAR, K_CURB, K_FACADE, K_GLASS, K_LAMP, K_LEAF, K_POLE, K_ROAD, K_ROOF, K_SIDEWALK, K_SIGN, K_TRUNK,
+    K_WHEEL, Buildings, World,
+)
+
+WARM_LIGHT = np.array([1.0, 0.78, 0.5])
+
+
+@dataclass
+class Surface:
+    """Shading inputs for N surface points."""
+
+    p: np.ndarray  # (N, 3) world points
+    n: np.ndarray  # (N, 3) unit normals facing the camera
+    kind: np.ndarray  # (N,)
+    obj: np.ndarray  # (N,)
+    fp: np.ndarray  # (N,) footprint (m)
+    view: np.ndarray  # (N, 3) unit direction from the camera to the point
+
+    def subset(self, m: np.ndarray) -> "Surface":
+        return Surface(self.p[m], self.n[m], self.kind[m], self.obj[m], self.fp[m], self.view[m])
+
+
+def _facade_uv(s: Surface) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal coordinate along a vertical face, and height."""
+    along_y = np.abs(s.n[:, 0]) > np.abs(s.n[:, 1])
+    return np.where(along_y, s.p[:, 1], s.p[:, 0]), s.p[:, 2]
+
+
+def _grain(s: Surface, freq: float, octaves: int, seed: int) -> np.ndarray:
+    return fbm(s.p, s.fp, freq, octaves, seed)
+
+
+def _random_colours(u, v, fp, sizes, seed) -> np.ndarray:
+    """Multi-scale random colour blocks (posters, shop goods, pictograms), faded below ~2 px."""
+    out = np.zeros((len(u), 3))
+    amp = 1.0
+    for k, size in enumerate(sizes):
+        w = octave_weight(1.0 / size, fp)[:, None]
+        iu, iv, _ = cell_random(u, v, size, seed + k)
+        rgb = np.stack([hash_unit(iu, iv, seed=seed + 17 * k + c) for c in range(3)], 1)
+        out += amp * (w * rgb + (1 - w) * 0.5)
+        amp *= 0.6
+    return out / sum(0.6**k for k in range(len(sizes)))
+
+
+def _road(s: Surface, rw: float) -> np.ndarray:
+    x, y = s.p[:, 0], s.p[:, 1]
+    g = 0.11 + 0.035 * _grain(s, 4.0, 5, 11) + 0.02 * smoothstep(0.55, 0.75, fbm(s.p, s.fp, 0.15, 2, 12) * 0.5 + 0.5)
+    paint = pulse(y + 0.06, 1e4, 0.12, s.fp) * pulse(x, 6.0, 3.0, s.fp)
+    paint = paint + pulse(np.abs(y) - (rw - 0.35), 1e4, 0.12, s.fp)
+    zebra = pulse(x - 24.0, 1e4, 3.0, s.fp) * pulse(y + 0.25, 1.0, 0.5, s.fp) * (np.abs(y) < rw - 0.6)
+    paint = np.clip(paint + zebra, 0, 1)
+    return np.repeat(g[:, None], 3, 1) * [1.0, 1.0, 1.05] * (1 - paint[:, None]) + 0.7 * paint[:, None]
+
+
+def _sidewalk(s: Surface) -> np.ndarray:
+    x, y = s.p[:, 0], s.p[:, 1]
+    ys = y + 0.25 * np.floor(x / 0.5)
+    joints = 1 - (1 - pulse(x, 0.5, 0.015, s.fp)) * (1 - pulse(ys, 0.5, 0.015, s.fp))
+    _, _, tint = cell_random(x, ys, 0.5, 21)
+    base = 0.36 * (1 + octave_weight(2.0, s.fp) * 0.25 * (tint - 0.5)) * (1 + 0.12 * _grain(s, 4.0, 4, 22))
+    return (base * (1 - 0.55 * joints))[:, None] * [1.0, 0.96, 0.9]
+
+
+def _curb(s: Surface) -> np.ndarray:
+    j = pulse(s.p[:, 0], 1.0, 0.01, s.fp)
+    v = 0.5 * (1 + 0.15 * _grain(s, 5.0, 3, 31)) * (1 - 0.5 * j)
+    return v[:, None] * [1.0, 1.0, 0.97]
+
+
+def _brick(s: Surface, colour: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """0.075 m courses, 0.227 m stretchers in half-bond, light mortar, per-brick tone."""
+    row = np.floor(v / 0.087)
+    ub = u + 0.1135 * (row % 2)
+    mortar = 1 - (1 - pulse(v, 0.087, 0.012, s.fp)) * (1 - pulse(ub, 0.227, 0.012, s.fp))
+    bh = hash_unit(np.floor(ub / 0.227).astype(np.int64), row.astype(np.int64), seed=43)
+    brick = colour * (1 + octave_weight(1 / 0.227, s.fp) * 0.45 * (bh - 0.5))[:, None]
+    return brick * (1 - mortar[:, None]) + 0.45 * mortar[:, None]
+
+
+def _panels(s: Surface, colour: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Stone panels 1.2 x 0.6 m with dark joints and per-panel tone."""
+    us = u + 0.6 * (np.floor(v / 0.6) % 2)
+    joint = 1 - (1 - pulse(v, 0.6, 0.02, s.fp)) * (1 - pulse(us, 1.2, 0.02, s.fp))
+    _, _, ph = cell_random(us, v, 0.6, 44)
+    return colour * (1 + 0.3 * octave_weight(1 / 0.6, s.fp) * (ph - 0.5))[:, None] * (1 - 0.6 * joint[:, None])
+
+
+def _plaster(s: Surface, colour: np.ndarray, v: np.ndarray, floor_height: np.ndarray) -> np.ndarray:
+    """Plaster with floor cornices and large stains."""
+    cornice = pulse(v - floor_height + 0.1, floor_height, 0.18, s.fp)
+    return colour * ((1 + 0.25 * cornice) * (1 + 0.2 * fbm(s.p, s.fp, 0.5, 3, 45)))[:, None]
+
+
+def _wall(s: Surface, b: Buildings, i: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Wall albedo by building style (0 brick, 1 plaster, 2 stone panels), with fine grain."""
+    colour = b.colour[i] * (1 + 0.15 * _grain(s, 3.0, 5, 41))[:, None]
+    out = np.empty_like(colour)
+    for style in range(3):
+        m = b.style[i] == style
+        if not m.any():
+            continue
+        if style == 0:
+            out[m] = _brick(s.subset(m), colour[m], u[m], v[m])
+        elif style == 1:
+            out[m] = _plaster(s.subset(m), colour[m], v[m], b.floor_height[i[m]])
+        else:
+            out[m] = _panels(s.subset(m), colour[m], u[m], v[m])
+    return out
+
+
+def _facade(s: Surface, b: Buildings, cond: Condition) -> tuple[np.ndarray, np.ndarray]:
+    i = s.obj
+    u, v = _facade_uv(s)
+    alb = _wall(s, b, i, u, v)
+    emit = np.zeros_like(alb)
+    per, fh = b.window_period[i], b.floor_height[i]
+    ww, wh = b.window_size[i, 0] * per, b.window_size[i, 1] * fh
+    iu, iv = np.floor(u / per).astype(np.int64), np.floor(v / fh).astype(np.int64)
+    floors = np.floor((b.height[i] - 0.6) / fh)
+    upper = (iv >= 1) & (iv < floors)
+    # Upper-floor windows with frames (0.08 m), glass, curtains; some lit at night.
+    ou, ov = (per - ww) / 2, fh * 0.35
+    frame = pulse(u - ou + 0.08, per, ww + 0.16, s.fp) * pulse(v - ov + 0.08, fh, wh + 0.16, s.fp)
+    glass = pulse(u - ou, per, ww, s.fp) * pulse(v - ov, fh, wh, s.fp)
+    frame, glass = (frame - glass) * upper, glass * upper
+    key = hash_unit(iu, iv, b.seed[i], seed=51)
+    curtain = (hash_unit(iu, iv, b.seed[i], seed=52) < 0.45) * pulse(v - ov - 0.55 * wh, fh, 0.45 * wh, s.fp)
+    glass_col = (0.04 + 0.06 * key)[:, None] * [0.8, 0.9, 1.0] + 0.05 * (fbm(s.p, s.fp, 1.0, 2, 53) + 1)[:, None]
+    glass_col = glass_col * (1 - curtain[:, None]) + curtain[:, None] * (0.35 + 0.3 * key)[:, None] * [1, 0.9, 0.8]
+    frame_col = np.where((b.seed[i] % 2 == 0)[:, None], 0.75, 0.08) * np.ones(3)
+    alb = alb * (1 - frame - glass)[:, None] + frame[:, None] * frame_col + glass[:, None] * glass_col
+    lit = (hash_unit(iu, iv, b.seed[i], seed=54) < cond.windows)[:, None]
+    emit += glass[:, None] * lit * WARM_LIGHT * (0.25 + 0.35 * key)[:, None] * (1 - 0.5 * curtain[:, None])
+    # Shop fronts on the ground floor: a fascia with lettering and a window full of goods.
+    g = b.shop[i] & (iv == 0)
+    fascia = g * pulse(v - 2.45, 1e4, 0.5, s.fp)
+    letters = (cell_random(u, v * 0.5, 0.11, 55)[2] < 0.45) * pulse(v - 2.55, 1e4, 0.3, s.fp)
+    fcol = np.stack([hash_unit(b.seed[i], seed=56 + c) for c in range(3)], 1) * 0.6
+    fcol = fcol * (1 - letters[:, None]) + 0.85 * letters[:, None]
+    shopwin = g * pulse(u - 0.3, per, per - 0.6, s.fp) * pulse(v - 0.5, 1e4, 1.8, s.fp)
+    goods = _random_colours(u, v, s.fp, (0.5, 0.16, 0.06), 57) * 0.55
+    alb = alb * (1 - fascia - shopwin)[:, None] + fascia[:, None] * fcol + shopwin[:, None] * goods
+    emit += shopwin[:, None] * goods * 1.2 * (cond.windows > 0)
+    return alb, emit
+
+
+def _sign(s: Surface) -> np.ndarray:
+    u, v = _facade_uv(s)
+    side = (s.n[:, 0] + s.n[:, 1] > 0).astype(np.int64)
+    base = np.stack([hash_unit(s.obj, side, seed=61 + c) for c in range(3)], 1) * 0.8
+    pict = _random_colours(u, v, s.fp, (0.2, 0.07, 0.025), 62) * 0.9
+    mix = hash_unit(np.floor(u / 0.07).astype(np.int64), np.floor(v / 0.07).astype(np.int64), s.obj, seed=63) < 0.5
+    return np.where(mix[:, None], pict, base)
+
+
+def _leaf(s: Surface, season: str) -> np.ndarray:
+    h = hash_unit(s.obj, seed=71)
+    if season == "autumn":
+        pal = np.array([[0.55, 0.2, 0.03], [0.45, 0.06, 0.03], [0.6, 0.42, 0.04], [0.28, 0.14, 0.05], [0.3, 0.3, 0.05]])
+        return pal[np.minimum((h * len(pal)).astype(int), len(pal) - 1)] * (0.7 + 0.6 * hash_unit(s.obj, seed=72))[:, None]
+    return np.array([0.07, 0.2, 0.035]) * (0.55 + 0.9 * h)[:, None]
+
+
+def materials(s: Surface, world: World, car_colours: np.ndarray, cond: Condition, rw: float):
+    """Albedo (N, 3) and emission (N, 3, before the condition's light levels) of surface points."""
+    alb = np.zeros((len(s.p), 3))
+    emit = np.zeros((len(s.p), 3))
+    for kind in np.unique(s.kind):
+        m = s.kind == kind
+        sub = s.subset(m)
+        if kind == K_ROAD:
+            alb[m] = _road(sub, rw)
+        elif kind == K_SIDEWALK:
+            alb[m] = _sidewalk(sub)
+        elif kind == K_CURB:
+            alb[m] = _curb(sub)
+        elif kind == K_FACADE:
+            alb[m], emit[m] = _facade(sub, world.buildings, cond)
+        elif kind == K_ROOF:
+            alb[m] = (0.25 * (1 + 0.2 * _grain(sub, 2.0, 3, 81)))[:, None]
+        elif kind == K_TRUNK:
+            bark = 0.16 * (1 + 0.35 * fbm(sub.p * [4, 4, 0.5], sub.fp * 4, 3.0, 3, 82))
+            alb[m] = bark[:, None] * [1.0, 0.72, 0.5]
+        elif kind == K_LEAF:
+            alb[m] = _leaf(sub, cond.leaves)
+        elif kind == K_POLE:
+            alb[m] = (0.28 * (1 + 0.15 * _grain(sub, 6.0, 2, 83)))[:, None] * [1, 1, 1.05]
+        elif kind == K_LAMP:
+            alb[m] = 0.7
+            emit[m] = WARM_LIGHT * 4.0 * (sub.n[:, 2] < -0.5)[:, None] * (cond.lamps > 0)
+        elif kind == K_SIGN:
+            alb[m] = _sign(sub)
+        elif kind == K_CAR:
+            c = car_colours[sub.obj] * (1 + 0.05 * _grain(sub, 4.0, 2, 84))[:, None]
+            alb[m] = np.where((sub.p[:, 2] < 0.45)[:, None], c * 0.3, c)
+        elif kind == K_GLASS:
+            roof = (sub.n[:, 2] > 0.7)[:, None]
+            alb[m] = np.where(roof, car_colours[sub.obj], 0.05 + 0.03 * _grain(sub, 2.0, 2, 85)[:, None])
+        elif kind == K_WHEEL:
+            alb[m] = 0.035
+    return alb, emit
+
+
+def weather(s: Surface, alb: np.ndarray, cond: Condition) -> np.ndarray:
+    """Snow cover and wetness on upward-facing surfaces."""
+    up = smoothstep(0.55, 0.85, s.n[:, 2])
+    if cond.snow > 0:
+        patch = np.clip(0.75 + 1.2 * fbm(s.p, s.fp, 0.8, 4, 91), 0, 1)
+        y = np.abs(s.p[:, 1])
+        tracks = 1 - 0.75 * (pulse(np.abs(y - 1.75) - 0.55, 1e4, 0.3, s.fp) * (s.kind == K_ROAD))
+        cover = cond.snow * up * patch * tracks
+        snow = 0.82 * (1 + 0.06 * fbm(s.p, s.fp, 8.0, 2, 92))[:, None] * [0.97, 0.99, 1.0]
+        alb = alb * (1 - cover[:, None]) + snow * cover[:, None]
+    if cond.wet > 0:
+        puddle = smoothstep(0.55, 0.7, fbm(s.p, s.fp, 0.4, 2, 93) * 0.5 + 0.5)
+        alb = alb * (1 - cond.wet * up * (0.35 + 0.4 * puddle))[:, None]
+    return alb
+
+
+def irradiance(s: Surface, cond: Condition, lamps: np.ndarray, shadow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Diffuse irradiance (N, 3) and specular highlight (N, 3) from sky, sun and street lamps."""
+    nz = s.n[:, 2]
+    e = np.asarray(cond.ambient) * (0.55 + 0.45 * nz)[:, None]
+    if any(cond.sun):
+        ndl = np.clip(s.n @ np.asarray(cond.sun_dir), 0, None)
+        if shadow is not None:
+            ndl = ndl * ~shadow
+        e = e + ndl[:, None] * np.asarray(cond.sun)
+    spec = np.zeros_like(e)
+    if cond.lamps > 0:
+        for lamp in lamps:
+            near = np.flatnonzero(np.abs(s.p[:, 0] - lamp[0]) < 30.0)
+            d = lamp - s.p[near]
+            dist2 = np.einsum("ij,ij->i", d, d)
+            ld = d / np.sqrt(dist2)[:, None]
+            n = s.n[near]
+            ndl = np.clip(np.einsum("ij,ij->i", n, ld), 0, None)
+            down = np.sqrt(np.clip(-ld[:, 2], 0, None))  # lamps light downwards
+            e[near] += (cond.lamps * 9.0 * ndl * down / (dist2 + 1.0))[:, None] * WARM_LIGHT
+            if cond.wet > 0:
+                h = ld - s.view[near]
+                h /= np.linalg.norm(h, axis=1, keepdims=True)
+                nh = np.clip(np.einsum("ij,ij->i", n, h), 0, None)
+                spec[near] += (cond.wet * cond.lamps * 6.0 * nh**60 * (n[:, 2] > 0.7) / (dist2 + 1.0))[:, None] * WARM_LIGHT
+    return e, spec
+
+
+def sky(dirs: np.ndarray, cond: Condition) -> np.ndarray:
+    """Sky radiance (N, 3) for unit view directions (world frame)."""
+    el = np.clip(dirs[:, 2], -0.2, 1.0)
+    t = smoothstep(0.0, 0.45, el)[:, None]
+    c = np.asarray(cond.sky_horizon) * (1 - t) + np.asarray(cond.sky_top) * t
+    if cond.clouds > 0:
+        plane = dirs / np.maximum(dirs[:, 2:3], 0.05) * 100.0
+        cl = fbm(plane, np.full(len(dirs), 2.0), 0.01, 5, 95) * 0.5 + 0.5
+        cover = cond.clouds * smoothstep(0.45, 0.75, cl)[:, None] * (el > 0)[:, None]
+        c = c * (1 - cover) + cover * np.asarray(cond.sky_horizon) * 1.15
+    if any(cond.sun):
+        glow = np.clip(dirs @ np.asarray(cond.sun_dir), 0, 1) ** 64
+        c = c + glow[:, None] * np.asarray(cond.sun) * 0.8
+    return c
