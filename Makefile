@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/xseason demo
 
 test: $(STAMP)
+	@bash scripts/ensure_system_libs.sh test
 	$(PY) -m pytest -q -ra tests
 
 clean-venv:

@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--step", type=float, default=1.0, help="metres between images of a sequence")
     ap.add_argument("--baseline-pairs", type=int, default=40)
+    ap.add_argument("--pairs-per-image", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="400 images, 100k points")
     args = ap.parse_args()
     if args.quick:
@@ -117,7 +118,7 @@ def main() -> None:
     table = clean_points(table, acfg)
     assoc = associate(table, "summer", acfg)
     t_setup = time.perf_counter() - t0
-    cfg = CorrespondenceConfig(densify=True)
+    cfg = CorrespondenceConfig(max_pairs_per_image=args.pairs_per_image)
     tracemalloc.start()
     t0 = time.perf_counter()
     out = make_correspondences(table, [assoc], cfg, progress=False)

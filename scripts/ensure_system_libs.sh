@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# open3d needs libusb-1.0 at import time. Install it when missing (Debian/Ubuntu, as root
-# or with sudo); otherwise say exactly what to do.
+# System packages from Debian/Ubuntu that xseason needs (installed when missing, as root or
+# with sudo; otherwise says exactly what to do):
+#   always:        libusb-1.0-0  (open3d loads it at import time)
+#   with `test`:   chromium      (the report test renders the HTML page headless; skipped without it)
 set -u
-if ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then exit 0; fi
-echo "xseason: the system library libusb-1.0 (needed by open3d) is missing; installing it." >&2
-if command -v apt-get >/dev/null 2>&1; then
-    SUDO=""
-    if [ "$(id -u)" != 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; else SUDO="__none__"; fi
-    fi
-    if [ "$SUDO" != "__none__" ]; then
-        $SUDO apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 \
-            || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1; } \
-            && exit 0
-    fi
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+optional=()
+if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then optional+=(chromium); fi
+[ ${#missing[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO="none"; fi
 fi
-echo "xseason: could not install libusb-1.0. Install it yourself, e.g. 'sudo apt-get install libusb-1.0-0'" >&2
-echo "         (Fedora: 'sudo dnf install libusb1'; macOS: 'brew install libusb'), then rerun." >&2
-exit 1
+install() {
+    [ "$SUDO" = none ] && return 1
+    command -v apt-get >/dev/null 2>&1 || return 1
+    echo "xseason: installing system package(s): $*" >&2
+    $SUDO apt-get install -y -q "$@" >/dev/null 2>&1 \
+        || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q "$@" >/dev/null 2>&1; }
+}
+if [ ${#optional[@]} -gt 0 ] && ! install "${optional[@]}"; then
+    echo "xseason: could not install ${optional[*]}; the tests that need it will be skipped." >&2
+fi
+if [ ${#missing[@]} -gt 0 ] && ! install "${missing[@]}"; then
+    echo "xseason: the system library libusb-1.0 (needed by open3d) is missing and could not be installed." >&2
+    echo "         Install it, e.g. 'sudo apt-get install libusb-1.0-0' (Fedora: 'sudo dnf install libusb1'," >&2
+    echo "         macOS: 'brew install libusb'), then rerun." >&2
+    exit 1
+fi
+exit 0

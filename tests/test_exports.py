@@ -146,11 +146,13 @@ def test_merged_colmap_model_keeps_every_pose_point_and_observation(fake, tmp_pa
     assert sorted(sources) == sorted(SEQUENCES)
     out = export_colmap(fake["build"], tmp_path / "colmap")
     merged = pycolmap.Reconstruction(str(out))
+    stored_error = merged.compute_mean_reprojection_error()
+    merged.update_point_3d_errors()
     assert merged.num_cameras() == 3 and merged.num_reg_images() == 8  # 3 + 3 + 2 (one night image unregistered)
     assert merged.num_points3D() == sum(r.num_points3D() for r in sources.values())
     assert merged.compute_num_observations() == sum(r.compute_num_observations() for r in sources.values())
     # tracks still point at the right keypoints: reprojection is exact after renumbering ids
-    assert merged.compute_mean_reprojection_error() < 1e-6
+    assert merged.compute_mean_reprojection_error() < 1e-6 and stored_error < 1e-6
     want = {k: v for r in sources.values() for k, v in _centres(r).items()}
     got = _centres(merged)
     assert got.keys() == want.keys()
@@ -201,3 +203,19 @@ def test_export_errors_are_clear(fake, tmp_path):
     with pytest.raises(ExportError, match="must end in .ply"):
         export_ply(fake["build"], tmp_path / "a.txt", {s: c for s, (c, _) in SEQUENCES.items()})
     assert not (tmp_path / "out").exists() and not (tmp_path / "a.ply").exists()
+
+
+def test_find_build_dir_uses_dataset_json_then_the_sibling_work_folder(fake, tmp_path):
+    from xseason.exports import find_build_dir
+
+    assert find_build_dir(fake["dataset"]) is None  # neither dataset.json's work_dir nor dataset.work exists
+    sibling = fake["dataset"].parent / "dataset.work"
+    sibling.symlink_to(fake["build"], target_is_directory=True)
+    try:
+        assert find_build_dir(fake["dataset"]) == sibling
+    finally:
+        sibling.unlink()
+    images, pairs = fake["images"], fake["pairs"]
+    ds = write_dataset(tmp_path / "ds", images, pairs, fake["matches"], config={}, manifest_checksum=None,
+                       image_root=tmp_path, extra_meta={"work_dir": str(fake["build"])})
+    assert find_build_dir(ds) == fake["build"]

@@ -246,3 +246,241 @@ def test_kapture_missing_image_is_a_manifest_error(tmp_path):
     with pytest.raises(ManifestError, match=r"m.csv:3: column 'image': file not found"):
         write_layout_manifest(out, kapture_rows(tmp_path, default=Condition("c")))
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- public benchmarks (fixtures in their formats)
+def qc_line(name: str, pose: Pose) -> str:
+    """`name qw qx qy qz cx cy cz`: rotation of world-to-camera, camera centre (CMU / NVM style)."""
+    return " ".join([name, *(repr(float(v)) for v in (*rotmat_to_qvec(pose.R), *pose.center))])
+
+
+CMU_INTRINSICS = (
+    "# Camera ID, model, width, height, params\n"
+    "c0 OPENCV 1024 768 868.993378 866.063001 525.942323 420.042529 -0.399431 0.188924 0.000153 0.000571\n"
+    "c1 OPENCV 1024 768 873.382641 876.489513 529.324138 397.272397 -0.397066 0.181925 0.000176 -0.000579\n"
+)
+
+
+def write_cmu(root: Path, rng) -> dict[str, Pose]:
+    """Slice 2: two reference images and two snowy queries (one with ground truth)."""
+    truth = {}
+    (root / "slice2" / "camera-poses").mkdir(parents=True)
+    (root / "intrinsics.txt").write_text(CMU_INTRINSICS)
+    db = ["img_00122_c0_1303398475046031us.jpg", "img_00123_c1_1303398475046031us.jpg"]
+    queries = ["img_01000_c0_1292943600000000us.jpg", "img_01001_c1_1292943601000000us.jpg"]  # 21 Dec 2010
+    for part, names in (("database", db), ("query", queries)):
+        for name in names:
+            touch_image(root / "slice2" / part / name)
+            truth[name] = random_pose(rng)
+    (root / "slice2" / "ground-truth-database-images-slice2.txt").write_text("\n".join(qc_line(n, truth[n]) for n in db) + "\n")
+    (root / "slice2" / "camera-poses" / "slice2.txt").write_text(qc_line(queries[0], truth[queries[0]]) + "\n")
+    (root / "slice2" / "test-images-slice2.txt").write_text("\n".join(queries) + "\n")
+    return truth
+
+
+def test_cmu_poses_intrinsics_and_conditions(tmp_path):
+    from xseason.layouts.cmu import cmu_rows
+
+    truth = write_cmu(tmp_path, np.random.default_rng(11))
+    m = write_layout_manifest(tmp_path / "m.csv", cmu_rows(tmp_path))
+    assert list(m.sequences()) == ["slice2/reference", "slice2/2010-12-21"]
+    assert m.conditions() == ["sunny-nofoliage", "lowsun-nofoliage-snow"]
+    for rec in m.images:
+        assert_same_pose(rec.pose, truth[Path(rec.image).name])
+        # a world point projects as the benchmark's convention says: x_cam = R (X - C)
+        X = np.array([[1.0, -2.0, 30.0]])
+        pose = truth[Path(rec.image).name]
+        np.testing.assert_allclose(rec.pose.transform(X), (X - pose.center) @ pose.R.T, atol=1e-9)
+    c0 = m.images[0]
+    assert c0.camera == "c0" and c0.camera_model == "OPENCV" and c0.camera_params[2:4] == (525.942323, 420.042529)
+    assert c0.timestamp == 1303398475.046031 and m.sequences()["slice2/2010-12-21"][0].weather == "snow"
+    assert len(m.images) == 3 and all(m.is_posed(s) for s in m.sequences())
+    everything = cmu_rows(tmp_path, queries="all")
+    assert len(everything.rows) == 4 and sum(r["pose"] is None for r in everything.rows) == 1
+
+
+def test_cmu_errors(tmp_path):
+    from xseason.layouts.cmu import cmu_rows
+
+    write_cmu(tmp_path, np.random.default_rng(0))
+    with pytest.raises(LayoutError, match=r"unknown slice\(s\) \[7\]; found slices \[2\]"):
+        cmu_rows(tmp_path, slices=[7])
+    gt = tmp_path / "slice2" / "camera-poses" / "slice2.txt"
+    gt.write_text("# comment\nimg_01000_c0_1292943600000000us.jpg 1 0 0 0 1 2\n")
+    with pytest.raises(LayoutError, match=f"{gt}:2: expected 'name qw qx qy qz cx cy cz', got 7 fields"):
+        cmu_rows(tmp_path)
+    gt.write_text("img_01000_c0_1292943600000000us.jpg 0.5 0 0 0 1 2 3\n")
+    with pytest.raises(LayoutError, match=f"{gt}:1: quaternion has norm 0.5"):
+        cmu_rows(tmp_path)
+    (tmp_path / "intrinsics.txt").unlink()
+    with pytest.raises(LayoutError, match="intrinsics.txt: file not found"):
+        cmu_rows(tmp_path)
+
+
+def write_robotcar(root: Path, rng) -> dict[str, Pose]:
+    truth = {}
+    ref = ["overcast-reference/rear/1417176458999821.jpg", "overcast-reference/rear/1417176459999821.jpg"]
+    night = ["night/rear/1418235223450115.jpg", "night/rear/1418235224450115.jpg"]
+    for name in ref + night:
+        touch_image(root / "images" / name)
+        truth[name] = random_pose(rng)
+    (root / "intrinsics").mkdir()
+    (root / "intrinsics" / "rear_intrinsics.txt").write_text("fx 400.000000\nfy 400.000000\ncx 508.222931\ncy 498.187378\n")
+    nvm = root / "3D-models" / "all-merged" / "all.nvm"
+    nvm.parent.mkdir(parents=True)
+    cams = [qc_line(n.replace(".jpg", ".png"), truth[n]).split(" ") for n in ref]
+    nvm.write_text("NVM_V3\n\n2\n" + "".join(f"{c[0]} 400 {' '.join(c[1:])} 0 0\n" for c in cams) + "\n0\n")
+    c2w = truth[night[0]].inverse().matrix()
+    (root / "robotcar_v2_train.txt").write_text(
+        night[0].replace(".jpg", ".png") + " " + " ".join(repr(float(v)) for v in c2w.ravel()) + "\n")
+    return truth
+
+
+def test_robotcar_reference_nvm_and_training_poses(tmp_path):
+    from xseason.layouts.robotcar import robotcar_rows
+
+    truth = write_robotcar(tmp_path, np.random.default_rng(5))
+    m = write_layout_manifest(tmp_path / "images" / "m.csv", robotcar_rows(tmp_path, cameras=["rear"]))
+    assert m.conditions() == ["overcast-reference", "night"] and len(m.images) == 3
+    for rec in m.images:
+        assert_same_pose(rec.pose, truth[rec.image])
+    night = m.sequences()["night"][0]
+    assert night.daytime == "night" and night.timestamp == 1418235223.450115
+    assert night.camera_model == "PINHOLE" and night.camera_params == (400.0, 400.0, 508.222931, 498.187378)
+    rows = robotcar_rows(tmp_path, cameras=["rear"], queries="all", principal_point_offset=0.5).rows
+    assert len(rows) == 4 and rows[-1]["pose"] is None and rows[0]["camera_params"][2] == 508.722931
+
+
+def test_robotcar_errors(tmp_path):
+    from xseason.layouts.robotcar import robotcar_rows
+
+    write_robotcar(tmp_path, np.random.default_rng(5))
+    with pytest.raises(LayoutError, match="missing condition folder"):
+        robotcar_rows(tmp_path, conditions=["snow"], cameras=["rear"])
+    train = tmp_path / "robotcar_v2_train.txt"
+    train.write_text("night/rear/1418235223450115.png 1 0 0\n")
+    with pytest.raises(LayoutError, match=f"{train}:1: expected 'name' and 12 or 16 matrix entries, got 3"):
+        robotcar_rows(tmp_path, cameras=["rear"])
+    nvm = tmp_path / "3D-models" / "all-merged" / "all.nvm"
+    nvm.write_text("NVM_V3\n\n3\nx.png 400 1 0 0 0 0 0 0 0 0\n")
+    with pytest.raises(LayoutError, match="ends before its 3 cameras"):
+        robotcar_rows(tmp_path, cameras=["rear"])
+
+
+def test_aachen_model_and_night_queries(tmp_path):
+    from xseason.layouts.aachen import aachen_rows
+
+    rng = np.random.default_rng(9)
+    truth = {"db/1.jpg": random_pose(rng), "db/2.jpg": random_pose(rng)}
+    model = tmp_path / "3D-models" / "aachen_v_1_1"
+    model.mkdir(parents=True)
+    (model / "cameras.txt").write_text("1 SIMPLE_RADIAL 1600 1200 1500.5 800 600 0.01\n2 PINHOLE 1000 800 900 901 500.5 400\n")
+    (model / "images.txt").write_text("".join(
+        f"{k} {' '.join(repr(float(v)) for v in (*rotmat_to_qvec(p.R), *p.t))} {k} {n}\n\n"
+        for k, (n, p) in enumerate(truth.items(), start=1)))
+    (model / "points3D.txt").write_text("")
+    (tmp_path / "queries").mkdir()
+    query = "query/night/nexus5x/IMG_1.jpg"
+    (tmp_path / "queries" / "night_time_queries_with_intrinsics.txt").write_text(f"{query} SIMPLE_RADIAL 1600 1200 1469.2 800 600 -0.0353\n")
+    for name in [*truth, query]:
+        touch_image(tmp_path / "images_upright" / name)
+    m = write_layout_manifest(tmp_path / "m.csv", aachen_rows(tmp_path))
+    assert m.conditions() == ["day", "night"] and m.is_posed("db") and not m.is_posed("query-night")
+    by_image = {r.image: r for r in m.images}
+    for name, pose in truth.items():
+        assert_same_pose(by_image["images_upright/" + name].pose, pose, tol=1e-12)
+    assert by_image["images_upright/db/2.jpg"].camera_params == (900.0, 901.0, 500.5, 400.0)
+    q = by_image["images_upright/" + query]
+    assert q.camera_model == "SIMPLE_RADIAL" and q.camera_params == (1469.2, 800.0, 600.0, -0.0353) and q.pose is None
+    (tmp_path / "queries" / "night_time_queries_with_intrinsics.txt").write_text(f"{query} SIMPLE_RADIAL 1600 1200 1469.2\n")
+    with pytest.raises(LayoutError, match="night_time_queries_with_intrinsics.txt:1: expected 'name MODEL"):
+        aachen_rows(tmp_path)
+
+
+def write_fourseasons(root: Path, rng, recordings: list[str]) -> dict[tuple[str, int], Pose]:
+    """cam0 world-to-camera truths per (recording, timestamp); GNSSPoses.txt holds their inverses (TUM order)."""
+    calib = root / "calibration"
+    calib.mkdir(parents=True)
+    (calib / "undistorted_calib_0.txt").write_text("Pinhole 501.4757919305817 501.4757919305817 421.7953735163109 167.65799492501083 0\n800 400\ncrop\n800 400\n")
+    (calib / "undistorted_calib_1.txt").write_text("Pinhole 501.4757919305817 501.4757919305817 421.7953735163109 167.65799492501083 0\n800 400\ncrop\n800 400\n")
+    (calib / "undistorted_calib_stereo.txt").write_text("0.9999 -0.0141 0.0003 -0.30\n0.0141 0.9999 0.0002 0.001\n-0.0003 -0.0002 1.0 0.002\n0 0 0 1\n".replace("0.9999", repr(float(np.sqrt(1 - 0.0141**2)))))
+    truth = {}
+    for rec in recordings:
+        lines = ["# timestamp, tx, ty, tz, qx, qy, qz, qw, scale, fusion_quality, v3"]
+        for k in range(3):
+            ts = 1585071000000000000 + k * 100_000_000
+            truth[(rec, ts)] = pose = random_pose(rng)
+            c2w = pose.inverse()
+            qw, qx, qy, qz = rotmat_to_qvec(c2w.R)
+            lines.append(", ".join([str(ts), *(repr(float(v)) for v in (*c2w.t, qx, qy, qz, qw)), "1.0", "1", "0"]))
+            for cam in ("cam0", "cam1"):
+                touch_image(root / rec / "undistorted_images" / cam / f"{ts}.png")
+        touch_image(root / rec / "undistorted_images" / "cam0" / "1585071009999999999.png")  # no pose: left out
+        (root / rec / "GNSSPoses.txt").write_text("\n".join(lines) + "\n")
+    return truth
+
+
+def test_fourseasons_poses_stereo_and_principal_point(tmp_path):
+    from xseason.layouts.fourseasons import fourseasons_rows, read_calibration, read_stereo
+
+    recs = ["recording_2020-03-24_17-36-22", "recording_2020-12-22_11-54-24"]
+    truth = write_fourseasons(tmp_path, np.random.default_rng(4), recs)
+    stereo = read_stereo(tmp_path / "calibration" / "undistorted_calib_stereo.txt")
+    m = write_layout_manifest(tmp_path / "m.csv", fourseasons_rows(tmp_path, conditions={recs[1]: Condition("winter-sunny")}))
+    assert m.conditions() == ["spring", "winter-sunny"] and len(m.images) == 12
+    for rec in m.images:
+        seq, _, cam, name = rec.image.split("/")
+        cam0 = truth[(seq, int(name[:-4]))]
+        assert_same_pose(rec.pose, cam0 if cam == "cam0" else stereo @ cam0)
+        assert rec.timestamp == int(name[:-4]) / 1e9
+    # DSO puts pixel centres at integers: COLMAP's principal point is +0.5
+    assert m.images[0].camera_params == (501.4757919305817, 501.4757919305817, 421.7953735163109 + 0.5, 167.65799492501083 + 0.5)
+    rel = tmp_path / "rel.txt"
+    rel.write_text("Pinhole 0.6 0.9 0.5 0.45 0\n800 400\n")
+    assert read_calibration(rel) == (0.6 * 800, 0.9 * 400, 400.0, 180.0)
+    with pytest.raises(LayoutError, match="unknown recording"):
+        fourseasons_rows(tmp_path, recordings=["recording_2021-01-01"])
+    gnss = tmp_path / recs[0] / "GNSSPoses.txt"
+    gnss.write_text("# header\n1585071000000000000, 1, 2, 3, 0, 0, 0\n")
+    with pytest.raises(LayoutError, match=f"{gnss}:2: expected 'timestamp tx ty tz qx qy qz qw', got 7 fields"):
+        fourseasons_rows(tmp_path)
+
+
+def test_cli_subcommands_for_benchmarks(tmp_path, capsys):
+    write_cmu(tmp_path / "cmu", np.random.default_rng(1))
+    assert main(["manifest", "cmu", str(tmp_path / "cmu"), "--out", str(tmp_path / "cmu" / "m.csv"),
+                 "--condition", "2010-12-21=winter-snow"]) == 0
+    m = read_manifest(tmp_path / "cmu" / "m.csv")
+    assert m.conditions() == ["sunny-nofoliage", "winter-snow"]
+    assert main(["manifest", "cmu", str(tmp_path / "cmu"), "--slice", "3", "--out", str(tmp_path / "cmu" / "x.csv")]) == 2
+    assert "unknown slice(s) [3]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- pipelines/
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("pipeline_*.yaml")), ids=lambda p: p.name)
+def test_pipeline_configs_are_valid_build_configs(config):
+    from xseason.build import load_build_config
+
+    cfg = load_build_config(config)
+    assert cfg.features.max_num_features >= 1024
+
+
+def test_pipeline_script_writes_the_manifest(tmp_path):
+    import subprocess
+    import sys
+
+    truth = write_cmu(tmp_path, np.random.default_rng(2))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "cmu_seasons.py"), str(tmp_path), "--out", str(tmp_path / "out"),
+         "--manifest-only"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    m = read_manifest(tmp_path / "xseason_manifest.csv")
+    assert len(m.images) == 3 and "slice2/2010-12-21: 1 images, lowsun-nofoliage-snow, posed" in result.stdout
+    for rec in m.images:
+        assert_same_pose(rec.pose, truth[Path(rec.image).name])
+    bad = subprocess.run([sys.executable, str(REPO / "pipelines" / "cmu_seasons.py"), str(tmp_path / "nope"),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no slice<N> folders" in bad.stderr

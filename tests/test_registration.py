@@ -1,19 +1,24 @@
-"""Registration into one frame: Sim3 maths, the tiny scene with poses hidden, resume, corrupt images."""
+"""Registration into one frame: Sim3 maths, the tiny scene with poses hidden (rates, accuracy against the
+ground truth, resume), corrupt images, and configs/build.yaml staying equal to the defaults."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from xseason.geometry import Pose, qvec_to_rotmat
+from xseason.build import BuildConfig, load_build_config
+from xseason.geometry import qvec_to_rotmat
+from xseason.groundtruth import load_truth
 from xseason.manifest import read_manifest
 from xseason.reconstruction import reconstruct
-from xseason.registration import SfMConfig, apply_sim3, load_registered, register, umeyama
+from xseason.registration import SfMConfig, apply_sim3, load_registered, pose_errors, register, umeyama
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_umeyama_recovers_similarity():
@@ -25,76 +30,68 @@ def test_umeyama_recovers_similarity():
     assert abs(s - 2.5) < 1e-9 and np.abs(r - rot).max() < 1e-9 and np.abs(t - [1, -2, 3]).max() < 1e-9
 
 
-@pytest.fixture(scope="module")
-def tiny_hidden(tmp_path_factory) -> Path:
-    synth = pytest.importorskip("xseason.synth")
-    out = tmp_path_factory.mktemp("tiny_hidden")
-    synth.render_scene(out / "scene", synth.synth_config("tiny"), hide_poses=True, progress=False)
-    return out
+def test_build_yaml_is_the_default_config():
+    assert load_build_config(REPO / "configs" / "build.yaml") == BuildConfig()
 
 
-def _build(scene: Path, build: Path):
-    m = read_manifest(scene / "manifest.csv")
+def _build(manifest_path: Path, build: Path):
+    m = read_manifest(manifest_path)
     ref = [m.images[0].condition]
     cfg = SfMConfig()
     return m, register(m, reconstruct(m, build, cfg, ref), build, cfg, ref)
 
 
-def _pose_errors(build: Path, truth: dict) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rotation (deg) and centre errors of registered images after one Sim3 to the truth; truth extent."""
-    est_c, gt_c, est_r, gt_r = [], [], [], []
-    for model in load_registered(build).values():
-        for img in model.images.values():
-            pose = img.cam_from_world()
-            rot = np.asarray(pose.rotation.matrix())
-            gt = Pose.from_qt(truth[img.name]["qvec"], truth[img.name]["tvec"])
-            est_c.append(-rot.T @ np.asarray(pose.translation))
-            est_r.append(rot)
-            gt_c.append(gt.center)
-            gt_r.append(gt.R)
-    est_c, gt_c = np.array(est_c), np.array(gt_c)
-    s, r, t = umeyama(est_c, gt_c)
-    centre = np.linalg.norm(apply_sim3(s, r, t, est_c) - gt_c, axis=1)
-    rel = np.einsum("nij,nkj->nik", np.array(gt_r), np.array(est_r) @ r.T)
-    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-    return angle, centre, float(np.ptp(gt_c, axis=0).max())
+@pytest.fixture(scope="module")
+def hidden_build(tiny_scene_hidden: Path, tmp_path_factory) -> tuple[Path, object, float]:
+    build = tmp_path_factory.mktemp("tiny_hidden_build")
+    t0 = time.perf_counter()
+    m, reg = _build(tiny_scene_hidden / "manifest.csv", build)
+    return build, (m, reg), time.perf_counter() - t0
 
 
-def test_tiny_hidden_registration_and_resume(tiny_hidden):
-    build = tiny_hidden / "build"
-    m, reg = _build(tiny_hidden / "scene", build)
+def test_tiny_hidden_registration_rates_and_resume(hidden_build, tiny_scene_hidden):
+    build, (m, reg), _ = hidden_build
     cond = {s: recs[0].condition for s, recs in m.sequences().items()}
     rates = reg.rate(cond)
     print("registration rate per condition:", rates)
     for condition in ("summer-day", "autumn-overcast", "winter-snow"):
         assert rates[condition] >= 0.95, (condition, rates)
+    for name, info in reg.images.items():
+        assert info["registered"] or info["reason"], name  # every failure says why
     # Resume: nothing is redone, the result is identical.
     before = (build / "registration.json").read_bytes()
     t0 = time.perf_counter()
-    _, again = _build(tiny_hidden / "scene", build)
+    _, again = _build(tiny_scene_hidden / "manifest.csv", build)
     assert time.perf_counter() - t0 < 3.0
     assert (build / "registration.json").read_bytes() == before
     assert again.images == reg.images
 
 
-@pytest.mark.xfail(reason="known weak: cross-condition Sim3 from few 3D-3D matches; errors 1-10% of extent", strict=False)
-def test_tiny_hidden_pose_accuracy(tiny_hidden):
-    build = tiny_hidden / "build"
-    _build(tiny_hidden / "scene", build)
-    truth = json.loads((tiny_hidden / "scene" / "truth.json").read_text())["images"]
-    angle, centre, extent = _pose_errors(build, truth)
-    print(f"median rotation error {np.median(angle):.2f} deg, centre error {100 * np.median(centre) / extent:.2f}% of extent")
-    assert np.median(centre) < 0.03 * extent
-    assert np.median(angle) < 2.0
+def test_tiny_hidden_pose_accuracy(hidden_build, tiny_scene_hidden):
+    """Against the truth, after one similarity. Measured on tiny: median 0.03 deg and 0.18% of the extent
+    (7 m between the first and last camera); bounds 0.2 deg and 0.5% (the demo targets)."""
+    build, _, _ = hidden_build
+    truth = load_truth(tiny_scene_hidden)
+    _, angle, centre = pose_errors(load_registered(build), {n: t.pose for n, t in truth.images.items()})
+    extent = float(np.ptp(np.array([t.pose.center for t in truth.images.values()]), axis=0).max())
+    print(f"{len(angle)} images: median rotation error {np.median(angle):.3f} deg, "
+          f"centre error {100 * np.median(centre) / extent:.3f}% of {extent:.1f}")
+    assert len(angle) >= 24
+    assert np.median(angle) < 0.2
+    assert np.median(centre) < 0.005 * extent
 
 
-def test_corrupt_image_is_a_recorded_skip(tiny_hidden, tmp_path):
+def test_corrupt_image_is_a_recorded_skip(tiny_scene_hidden, tmp_path):
+    """Two sequences only (speed); one unreadable image is skipped with its reason, the rest registers."""
     scene = tmp_path / "scene"
-    shutil.copytree(tiny_hidden / "scene", scene)
-    m = read_manifest(scene / "manifest.csv")
-    bad = m.images[3]
-    bad.path.write_bytes(b"not an image")
-    _, reg = _build(scene, tmp_path / "build")
-    info = reg.images[bad.image]
+    shutil.copytree(tiny_scene_hidden / "images", scene / "images")
+    rows = pd.read_csv(tiny_scene_hidden / "manifest.csv", dtype=str, keep_default_na=False)
+    rows = rows[rows["sequence"].isin(rows["sequence"].unique()[:2])].drop(columns=["mask", "label"])
+    rows.to_csv(scene / "manifest.csv", index=False)
+    bad = rows["image"].iloc[3]
+    (scene / bad).unlink()
+    (scene / bad).write_bytes(b"not an image")
+    _, reg = _build(scene / "manifest.csv", tmp_path / "build")
+    info = reg.images[bad]
     assert info["registered"] is False and "unreadable image" in info["reason"]
-    assert sum(v["registered"] for v in reg.images.values()) >= 20
+    assert sum(v["registered"] for v in reg.images.values()) == len(rows) - 1

@@ -107,7 +107,7 @@ def test_show_colours_by_error_against_ground_truth(tmp_path, monkeypatch):
     fake.true_matches = lambda truth, a, b, pixels: (pixels + truth["shift"], pixels[:, 0] < 600)
     monkeypatch.setitem(sys.modules, "xseason.groundtruth", fake)
     images, pairs, matches = make_tables(n_pairs=4, n_images=3)
-    pid = int(pairs["pair_id"].iloc[0])
+    pid = int(pairs.loc[pairs["num_matches"].idxmax(), "pair_id"])
     sel = matches["pair_id"] == pid
     matches.loc[sel, "x1"] = matches.loc[sel, "x0"] + 3  # exact where visible ...
     matches.loc[sel, "y1"] = matches.loc[sel, "y0"] + 3

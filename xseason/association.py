@@ -284,7 +284,7 @@ def point_table_from_reconstructions(recs: Mapping[str, object], views: Sequence
             p2d = image.points2D
             if len(p2d) == 0:
                 continue
-            pid = np.array([p.point3D_id for p in p2d], np.int64)
+            pid = np.array([p.point3D_id for p in p2d], np.uint64).astype(np.int64)  # invalid -> -1
             xy = np.array([p.xy for p in p2d], np.float64).reshape(-1, 2)
             pos = np.searchsorted(ids, pid)
             ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == pid)

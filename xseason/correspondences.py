@@ -3,9 +3,10 @@
 For every image j of a non-reference condition c (and, with `self_pairs`, of the reference
 condition itself), one vectorised pass:
 
-1. Candidate reference images: registered images of the reference condition whose camera
-   centre is within ``pair_distance * scene_depth`` of j's and whose optical axis is within
-   ``pair_max_angle`` degrees of j's (scene_depth = median point depth of the table).
+1. Candidate reference images: the (at most `max_candidates`) nearest registered images of
+   the reference condition whose camera centre is within ``pair_distance * scene_depth`` of
+   j's and whose optical axis is within ``pair_max_angle`` degrees of j's (scene_depth =
+   median point depth of the table).
 2. Candidate points: the reference points those images observe, restricted to the points
    that exist in c (associated with a point of c, or supported by c's geometry: see
    association.py). Each is projected into j and kept when it is in front of the camera,
@@ -25,7 +26,8 @@ condition itself), one vectorised pass:
    ``max_pairs_per_image`` images with most shared points, overlap in
    [min_overlap, max_overlap] and at least `min_matches` shared points, become pairs.
 4. Matches of a pair (i, j): the reference 3D point (not the keypoint) projected into both
-   images. ``err0`` = distance to i's keypoint; ``err1`` = distance to the keypoint of the
+   images, kept where its triangulation uncertainty, propagated into j
+   (`predicted_error`), stays within `max_predicted_error` pixels. ``err0`` = distance to i's keypoint; ``err1`` = distance to the keypoint of the
    associated point in j when j observed it (then ``densified = False`` and the match is
    kept only if ``err1 <= max_reproj_error``), else ``err1 = 0`` and ``densified = True``.
    ``dist3d`` = distance to the associated point (0 for a shared track or the same
@@ -78,6 +80,7 @@ class CorrespondenceConfig:
     same_sequence: bool = False  # with self_pairs: also pairs of one sequence
     pair_distance: float = 1.5  # candidate pairs: centre distance <= pair_distance * scene depth
     pair_max_angle: float = 60.0  # degrees between optical axes
+    max_candidates: int = 60  # at most this many nearest candidate images per target image
     min_overlap: float = 0.05
     max_overlap: float = 1.0
     max_pairs_per_image: int = 20
@@ -85,13 +88,15 @@ class CorrespondenceConfig:
     image_margin: float = 2.0  # px
     max_reproj_error: float = 2.0  # px
     max_dist3d: float = 0.5  # world units
+    keypoint_sigma: float = 0.5  # px, floor of a point's keypoint noise (its mean reprojection error)
+    max_predicted_error: float = 1.0  # px, triangulation uncertainty propagated into the other image
     weight_scale: float = 1.0  # weight = exp(-dist3d / weight_scale)
     densify: bool = True
     depth_tol: float = 0.03  # relative depth tolerance of the visibility tests
-    zbuffer_cell: int = 2  # px per z-buffer cell
-    splat_factor: float = 1.0  # occluder disc radius = splat_factor * spacing (world), projected
+    zbuffer_cell: int = 0  # px per z-buffer cell; 0 = auto: the median splat radius, 1..16 px
+    splat_factor: float = 0.8  # occluder disc radius = splat_factor * spacing (world), projected
     free_space_splat: float = 0.5  # same for the free-space test (0 = off)
-    splat_max: int = 8  # cells
+    splat_max: int = 6  # cells
     split_blocks: int = 20
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
@@ -99,10 +104,10 @@ class CorrespondenceConfig:
     def validate(self) -> None:
         if not 0 <= self.min_overlap <= self.max_overlap:
             raise ValueError("need 0 <= min_overlap <= max_overlap")
-        if self.max_pairs_per_image < 1 or self.min_matches < 1:
-            raise ValueError("max_pairs_per_image and min_matches must be >= 1")
-        if self.zbuffer_cell < 1 or self.splat_max < 0 or self.split_blocks < 1:
-            raise ValueError("zbuffer_cell and split_blocks must be >= 1, splat_max >= 0")
+        if self.max_pairs_per_image < 1 or self.min_matches < 1 or self.max_candidates < 1:
+            raise ValueError("max_pairs_per_image, max_candidates and min_matches must be >= 1")
+        if self.zbuffer_cell < 0 or self.splat_max < 0 or self.split_blocks < 1:
+            raise ValueError("zbuffer_cell and splat_max must be >= 0, split_blocks >= 1")
         if self.weight_scale <= 0 or self.depth_tol < 0:
             raise ValueError("weight_scale must be > 0 and depth_tol >= 0")
         if any(f < 0 for f in self.split_fractions) or abs(sum(self.split_fractions) - 1) > 1e-6:
@@ -202,6 +207,19 @@ def _cell_rays(camera: Camera, cell: int) -> np.ndarray:
     return camera.unproject(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(hc, wc, 3)
 
 
+@lru_cache(maxsize=8)
+def _disc_offsets(max_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell offsets of a disc of radius max_cells sorted by distance, and area[r] = offsets in radius r."""
+    g = np.arange(-max_cells, max_cells + 1)
+    off = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    d2 = (off**2).sum(axis=1)
+    radius = np.arange(max_cells + 1)
+    keep = d2 <= max_cells**2 + max_cells
+    order = np.argsort(d2[keep], kind="stable")
+    off, d2 = off[keep][order], d2[keep][order]
+    return off, np.searchsorted(d2, radius**2 + radius, side="right")
+
+
 def splat_depth(
     points_cam: np.ndarray, normals_cam: np.ndarray, radius: np.ndarray, camera: Camera, cell: int, max_cells: int
 ) -> np.ndarray:
@@ -217,7 +235,9 @@ def splat_depth(
     buf = np.full(hc * wc, np.inf)
     z = points_cam[:, 2]
     uv = camera.project(points_cam)
+    reach = cell * (max_cells + 1)
     ok = np.isfinite(uv).all(axis=1) & (z > 0)
+    ok[ok] = in_image(camera, uv[ok], -reach)
     pts, nrm, rad, z, uv = points_cam[ok], normals_cam[ok], radius[ok], z[ok], uv[ok]
     cx = np.floor((uv[:, 0] + 0.5) / cell).astype(np.int64)
     cy = np.floor((uv[:, 1] + 0.5) / cell).astype(np.int64)
@@ -225,23 +245,23 @@ def splat_depth(
     r = np.clip(np.ceil(rpx - 0.5), 0, max_cells).astype(np.int64)
     flat = ~np.isfinite(nrm).all(axis=1)
     nrm = np.where(flat[:, None], np.array([0.0, 0.0, 1.0]), nrm)
-    nx = np.sum(nrm * pts, axis=1)
-    for rad_c in np.unique(r):  # loops over a few radii and their offsets, never over points
-        sel = np.flatnonzero(r == rad_c)
-        for dy in range(-rad_c, rad_c + 1):
-            for dx in range(-rad_c, rad_c + 1):
-                if dx * dx + dy * dy > rad_c * rad_c + rad_c:
-                    continue
-                x, y = cx[sel] + dx, cy[sel] + dy
-                inside = (x >= 0) & (x < wc) & (y >= 0) & (y < hc)
-                s, x, y = sel[inside], x[inside], y[inside]
-                ray = rays[y, x]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    d = nx[s] / np.sum(nrm[s] * ray, axis=1)
-                on_disc = np.isfinite(d) & (d > 0) & (np.linalg.norm(ray * d[:, None] - pts[s], axis=1) <= rad[s])
-                if dx == 0 and dy == 0:
-                    d, on_disc = np.where(on_disc, d, z[s]), np.ones(len(s), bool)
-                np.minimum.at(buf, y[on_disc] * wc + x[on_disc], d[on_disc])
+    # Every (point, cell offset) of every disc at once: offsets sorted by distance, so a disc of
+    # radius r uses the first area[r] of them.
+    offsets, area = _disc_offsets(max_cells)
+    count = area[r]
+    p = np.repeat(np.arange(len(z)), count)
+    o = offsets[np.arange(len(p)) - np.repeat(np.cumsum(count) - count, count)]
+    x, y = cx[p] + o[:, 0], cy[p] + o[:, 1]
+    inside = (x >= 0) & (x < wc) & (y >= 0) & (y < hc)
+    p, x, y, centre = p[inside], x[inside], y[inside], (o[inside] == 0).all(axis=1)
+    ray = rays[y, x]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.einsum("ij,ij->i", nrm[p], pts[p]) / np.einsum("ij,ij->i", nrm[p], ray)
+        off = ray * d[:, None] - pts[p]
+        on_disc = np.isfinite(d) & (d > 0) & (np.einsum("ij,ij->i", off, off) <= rad[p] ** 2)
+    d = np.where(centre & ~on_disc, z[p], d)  # the point's own cell always holds it
+    on_disc |= centre
+    np.minimum.at(buf, y[on_disc] * wc + x[on_disc], d[on_disc])
     return buf.reshape(hc, wc)
 
 
@@ -278,21 +298,31 @@ def visible_in_view(
     if not inview.any():
         return uv, inview, visible
     zi = z[inview]
-    zbuf = _surfel_buffer(view, occluders, cfg.splat_factor, cfg)
-    visible[inview] = zi <= buffer_lookup(zbuf, uv[inview], cfg.zbuffer_cell) * (1 + cfg.depth_tol)
+    cell = cfg.zbuffer_cell or _auto_cell(view, occluders, cfg.splat_factor)
+    zbuf = _surfel_buffer(view, occluders, cfg.splat_factor, cell, cfg.splat_max)
+    visible[inview] = zi <= buffer_lookup(zbuf, uv[inview], cell) * (1 + cfg.depth_tol)
     if cfg.free_space_splat > 0 and len(own[0]):
-        behind = buffer_lookup(_surfel_buffer(view, own, cfg.free_space_splat, cfg), uv[inview], cfg.zbuffer_cell)
+        sbuf = _surfel_buffer(view, own, cfg.free_space_splat, cell, cfg.splat_max)
+        behind = buffer_lookup(sbuf, uv[inview], cell)
         visible[inview] &= ~(np.isfinite(behind) & (behind > zi * (1 + cfg.depth_tol)))
     return uv, inview, visible
 
 
-def _surfel_buffer(view: ImageView, points: tuple[np.ndarray, np.ndarray, np.ndarray], factor: float, cfg) -> np.ndarray:
+def _auto_cell(view: ImageView, points: tuple[np.ndarray, np.ndarray, np.ndarray], factor: float) -> int:
+    """Z-buffer cell size (px): the median projected splat radius, within 1..16."""
+    z = view.pose.transform(points[0])[:, 2]
+    r = factor * _focal(view.camera) * points[2] / z
+    r = r[np.isfinite(r) & (z > 0)]
+    return int(np.clip(np.round(np.median(r)), 1, 16)) if len(r) else 1
+
+
+def _surfel_buffer(
+    view: ImageView, points: tuple[np.ndarray, np.ndarray, np.ndarray], factor: float, cell: int, max_cells: int
+) -> np.ndarray:
     xyz, normal, spacing = points
     cam_pts = view.pose.transform(xyz)
-    return splat_depth(
-        cam_pts, normal @ view.pose.R.T, factor * np.nan_to_num(spacing, posinf=0.0),
-        view.camera, cfg.zbuffer_cell, cfg.splat_max,
-    )
+    radius = factor * np.nan_to_num(spacing, posinf=0.0)
+    return splat_depth(cam_pts, normal @ view.pose.R.T, radius, view.camera, cell, max_cells)
 
 
 # ----------------------------------------------------------------------------- generation
@@ -341,8 +371,9 @@ def _neighbours(ctx: _Context, j: int, candidates: np.ndarray) -> np.ndarray:
         return candidates
     d = np.linalg.norm(ctx.centres[candidates] - ctx.centres[j], axis=1)
     cos = ctx.axes[candidates] @ ctx.axes[j]
-    ok = (d <= ctx.reach) & (cos >= np.cos(np.radians(ctx.cfg.pair_max_angle)))
-    return candidates[ok]
+    ok = np.flatnonzero((d <= ctx.reach) & (cos >= np.cos(np.radians(ctx.cfg.pair_max_angle))))
+    nearest = ok[np.argsort(d[ok], kind="stable")[: ctx.cfg.max_candidates]]
+    return candidates[np.sort(nearest)]
 
 
 def _gather(table: PointTable, images: np.ndarray) -> np.ndarray:
@@ -414,15 +445,40 @@ def _target_matches(ctx: _Context, j: int, ref_images: np.ndarray, own_images: n
     for c in chosen:
         i = cand_i[c]
         sel = img == i
+        sel[sel] = predicted_error(t, pts[slot[sel]], t.views[i], t.views[j], uv[slot[sel]], cfg) <= cfg.max_predicted_error
+        if sel.sum() < cfg.min_matches:
+            continue
         o, s = obs[sel], slot[sel]
         out.append(
             dict(
                 i=int(i), j=int(j), overlap=float(overlap[c]),
-                x0=t.obs_proj[o], x1=uv[s], point=pts[s], dist3d=dist3d[s],
+                x0=t.obs_proj[o].astype(np.float32), x1=uv[s].astype(np.float32),
+                point=pts[s], dist3d=dist3d[s].astype(np.float32),
                 err0=t.obs_err[o], err1=err1[s], densified=~observed[s],
             )
         )
     return out
+
+
+def predicted_error(
+    table: PointTable, points: np.ndarray, view_i: ImageView, view_j: ImageView, uv_j: np.ndarray,
+    cfg: CorrespondenceConfig,
+) -> np.ndarray:
+    """Pixel shift in image j of each point moved by its depth uncertainty along i's ray.
+
+    Depth uncertainty of a triangulated point: ``depth * sigma / (f_i * sin(tri_angle))`` with
+    sigma = max(its mean reprojection error, keypoint_sigma) pixels; a point seen from i at a
+    small triangulation angle lands far off in j when j looks at it from another side.
+    """
+    X = table.xyz[points]
+    ray = X - view_i.pose.center
+    depth = np.linalg.norm(ray, axis=1)
+    sigma = np.maximum(table.error[points], cfg.keypoint_sigma)
+    sin = np.sin(np.radians(np.clip(table.tri_angle[points], 1e-3, 90.0)))
+    shift = depth * sigma / (_focal(view_i.camera) * sin)
+    moved = X + ray / depth[:, None] * shift[:, None]
+    uv = view_j.camera.project(view_j.pose.transform(moved))
+    return np.where(np.isfinite(uv).all(axis=1), np.linalg.norm(uv - uv_j, axis=1), np.inf)
 
 
 def make_correspondences(
@@ -589,6 +645,7 @@ __all__ = [
     "images_table",
     "load_mask",
     "make_correspondences",
+    "predicted_error",
     "splat_depth",
     "unmasked",
     "views_from_manifest",

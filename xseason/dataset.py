@@ -13,9 +13,9 @@ then per-image photometric jitter. Matches that leave either image are dropped, 
 validity mask. `PairBatchSampler` draws the batches of every training step deterministically
 from (seed, step) (so a resumed run sees the same data), optionally balancing condition pairs.
 
-Labels: an image's label PNG (uint8 class ids, 255 = ignore) is found by `label_paths`:
-the optional `label` column of images.parquet, else an optional `"labels"` mapping
-{image string: label path} in dataset.json; paths are relative to the dataset's image root.
+Labels: an image's label PNG (uint8 class ids, 255 = ignore) is found by `label_paths` in the
+optional `label` column of images.parquet (written by `xseason build` from the manifest's
+`label` column); paths are relative to the dataset's image root.
 """
 
 from __future__ import annotations
@@ -68,12 +68,10 @@ class PairFilter:
 def label_paths(store: CorrespondenceStore) -> dict[int, Path]:
     """{image_id: label PNG path} of the labelled images (see the module docstring for the sources)."""
     images = store.images
-    if "label" in images.columns:
-        labels = images["label"]
-    else:
-        labels = images["image"].map(store.meta.get("labels") or {})
+    if "label" not in images.columns:
+        return {}
     out = {}
-    for image_id, image, label in zip(images["image_id"], images["image"], labels):
+    for image_id, image, label in zip(images["image_id"], images["image"], images["label"]):
         if isinstance(label, str) and label:
             path = store.image_path(int(image_id))  # = image root / image
             out[int(image_id)] = Path(*path.parts[: len(path.parts) - len(Path(image).parts)]) / label
@@ -357,7 +355,7 @@ def make_toy_dataset(root: str | Path, places: int = 12, size: tuple[int, int] =
     textured colour per condition (conditions differ strongly in colour). Pairs link the first
     condition (reference) to every other one; matches are random sub-pixel points of the
     overlap (exact: the views differ by a translation). Images and labels go to `root/images`,
-    the dataset to `root/dataset` (returned); labels are listed in dataset.json's "labels".
+    the dataset to `root/dataset` (returned), with the optional `label` column in images.parquet.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -366,7 +364,7 @@ def make_toy_dataset(root: str | Path, places: int = 12, size: tuple[int, int] =
     palettes = rng.integers(20, 236, size=(len(conditions), num_classes, 3))
     img_dir = root / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    images, pairs, matches, labels = [], [], [], {}
+    images, pairs, matches = [], [], []
     n_test = max(1, round(places * test_fraction))
     for place in range(places):
         lab = _toy_labels(rng, (h + 2 * margin, w + 2 * margin), num_classes)
@@ -380,11 +378,11 @@ def make_toy_dataset(root: str | Path, places: int = 12, size: tuple[int, int] =
             name = f"p{place:03d}_{cond}.png"
             cv2.imwrite(str(img_dir / name), img[..., ::-1])
             cv2.imwrite(str(img_dir / f"p{place:03d}_{cond}_label.png"), window.astype(np.uint8))
-            labels[name] = f"p{place:03d}_{cond}_label.png"
             images.append({"image_id": len(images), "image": name, "sequence": f"{cond}-run", "condition": cond,
                            "season": None, "daytime": cond, "weather": None, "camera_model": "PINHOLE",
                            "width": w, "height": h, "params": [float(w), float(w), w / 2, h / 2],
-                           "registered": False, **{k: None for k in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")}})
+                           "registered": False, **{k: None for k in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")},
+                           "label": f"p{place:03d}_{cond}_label.png"})
         ref = len(images) - len(conditions)
         for c in range(1, len(conditions)):
             dx, dy = offsets[0][0] - offsets[c][0], offsets[0][1] - offsets[c][1]  # x1 = x0 + (dx, dy)
@@ -403,7 +401,7 @@ def make_toy_dataset(root: str | Path, places: int = 12, size: tuple[int, int] =
     table = {k: np.concatenate([m[k] for m in matches]) for k in matches[0]}
     return write_dataset(root / "dataset", pd.DataFrame(images), pd.DataFrame(pairs), table,
                          config={"toy": {"places": places, "size": list(size), "seed": seed}},
-                         manifest_checksum=None, image_root=img_dir, extra_meta={"labels": labels},
+                         manifest_checksum=None, image_root=img_dir,
                          store_config=StoreConfig(coord_step=0, mantissa_bits=23))
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import load_config
+from .errors import ConfigError
 from .dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PairFilter
 from .files import atomic_path
 from .losses import sample_at
@@ -80,7 +81,7 @@ def evaluate(checkpoints: list[str | Path], dataset: str | Path, cfg: EvalConfig
 def _names(checkpoints: list[str | Path], names: list[str] | None) -> list[str]:
     if names is not None:
         if len(names) != len(checkpoints):
-            raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+            raise ConfigError(f"eval: {len(names)} names for {len(checkpoints)} checkpoints")
         return list(names)
     parents = [Path(c).parent.name or Path(c).stem for c in checkpoints]
     return parents if len(set(parents)) == len(parents) else [str(c) for c in checkpoints]

@@ -3,8 +3,8 @@
 Both read the build folder's registered models (``xseason.registration.load_registered``: one
 pycolmap model per sequence, all in the common world frame) or take such a mapping directly.
 
-Colours: every condition gets one colour of ``CONDITION_PALETTE`` (Okabe-Ito, colour-blind
-safe), assigned to the condition names in sorted order, so that a set of conditions is always
+Colours: every condition gets one colour of ``CONDITION_PALETTE`` (Paul Tol's "bright" scheme,
+colour-blind safe and readable on white and on black), assigned to the condition names in sorted order, so that a set of conditions is always
 drawn the same way (the report's legend, the PLY, and the report's top view agree). More
 conditions than colours reuse the palette from the start.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+import pandas as pd
 import pycolmap
 from tqdm import tqdm
 
@@ -24,17 +25,17 @@ from .errors import XSeasonError
 from .files import atomic_path, write_json
 from .manifest import Manifest
 from .reconstruction import sequence_folder
+from .store import open_dataset
 
-# Okabe & Ito (2008), RGB 0-255; black replaced by a mid grey so that it shows on dark viewers.
+# Paul Tol's "bright" qualitative scheme (personal.sron.nl/~pault), RGB 0-255.
 CONDITION_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 159, 0),    # orange
-    (86, 180, 233),   # sky blue
-    (0, 158, 115),    # bluish green
-    (240, 228, 66),   # yellow
-    (0, 114, 178),    # blue
-    (213, 94, 0),     # vermillion
-    (204, 121, 167),  # reddish purple
-    (128, 128, 128),  # grey
+    (68, 119, 170),   # blue
+    (238, 102, 119),  # red
+    (34, 136, 51),    # green
+    (204, 187, 68),   # yellow
+    (102, 204, 238),  # cyan
+    (170, 51, 119),   # purple
+    (187, 187, 187),  # grey
 )
 
 Models = Mapping[str, pycolmap.Reconstruction]
@@ -51,11 +52,25 @@ def condition_colors(conditions: Iterable[str]) -> dict[str, tuple[int, int, int
     return {name: CONDITION_PALETTE[i % len(CONDITION_PALETTE)] for i, name in enumerate(names)}
 
 
-def sequence_conditions(source: Manifest | Mapping[str, str]) -> dict[str, str]:
-    """Sequence -> condition, from a manifest or an explicit mapping."""
+def sequence_conditions(source: Manifest | pd.DataFrame | Mapping[str, str]) -> dict[str, str]:
+    """Sequence -> condition, from a manifest, a dataset's images table, or an explicit mapping."""
     if isinstance(source, Manifest):
         return {seq: recs[0].condition for seq, recs in source.sequences().items()}
+    if isinstance(source, pd.DataFrame):
+        rows = source.dropna(subset=["sequence"])
+        return dict(zip(rows["sequence"], rows["condition"].fillna("(none)")))
     return dict(source)
+
+
+def find_build_dir(dataset_dir: str | os.PathLike) -> Path | None:
+    """The build (work) folder of a dataset, if it still exists: dataset.json's `work_dir`, else
+    `<dataset>.work` beside it; None when neither holds a registration.json."""
+    dataset_dir = Path(dataset_dir)
+    meta = open_dataset(dataset_dir).meta
+    for candidate in (meta.get("work_dir"), dataset_dir.parent / f"{dataset_dir.name}.work"):
+        if candidate and (Path(candidate) / "registration.json").is_file():
+            return Path(candidate)
+    return None
 
 
 def load_models(source: ModelSource) -> dict[str, pycolmap.Reconstruction]:
@@ -70,7 +85,8 @@ def load_models(source: ModelSource) -> dict[str, pycolmap.Reconstruction]:
             raise ExportError(f"{build_dir}: build folder not found")
         models = load_registered(build_dir)
     if not models:
-        raise ExportError(f"{source if not isinstance(source, Mapping) else 'models'}: no registered sequence to export")
+        where = "models" if isinstance(source, Mapping) else source
+        raise ExportError(f"{where}: no registered sequence to export")
     return models
 
 
@@ -116,6 +132,7 @@ def merge_models(models: Models) -> pycolmap.Reconstruction:
             track = pycolmap.Track()
             track.add_elements(elements)
             merged.add_point3D(point.xyz, track, point.color)
+    merged.update_point_3d_errors()
     return merged
 
 
@@ -123,7 +140,8 @@ def export_colmap(source: ModelSource, out_dir: str | os.PathLike, merged: bool 
     """Write the registered reconstruction as COLMAP model(s) in the common world frame.
 
     `merged`: one model of all sequences at `out_dir`; otherwise one model per sequence at
-    `out_dir/<folder>/` (the build's file-system-safe sequence folder name, `sequence_folder`). `text`: COLMAP's text format instead of binary. Written atomically.
+    `out_dir/<folder>/` (the build's file-system-safe sequence folder name, `sequence_folder`).
+    `text`: COLMAP's text format instead of binary. Written atomically.
     """
     models = load_models(source)
     out_dir = Path(out_dir)
@@ -138,7 +156,7 @@ def export_colmap(source: ModelSource, out_dir: str | os.PathLike, merged: bool 
 
 
 def export_ply(source: ModelSource, path: str | os.PathLike,
-               conditions: Manifest | Mapping[str, str]) -> dict[str, object]:
+               conditions: Manifest | pd.DataFrame | Mapping[str, str]) -> dict[str, object]:
     """Write all registered 3D points as one PLY, coloured by condition; return its legend.
 
     Per vertex: ``x y z`` (float32, common frame), ``red green blue`` (the condition's colour),
@@ -155,7 +173,7 @@ def export_ply(source: ModelSource, path: str | os.PathLike,
     missing = sorted(set(models) - set(seq_cond))
     if missing:
         raise ExportError(f"no condition known for sequence(s) {', '.join(map(repr, missing))}")
-    colors = condition_colors(seq_cond[s] for s in models)
+    colors = condition_colors(seq_cond.values())  # every known condition: the same colours as the report
     cond_names = list(colors)
     seq_names = list(models)
     xyz = [model_points(models[s]) for s in seq_names]
@@ -184,5 +202,6 @@ def export_ply(source: ModelSource, path: str | os.PathLike,
     return legend
 
 
-__all__ = ["CONDITION_PALETTE", "ExportError", "condition_colors", "sequence_conditions", "load_models",
+__all__ = ["CONDITION_PALETTE", "ExportError", "condition_colors", "sequence_conditions", "find_build_dir",
+           "load_models",
            "model_points", "merge_models", "export_colmap", "export_ply"]

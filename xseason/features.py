@@ -35,12 +35,12 @@ class FeatureError(XSeasonError):
 class FeatureConfig:
     """SIFT extraction (pycolmap)."""
 
-    max_num_features: int = 8192
+    max_num_features: int = 8192  # per image, strongest kept
     peak_threshold: float = 0.0066667  # lower finds more features in dark / low-contrast images
-    edge_threshold: float = 10.0
-    first_octave: int = -1
-    domain_size_pooling: bool = False
-    darkness_adaptivity: bool = False
+    edge_threshold: float = 10.0  # SIFT edge-response rejection
+    first_octave: int = -1  # -1 upsamples the image once: more, finer features
+    domain_size_pooling: bool = False  # DSP-SIFT descriptors (slower, more robust to appearance change)
+    darkness_adaptivity: bool = False  # adapt the peak threshold to dark images (night)
     default_focal_factor: float = 1.2  # unknown intrinsics: SIMPLE_RADIAL, f = factor * max(w, h)
 
     def validate(self) -> None:
@@ -72,12 +72,12 @@ class MatchingConfig:
     cross_max_angle: float = 45.0  # degrees between viewing directions (posed images only)
     cross_max_pairs: int = 600  # without positions: exhaustive, subsampled to this many pairs
     localize_max_pairs: int = 40  # pairs per image registered one by one (absolute pose)
-    max_ratio: float = 0.8
-    max_distance: float = 0.7
-    cross_check: bool = True
+    max_ratio: float = 0.8  # Lowe's ratio test
+    max_distance: float = 0.7  # max descriptor distance (normalised)
+    cross_check: bool = True  # keep mutual nearest neighbours only
     min_num_inliers: int = 15  # per verified pair
     max_error: float = 4.0  # pixels, two-view RANSAC
-    num_threads: int = -1
+    num_threads: int = -1  # -1 = all cores
 
     def validate(self) -> None:
         if self.sequential_overlap < 1 or self.cross_neighbors < 1:
@@ -189,6 +189,8 @@ def _extract_one(db, extractor, rec: ImageRecord, image_id: int, camera_id: int,
 def _make_camera(rec: ImageRecord, camera_id: int, width: int, height: int, cfg: FeatureConfig) -> pycolmap.Camera:
     if rec.camera_model is not None and rec.camera_params is not None:
         camera = pycolmap.Camera(model=rec.camera_model, width=width, height=height, params=list(rec.camera_params))
+        # Known intrinsics: calibrated two-view verification, and COLMAP's mapper does not re-estimate the focal.
+        camera.has_prior_focal_length = True
     else:
         focal = cfg.default_focal_factor * max(width, height)
         camera = pycolmap.Camera.create_from_model_name(camera_id, "SIMPLE_RADIAL", focal, width, height)

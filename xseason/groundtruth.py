@@ -176,8 +176,10 @@ def true_matches(
 
     Visible = known depth in a, projects in front of b inside its frame, and agrees with b's
     depth there within `occlusion_tol` (relative): occluded points and points on geometry that
-    differs between the two images (cars, leaves) come out not visible. Pixels without a
-    known depth in a get NaN positions.
+    differs between the two images (cars, leaves) come out not visible. Between different
+    sequences, points on moving objects (in a, or where they land in b) are never visible:
+    they are different objects even where their surfaces happen to coincide. Pixels without
+    a known depth in a get NaN positions.
     """
     pts = world_points(truth, name_a, pixels_a)
     img_b = truth.images[name_b]
@@ -187,7 +189,19 @@ def true_matches(
     db[inside] = sample_depth(truth.depth(name_b), truth.labels(name_b), pb[inside])
     with np.errstate(invalid="ignore"):
         visible = inside & (np.abs(zb - db) <= occlusion_tol * db)
+    if truth.images[name_a].sequence != img_b.sequence:
+        visible &= ~_on_moving(truth, name_a, np.nan_to_num(np.asarray(pixels_a, float)))
+        idx = np.flatnonzero(visible)
+        visible[idx[_on_moving(truth, name_b, pb[idx])]] = False
     return pb, visible
+
+
+def _on_moving(truth: SceneTruth, name: str, pixels: np.ndarray) -> np.ndarray:
+    """Whether the nearest pixel of each (N, 2) position is on a moving object."""
+    moving = truth.moving(name)
+    h, w = moving.shape
+    px = np.rint(pixels).astype(np.int64)
+    return moving[np.clip(px[:, 1], 0, h - 1), np.clip(px[:, 0], 0, w - 1)]
 
 
 def true_overlap(truth: SceneTruth, name_a: str, name_b: str, stride: int = 4) -> float:

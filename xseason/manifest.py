@@ -41,7 +41,7 @@ QUATERNION_TOLERANCE = 1e-3  # |‖q‖ - 1| above this is an error; below, q is
 MAX_REPORTED_ERRORS = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: numpy fields; records compare (and hash) by identity
 class ImageRecord:
     """One validated manifest row."""
 
@@ -240,9 +240,6 @@ class _Columns:
         if name in self.table.columns:
             return self.table[name].reset_index(drop=True)
         return pd.Series([""] * self.n, dtype=object)
-
-    def has(self, name: str) -> bool:
-        return name in self.table.columns
 
     def flag(self, mask, column: str | None, message) -> None:
         """Report every row where `mask` is true; `message` is a string or `message(row_index)`."""

@@ -13,6 +13,7 @@ dict or a bare state_dict) into an existing network, matching names and shapes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class _PyramidPool(nn.Module):
         branch = max(channels // 4, 8)
         self.bins = bins
         self.branches = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, branch, 1, bias=False), nn.BatchNorm2d(branch), nn.ReLU(inplace=True))
+            nn.Sequential(nn.Conv2d(channels, branch, 1), nn.ReLU(inplace=True))  # no BN: 1x1 maps at batch 1
             for _ in bins
         )
         self.fuse = _conv(channels + branch * len(bins), channels)
@@ -147,7 +148,8 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = False) -> li
     """Load a user's checkpoint into `model`; returns the names left at their initial values.
 
     Accepts `{"model": state_dict}` (our format) or a bare state_dict; a `module.` prefix (DDP)
-    is stripped. Tensors whose name or shape does not fit are skipped unless `strict`.
+    is stripped. Tensors whose name or shape does not fit are skipped unless `strict`; fewer
+    than half of the network's tensors fitting is an error (another architecture).
     """
     data = read_checkpoint(path)
     state = data.get("model", data)
@@ -155,7 +157,9 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = False) -> li
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = sorted(set(own) - set(fits))
-    if not fits or (strict and (missing or len(fits) != len(state))):
+    useful = [k for k in fits if not k.endswith("num_batches_tracked")]
+    wanted = [k for k in own if not k.endswith("num_batches_tracked")]
+    if 2 * len(useful) < len(wanted) or (strict and (missing or len(fits) != len(state))):
         wrong = sorted(set(state) - set(fits))[:5]
         raise CheckpointError(
             f"{path}: checkpoint does not fit the network ({len(fits)}/{len(own)} tensors fit; "
@@ -171,7 +175,18 @@ def model_payload(model: nn.Module) -> dict:
     return {"model": net.state_dict(), "model_config": to_dict(net.cfg)}
 
 
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (names, dtypes, bytes): equal digests = identical networks."""
+    net = model.module if hasattr(model, "module") else model
+    h = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 __all__ = [
-    "ModelConfig", "SegNet", "CheckpointError", "build_model", "upsample_to", "read_checkpoint", "load_model",
+    "state_digest", "ModelConfig", "SegNet", "CheckpointError", "build_model", "upsample_to", "read_checkpoint", "load_model",
     "load_weights", "model_payload",
 ]

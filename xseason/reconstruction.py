@@ -39,13 +39,13 @@ class ReconstructionConfig:
     min_tri_angle: float = 1.0  # degrees; COLMAP's 1.5 loses many points on short baselines
     ignore_two_view_tracks: bool = False  # keep points seen by two images only
     max_reproj_error: float = 4.0  # pixels, filtering after triangulation / BA
-    init_min_num_inliers: int = 50
-    init_min_tri_angle: float = 8.0
-    abs_pose_min_num_inliers: int = 20
-    min_model_size: int = 3
+    init_min_num_inliers: int = 50  # incremental mapping: verified matches of the initial pair
+    init_min_tri_angle: float = 8.0  # degrees, initial pair
+    abs_pose_min_num_inliers: int = 20  # 2D-3D inliers to add an image to a model
+    min_model_size: int = 3  # images; smaller models are discarded
     refine_intrinsics: bool = True  # unposed sequences without given intrinsics
-    seed: int = 0
-    num_threads: int = -1
+    seed: int = 0  # RANSAC / mapper random seed
+    num_threads: int = -1  # -1 = all cores
 
     def validate(self) -> None:
         if self.min_tri_angle <= 0 or self.max_reproj_error <= 0:
@@ -94,7 +94,7 @@ def reconstruct(manifest: Manifest, build_dir: Path, cfg: "SfMConfig", reference
     """Features, matching and one model per sequence (unposed ones in their own frame), cached."""
     work = Path(build_dir) / "colmap"
     index = extract(manifest, work, cfg.features)
-    match(index, candidate_pairs(manifest, index, cfg.matching, reference), work, cfg.matching, "sequences")
+    match(index, candidate_pairs(manifest, index, cfg.matching), work, cfg.matching, "sequences")
     models = {}
     for seq, recs in tqdm(manifest.sequences().items(), desc="reconstruction", unit="seq", leave=False):
         model = sequence_model(manifest, index, seq, recs, work, cfg.reconstruction)
@@ -108,17 +108,19 @@ def feature_index(manifest: Manifest, build_dir: Path, cfg: SfMConfig) -> Featur
     return extract(manifest, Path(build_dir) / "colmap", cfg.features)
 
 
-def candidate_pairs(manifest: Manifest, index: FeatureIndex, cfg: MatchingConfig, reference: list[str]) -> list[tuple[str, str]]:
-    """Within every sequence, plus every unposed sequence against every world-frame sequence."""
+def candidate_pairs(manifest: Manifest, index: FeatureIndex, cfg: MatchingConfig) -> list[tuple[str, str]]:
+    """Within every sequence, plus between every two sequences of which at least one is unposed.
+
+    Pairs between unposed sequences (not only against the world's) give the joint refinement of
+    `registration.register` cross-condition constraints between all of them.
+    """
     seqs = manifest.sequences()
     pairs = [p for recs in seqs.values() for p in sequence_pairs(index.names(recs), cfg)]
-    anchors = anchor_sequences(manifest, reference)
-    for seq, recs in seqs.items():
-        if manifest.is_posed(seq):
-            continue
-        for anchor in anchors:
-            if anchor != seq:
-                pairs += cross_pairs(index, recs, seqs[anchor], cfg, cfg.cross_max_pairs)
+    names = list(seqs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if not (manifest.is_posed(a) and manifest.is_posed(b)):
+                pairs += cross_pairs(index, seqs[a], seqs[b], cfg, cfg.cross_max_pairs)
     return pairs
 
 
@@ -167,22 +169,43 @@ def sequence_model(manifest: Manifest, index: FeatureIndex, seq: str, recs: list
 
 def _triangulate(manifest: Manifest, index: FeatureIndex, recs: list[ImageRecord], tmp: Path,
                  cfg: ReconstructionConfig) -> tuple[pycolmap.Reconstruction | None, dict]:
-    """Points from fixed poses; ids equal to the database's (COLMAP requires it)."""
-    recs = [r for r in recs if r.image in index.image_ids]
-    model = empty_model(index, {index.camera_ids[r.camera] for r in recs})
-    for r in recs:
-        image = pycolmap.Image(name=r.image, camera_id=index.camera_ids[r.camera], image_id=index.image_ids[r.image])
-        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(r.pose.R), r.pose.t)
+    """Points from the manifest's fixed poses."""
+    poses = {r.image: pycolmap.Rigid3d(pycolmap.Rotation3d(r.pose.R), r.pose.t) for r in recs if r.image in index.image_ids}
+    return triangulate_fixed(manifest, index, posed_model(index, poses, {r.image: r.camera for r in recs}), tmp, cfg)
+
+
+def posed_model(index: FeatureIndex, poses: dict[str, pycolmap.Rigid3d], camera_of: dict[str, str],
+                cameras: dict[int, pycolmap.Camera] | None = None) -> pycolmap.Reconstruction:
+    """A model without points holding `poses` (manifest image -> cam_from_world), ids equal to the database's.
+
+    `camera_of`: manifest image -> manifest camera id; `cameras`: database camera id -> camera to use
+    instead of the database's (e.g. intrinsics refined by a sequence's own model).
+    """
+    cam_ids = {index.camera_ids[camera_of[name]] for name in poses}
+    model = empty_model(index, cam_ids, cameras)
+    for name, pose in poses.items():
+        image = pycolmap.Image(name=name, camera_id=index.camera_ids[camera_of[name]], image_id=index.image_ids[name])
         model.add_image_with_trivial_frame(image, pose)
-    if len(recs) < 2:
-        return None, {"ok": False, "reason": f"{len(recs)} readable image(s): nothing to triangulate"}
-    opts = cfg.pipeline_options()
+    return model
+
+
+def triangulate_fixed(manifest: Manifest, index: FeatureIndex, model: pycolmap.Reconstruction, tmp: Path,
+                      cfg: ReconstructionConfig) -> tuple[pycolmap.Reconstruction | None, dict]:
+    """Triangulate the database's verified matches between the images of `model`, poses and intrinsics fixed.
+
+    Avoids the usual "0 points" causes: image / camera ids equal to the database's, a low
+    `min_tri_angle`, two-view tracks kept (config), unreadable images left out beforehand.
+    """
+    if model.num_reg_images() < 2:
+        return None, {"ok": False, "reason": f"{model.num_reg_images()} posed image(s): nothing to triangulate"}
     with tempfile.TemporaryDirectory(dir=tmp) as out:
-        model = pycolmap.triangulate_points(model, index.db_path, image_root(manifest), out, True, opts, False)
+        model = pycolmap.triangulate_points(model, index.db_path, image_root(manifest), out, True,
+                                            cfg.pipeline_options(), False)
     n = model.num_points3D()
     if n == 0:
         return None, {"ok": False, "reason": "0 points triangulated (no verified matches with enough parallax)"}
-    return model, {"ok": True, "points": n, "images": model.num_reg_images(), "mean_reproj_error": model.compute_mean_reprojection_error()}
+    return model, {"ok": True, "points": n, "images": model.num_reg_images(),
+                   "mean_reproj_error": model.compute_mean_reprojection_error()}
 
 
 def _map(manifest: Manifest, index: FeatureIndex, names: list[str], tmp: Path,
@@ -203,9 +226,29 @@ def _map(manifest: Manifest, index: FeatureIndex, names: list[str], tmp: Path,
     }
 
 
-def empty_model(index: FeatureIndex, camera_ids: set[int]) -> pycolmap.Reconstruction:
-    """A model holding the database's cameras `camera_ids` (one trivial rig each), no images."""
+def empty_model(index: FeatureIndex, camera_ids: set[int],
+                cameras: dict[int, pycolmap.Camera] | None = None) -> pycolmap.Reconstruction:
+    """A model holding cameras `camera_ids` (from `cameras`, else the database; one trivial rig each), no images."""
     model = pycolmap.Reconstruction()
     for camera_id in sorted(camera_ids):
-        model.add_camera_with_trivial_rig(read_camera(index, camera_id))
+        model.add_camera_with_trivial_rig((cameras or {}).get(camera_id) or read_camera(index, camera_id))
     return model
+
+
+def point_observations(model: pycolmap.Reconstruction) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One row per (3D point, observing image): image names, keypoints (contract pixels), point xyz."""
+    names, kps, xyz = [], [np.zeros((0, 2))], [np.zeros((0, 3))]
+    pids, pxyz = np.fromiter(model.points3D.keys(), dtype=np.int64), [p.xyz for p in model.points3D.values()]
+    order = np.argsort(pids)
+    pids, pxyz = pids[order], np.asarray(pxyz, float).reshape(-1, 3)[order]
+    for image in model.images.values():
+        p2d = image.points2D
+        ids = np.fromiter((p.point3D_id for p in p2d), dtype=np.uint64, count=len(p2d))
+        has = ids != pycolmap.INVALID_POINT3D_ID
+        if not has.any():
+            continue
+        names += [image.name] * int(has.sum())
+        kps.append(np.array([p.xy for p in p2d])[has] - 0.5)
+        xyz.append(pxyz[np.searchsorted(pids, ids[has].astype(np.int64))])
+    return names, np.concatenate(kps), np.concatenate(xyz)
+

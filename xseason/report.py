@@ -22,10 +22,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from .errors import XSeasonError
-from .exports import condition_colors, load_models, model_points
+from .exports import condition_colors, load_models, model_points, sequence_conditions
 from .files import atomic_path
 from .inspect import QUANTILES, condition_pair_stats, draw_pair, match_errors
 from .store import CorrespondenceStore, open_dataset
+
+
+UNKNOWN_RGB = (200, 200, 200)  # a condition that the dataset does not know (e.g. a sequence only in the build)
 
 
 class ReportError(XSeasonError):
@@ -87,7 +90,7 @@ def draw_histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40,
         cv2.putText(img, text, (min(max(px - tw // 2, 0), w - tw), top + ph + 17), font, 0.4, ink, 1, cv2.LINE_AA)
     for frac in (0.0, 1.0):
         py = top + ph - int(frac * ph)
-        text = _short(frac * peak)
+        text = f"{round(frac * peak):,}"
         tw = cv2.getTextSize(text, font, 0.4, 1)[0][0]
         cv2.putText(img, text, (left - 6 - tw, py + 4), font, 0.4, ink, 1, cv2.LINE_AA)
     tw = cv2.getTextSize(xlabel, font, 0.45, 1)[0][0]
@@ -106,37 +109,42 @@ def draw_top_view(points: dict[str, np.ndarray], centres: dict[str, np.ndarray],
     """Points and camera centres (per condition, world frame) seen from 'above', as a BGR image.
 
     'Above' is the direction of least spread of all points (PCA): the view plane holds the
-    scene's two main directions. Points are drawn in random order so no condition hides another.
+    scene's two main directions. Points are drawn in random order so no condition hides another;
+    sparse clouds get 3 x 3 pixel dots.
     """
     names = [c for c in points if len(points[c])]
     if not names:
         raise ReportError("the registered models hold no 3D point to draw")
     xyz = np.concatenate([points[c] for c in names])
     label = np.repeat(np.arange(len(names)), [len(points[c]) for c in names])
-    rng = np.random.default_rng(seed)
-    keep = rng.permutation(len(xyz))[:max_points]
+    keep = np.random.default_rng(seed).permutation(len(xyz))[:max_points]
     xyz, label = xyz[keep], label[keep]
     mean = np.median(xyz, axis=0)
-    _, _, vt = np.linalg.svd(xyz - mean, full_matrices=False)
-    uv = (xyz - mean) @ vt[:2].T
-    lo, hi = np.quantile(uv, 0.005, axis=0), np.quantile(uv, 0.995, axis=0)
-    span = np.maximum(hi - lo, 1e-9)
-    scale = (size - 20) / span.max()
-    w, h = (np.ceil(span * scale).astype(int) + 20).tolist()
+    axes = np.linalg.svd(xyz - mean, full_matrices=False)[2][:2]
+    cams = np.concatenate([c for c in centres.values() if len(c)] or [np.zeros((0, 3))])
+    uv, cam_uv = (xyz - mean) @ axes.T, (cams - mean) @ axes.T
+    lo = np.minimum(np.quantile(uv, 0.005, axis=0), cam_uv.min(0, initial=np.inf))
+    hi = np.maximum(np.quantile(uv, 0.995, axis=0), cam_uv.max(0, initial=-np.inf))
+    scale = (size - 20) / max(float((hi - lo).max()), 1e-9)
+    w, h = (np.ceil((hi - lo) * scale).astype(int) + 20).tolist()
     canvas = np.full((h, w, 3), 255, np.uint8)
 
-    def to_px(p: np.ndarray) -> np.ndarray:
-        q = ((p - mean) @ vt[:2].T - lo) * scale + 10
+    def to_px(q: np.ndarray) -> np.ndarray:
+        q = (q - lo) * scale + 10
         return np.stack([q[:, 0], h - 1 - q[:, 1]], 1).round().astype(int)
 
-    px = to_px(xyz)
-    inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
-    bgr = np.array([colors[c][::-1] for c in names], np.uint8)
-    canvas[px[inside, 1], px[inside, 0]] = bgr[label[inside]]
-    for c, cc in centres.items():  # one marker per camera (images, not points)
-        for x, y in to_px(cc).tolist() if len(cc) else []:
-            cv2.circle(canvas, (x, y), 3, colors[c][::-1], -1, cv2.LINE_AA)
-            cv2.circle(canvas, (x, y), 3, (0, 0, 0), 1, cv2.LINE_AA)
+    px = to_px(uv)
+    bgr = np.array([colors[c][::-1] for c in names], np.uint8)[label]
+    r = 1 if len(px) < 50_000 else 0
+    for dx in range(-r, r + 1):  # dot footprint: at most 3 x 3 offsets, each vectorised over all points
+        for dy in range(-r, r + 1):
+            x, y = px[:, 0] + dx, px[:, 1] + dy
+            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            canvas[y[inside], x[inside]] = bgr[inside]
+    for cond, cc in centres.items():  # one marker per camera (images, not points)
+        for x, y in to_px((cc - mean) @ axes.T).tolist() if len(cc) else []:
+            cv2.circle(canvas, (x, y), 4, colors[cond][::-1], -1, cv2.LINE_AA)
+            cv2.circle(canvas, (x, y), 4, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas
 
 
@@ -181,40 +189,35 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table(df: pd.DataFrame, floats: str = "{:.3g}") -> str:
-    """An escaped HTML table (numbers right-aligned)."""
-    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+def _table(df: pd.DataFrame, markup: tuple[str, ...] = (), header: bool = True, floats: str = "{:.3g}") -> str:
+    """An HTML table: text escaped, numbers right-aligned; columns named in `markup` hold ready markup."""
+    head = "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in df.columns) + "</tr></thead>" if header else ""
+    raw = [c in markup for c in df.columns]
     rows = []
     for rec in df.itertuples(index=False):  # table rows: one per condition pair / sequence
         cells = []
-        for v in rec:
-            if isinstance(v, (float, np.floating)):
-                text, cls = ("-" if pd.isna(v) else floats.format(v)), ' class="n"'
+        for v, is_markup in zip(rec, raw):
+            if isinstance(v, (bool, np.bool_)) or v is None or is_markup:
+                text, cls = ("-" if v is None else (v if is_markup else _e(v))), ""
             elif isinstance(v, (int, np.integer)):
                 text, cls = f"{v:,}", ' class="n"'
+            elif isinstance(v, (float, np.floating)):
+                text, cls = ("-" if pd.isna(v) else floats.format(v)), ' class="n"'
             else:
-                text, cls = ("-" if v is None or (isinstance(v, float) and pd.isna(v)) else v), ""
-            cells.append(f"<td{cls}>{text if isinstance(v, _Html) else _e(text)}</td>")
+                text, cls = _e(v), ""
+            cells.append(f"<td{cls}>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
-class _Html(str):
-    """Markup already escaped (e.g. a colour swatch), put into a table cell as is."""
+def _swatch(condition: str, colors: dict[str, tuple[int, int, int]]) -> str:
+    """A colour square and the (escaped) condition name, as markup."""
+    r, g, b = colors.get(condition, UNKNOWN_RGB)
+    return f'<span class="sw" style="background:rgb({r},{g},{b})"></span>{_e(condition)}'
 
 
-def _swatch(condition: str, colors: dict[str, tuple[int, int, int]]) -> _Html:
-    r, g, b = colors.get(condition, (200, 200, 200))
-    return _Html(f'<span class="sw" style="background:rgb({r},{g},{b})"></span>{_e(condition)}')
-
-
-def _img(src: str, alt: str, width: int | None = None) -> str:
-    w = f' width="{width}"' if width else ""
-    return f'<img src="img/{_e(src)}" alt="{_e(alt)}"{w}>'
-
-
-def _pair_label(ref: str, other: str) -> str:
-    return f"{ref} \u2192 {other}"
+def _img(src: str, alt: str) -> str:
+    return f'<img src="img/{_e(src)}" alt="{_e(alt)}">'
 
 
 def _conditions(store: CorrespondenceStore) -> dict[str, tuple[int, int, int]]:
@@ -227,24 +230,32 @@ def _summary_section(store: CorrespondenceStore) -> str:
     colors = _conditions(store)
     per_cond = images.assign(condition=images["condition"].fillna("(none)")).groupby("condition", sort=True).agg(
         sequences=("sequence", "nunique"), images=("image_id", "size"), registered=("registered", "sum"))
-    per_cond.insert(0, "condition ", [_swatch(c, colors) for c in per_cond.index])
-    facts = pd.DataFrame({"": ["dataset folder", "format", "created", "tool version", "manifest sha256",
-                               "images (registered)", "pairs (train / val / test)", "matches", "3D points"],
-                          " ": [str(store.root.resolve()), f"{meta.get('format')} v{meta.get('version')}",
-                                (meta.get("created") or {}).get("utc", "-"), meta.get("tool_version", "-"),
-                                (meta.get("manifest_sha256") or "-")[:16],
-                                f"{len(images):,} ({int(images['registered'].sum()):,})",
-                                f"{len(pairs):,} ({' / '.join(str(int((pairs['split'] == s).sum())) for s in ('train', 'val', 'test'))})",
-                                f"{counts.get('matches', 0):,}", "-" if counts.get("points3d") is None else f"{counts['points3d']:,}"]})
+    per_cond.insert(0, "condition", [_swatch(c, colors) for c in per_cond.index])
+    splits = " / ".join(str(int((pairs["split"] == s).sum())) for s in ("train", "val", "test"))
+    facts = pd.DataFrame([
+        ("dataset folder", str(store.root.resolve())),
+        ("format", f"{meta.get('format')} v{meta.get('version')}"),
+        ("created", (meta.get("created") or {}).get("utc", "-")),
+        ("tool version", meta.get("tool_version", "-")),
+        ("manifest sha256", (meta.get("manifest_sha256") or "-")[:16]),
+        ("reference condition(s)", ", ".join(meta.get("references") or []) or "-"),
+        ("images (registered)", f"{len(images):,} ({int(images['registered'].sum()):,})"),
+        ("pairs (train / val / test)", f"{len(pairs):,} ({splits})"),
+        ("matches", f"{counts.get('matches', 0):,}"),
+        ("3D points", "-" if counts.get("points3d") is None else f"{counts['points3d']:,}"),
+    ], columns=["fact", "value"])
     config = _e(json.dumps(meta.get("config", {}), indent=2, default=str))
-    return ("<section id='summary'><h2>Build summary</h2>" + _table(facts)
-            + "<h3>Conditions</h3>" + _table(per_cond.reset_index(drop=True))
+    return ("<section id='summary'><h2>Build summary</h2>" + _table(facts, header=False)
+            + "<h3>Conditions</h3>" + _table(per_cond.reset_index(drop=True), markup=("condition",))
             + f"<details><summary>build configuration</summary><pre>{config}</pre></details></section>")
 
 
 def _registration_section(store: CorrespondenceStore, build_dir: Path, tmp: Path, cfg: ReportConfig) -> str:
-    state = json.loads((build_dir / "registration.json").read_text())
-    seq_cond = store.images.dropna(subset=["sequence"]).groupby("sequence")["condition"].first().fillna("(none)").to_dict()
+    try:
+        state = json.loads((build_dir / "registration.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{build_dir / 'registration.json'}: not valid JSON: {exc}") from None
+    seq_cond = sequence_conditions(store.images)
     colors = _conditions(store)
     img_status = pd.DataFrame.from_dict(state.get("images", {}), orient="index")
     world = set(state.get("world", []))
@@ -254,19 +265,24 @@ def _registration_section(store: CorrespondenceStore, build_dir: Path, tmp: Path
         method = mine["method"].value_counts() if len(mine) else pd.Series(dtype=int)
         rows.append({
             "sequence": seq, "condition": _swatch(seq_cond.get(seq, "(none)"), colors),
-            "status": info.get("status", "-") + (" (world frame)" if seq in world and info.get("status") != "world" else ""),
+            "status": info.get("status", "-") + (" (world)" if seq in world and info.get("status") != "world" else ""),
             "images": len(mine), "registered": int(mine["registered"].sum()) if len(mine) else 0,
             "by absolute pose": int(method.get("absolute_pose", 0)),
-            "scale": info.get("scale", np.nan), "3D-3D inliers": _fraction(info.get("inliers"), info.get("correspondences")),
-            "residual median": info.get("residual_median", np.nan), "residual rmse": info.get("residual_rmse", np.nan),
+            "3D points": (info.get("model") or {}).get("points", np.nan),
+            "reproj. error px": (info.get("model") or {}).get("mean_reproj_error", np.nan),
+            "scale": info.get("scale", np.nan),
+            "3D-3D inliers": _fraction(info.get("inliers"), info.get("correspondences")),
+            "3D residual median": info.get("residual_median", np.nan),
+            "3D residual rmse": info.get("residual_rmse", np.nan),
             "reason": info.get("reason") or "",
         })
-    table = _table(pd.DataFrame(rows)) if rows else "<p>registration.json lists no sequence.</p>"
+    table = _table(pd.DataFrame(rows), markup=("condition",)) if rows else "<p>registration.json lists no sequence.</p>"
     failed = img_status[~img_status["registered"].astype(bool)] if len(img_status) else img_status
     listed = failed.head(cfg.max_listed_images)
     missing = ""
     if len(failed):
-        lst = _table(pd.DataFrame({"image": listed.index, "sequence": listed["sequence"], "reason": listed["reason"].fillna("")}))
+        lst = _table(pd.DataFrame({"image": listed.index, "sequence": listed["sequence"],
+                                   "reason": listed["reason"].fillna("")}))
         more = f"<p>... and {len(failed) - len(listed)} more.</p>" if len(failed) > len(listed) else ""
         missing = f"<details><summary>{len(failed)} unregistered image(s) and why</summary>{lst}{more}</details>"
     view = _top_view(build_dir, seq_cond, colors, tmp, cfg)
@@ -287,7 +303,7 @@ def _top_view(build_dir: Path, seq_cond: dict[str, str], colors: dict[str, tuple
         points.setdefault(cond, []).append(model_points(rec))
         centres.setdefault(cond, []).append(np.array(
             [rec.image(i).projection_center() for i in rec.reg_image_ids()], np.float64).reshape(-1, 3))
-    colors = {**condition_colors(points), **colors}
+    colors = {c: colors.get(c, UNKNOWN_RGB) for c in points}
     image = draw_top_view({c: np.concatenate(v) for c, v in points.items()},
                           {c: np.concatenate(v) for c, v in centres.items()}, colors, cfg.top_view_size,
                           cfg.top_view_max_points, cfg.seed)
@@ -310,27 +326,33 @@ def _stats_section(store: CorrespondenceStore) -> str:
     })
     return ("<section id='stats'><h2>Statistics per condition pair</h2>"
             "<p>Matches per pair: quantiles p5 ... p95; densified: share of matches added by densification.</p>"
-            + _table(view, floats="{:.3g}") + "</section>")
+            + _table(view, markup=("reference", "condition")) + "</section>")
 
 
 def _histogram_section(store: CorrespondenceStore, tmp: Path, cfg: ReportConfig) -> str:
-    figures = [("matches_per_pair.png", "matches per pair", "matches", store.pairs["num_matches"].to_numpy(), None)]
-    for col, title, xlabel, bounded in (("dist3d", "3D distance of associated points", "dist3d (world units)", False),
-                                         ("weight", "match weight", "weight", True),
-                                         ("err0", "reprojection error, reference image", "err0 (px)", False),
-                                         ("err1", "reprojection error, other image", "err1 (px)", False)):
+    counts = store.pairs["num_matches"].to_numpy()
+    figures = [("matches_per_pair", "matches per pair", "matches", counts, None)]
+    for col, title, xlabel in (("dist3d", "3D distance of associated points", "dist3d (world units)"),
+                               ("weight", "match weight", "weight"),
+                               ("err0", "reprojection error, reference image", "err0 (px)"),
+                               ("err1", "reprojection error, other image", "err1 (px)")):
         values = _column(store, col)
         finite = values[np.isfinite(values)]
-        hi = 1.0 if bounded else (float(np.quantile(finite, cfg.upper_quantile)) if finite.size else 1.0)
-        figures.append((f"{col}.png", title, xlabel, values, (0.0, hi)))
+        top = float(np.quantile(finite, cfg.upper_quantile)) if finite.size else 1.0
+        figures.append((col, title, xlabel, values, 1.0 if col == "weight" else top))  # weight lies in (0, 1]
     cells = []
-    for name, title, xlabel, values, rng in figures:  # one PNG per histogram
-        image = draw_histogram(values, title, xlabel, cfg.histogram_bins, rng, cfg.histogram_size)
-        _write_png(tmp / "img" / name, image)
+    for name, title, xlabel, values, top in figures:  # one PNG per histogram
+        image = draw_histogram(values, title, xlabel, cfg.histogram_bins, None if top is None else (0.0, top),
+                               cfg.histogram_size)
+        _write_png(tmp / "img" / f"{name}.png", image)
         nonfinite = int((~np.isfinite(np.asarray(values, np.float64))).sum())
-        note = f" {nonfinite:,} non-finite value(s) left out." if nonfinite else ""
-        clip = f" Values above {_short(rng[1])} are counted in the last bin." if rng and rng[1] != 1.0 else ""
-        cells.append(f"<figure>{_img(name, title)}<figcaption>{_e(title)}.{_e(clip + note)}</figcaption></figure>")
+        notes = []
+        if top is not None and name != "weight":
+            notes.append(f"Values above {_short(top)} are counted in the last bin.")
+        if nonfinite:
+            notes.append(f"{nonfinite:,} non-finite value(s) left out.")
+        caption = f"<figcaption>{_e(' '.join(notes))}</figcaption>" if notes else ""
+        cells.append(f"<figure>{_img(f'{name}.png', title)}{caption}</figure>")
     return "<section id='histograms'><h2>Histograms</h2><div class='grid'>" + "".join(cells) + "</div></section>"
 
 
@@ -347,30 +369,47 @@ def _condition_pairs(store: CorrespondenceStore) -> pd.DataFrame:
                               condition=cond.reindex(store.pairs["image_id1"]).to_numpy())
 
 
-def _truth_section(store: CorrespondenceStore, truth_dir: Path, cfg: ReportConfig) -> str:
+def truth_errors(store: CorrespondenceStore, truth_dir: str | os.PathLike, max_pairs: int = 30,
+                 seed: int = 0) -> pd.DataFrame:
+    """Per condition pair, on a random sample of at most `max_pairs` pairs: how far every match's
+    (x1, y1) lies from the true position of (x0, y0) in the other image (synthetic scene only).
+
+    Columns: reference, condition, pairs checked, matches, visible (share whose reference point is
+    visible in the other image), median px, p90 px, < 1 px, < 3 px (shares of the visible ones).
+    """
     pairs = _condition_pairs(store)
     names = store.images.set_index("image_id")["image"]
     rows = []
     groups = list(pairs.groupby(["reference", "condition"], sort=True))
     for (ref, other), group in tqdm(groups, desc="ground truth", unit="condition pair", leave=False):
-        chosen = group.sample(min(len(group), cfg.truth_max_pairs), random_state=cfg.seed)
-        errors = []
+        chosen = group.sample(min(len(group), max_pairs), random_state=seed)
+        errors = [np.zeros(0)]
         for pair in chosen.itertuples(index=False):  # a sample of pairs; matches vectorised inside
             m = store.matches(pair.pair_id)
             p0, p1 = np.stack([m["x0"], m["y0"]], 1), np.stack([m["x1"], m["y1"]], 1)
             errors.append(match_errors(truth_dir, names[pair.image_id0], names[pair.image_id1], p0, p1))
-        err = np.concatenate(errors) if errors else np.zeros(0)
+        err = np.concatenate(errors)
         seen = err[np.isfinite(err)]
+        some = seen.size > 0
         rows.append({"reference": ref, "condition": other, "pairs checked": len(chosen), "matches": err.size,
                      "visible": seen.size / err.size if err.size else np.nan,
-                     "median px": np.median(seen) if seen.size else np.nan,
-                     "p90 px": np.quantile(seen, 0.9) if seen.size else np.nan,
-                     "< 1 px": (seen < 1).mean() if seen.size else np.nan,
-                     "< 3 px": (seen < 3).mean() if seen.size else np.nan})
+                     "median px": float(np.median(seen)) if some else np.nan,
+                     "p90 px": float(np.quantile(seen, 0.9)) if some else np.nan,
+                     "< 1 px": float((seen < 1).mean()) if some else np.nan,
+                     "< 3 px": float((seen < 3).mean()) if some else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _truth_section(store: CorrespondenceStore, truth_dir: Path, cfg: ReportConfig) -> str:
+    table = truth_errors(store, truth_dir, cfg.truth_max_pairs, cfg.seed)
+    colors = _conditions(store)
+    table["reference"] = [_swatch(c, colors) for c in table["reference"]]
+    table["condition"] = [_swatch(c, colors) for c in table["condition"]]
     return ("<section id='truth'><h2>Against the ground truth</h2><p>Distance of every match's (x1, y1) to the "
-            "true position of (x0, y0) in the other image, on a sample of pairs per condition pair; "
-            "'visible': share of matches whose reference point is visible in the other image.</p>"
-            + _table(pd.DataFrame(rows)) + "</section>")
+            "true position of (x0, y0) in the other image, on a random sample of at most "
+            f"{cfg.truth_max_pairs} pairs per condition pair; 'visible': share of matches whose reference point "
+            "is visible in the other image; the other columns are over the visible ones.</p>"
+            + _table(table, markup=("reference", "condition")) + "</section>")
 
 
 def _examples_section(store: CorrespondenceStore, tmp: Path, truth_dir: str | os.PathLike | None,
@@ -388,9 +427,9 @@ def _examples_section(store: CorrespondenceStore, tmp: Path, truth_dir: str | os
             draw_pair(store, pair.pair_id, path, max_matches=cfg.example_max_matches, color=colour,
                       truth_dir=truth_dir, seed=cfg.seed)
             _shrink(path, cfg.example_width)
-            figs.append(f"<figure>{_img(path.name, f'pair {pair.pair_id}')}<figcaption>pair {pair.pair_id}: "
-                        f"{pair.num_matches:,} matches, overlap {pair.overlap:.2f}, split {_e(pair.split)}</figcaption></figure>")
-        parts.append(f"<h3>{_e(_pair_label(ref, other))}</h3>" + "".join(figs))
+            caption = f"pair {pair.pair_id}: {pair.num_matches:,} matches, overlap {pair.overlap:.2f}, split {pair.split}"
+            figs.append(f"<figure>{_img(path.name, f'pair {pair.pair_id}')}<figcaption>{_e(caption)}</figcaption></figure>")
+        parts.append(f"<h3>{_e(ref)} &rarr; {_e(other)}</h3><div class='grid'>" + "".join(figs) + "</div>")
     legend = ("lines coloured by pixel error against the ground truth (green = 0 px ... red = 5 px or more; grey = "
               "not visible)" if truth_dir is not None else "lines coloured by match weight (blue = 0 ... red = 1)")
     body = "".join(parts) if parts else "<p>No pair with matches.</p>"
@@ -426,4 +465,4 @@ def _page(title: str, sections: list[str]) -> str:
             f"<body><h1>{_e(title)}</h1><nav>{nav}</nav>{''.join(sections)}</body></html>\n")
 
 
-__all__ = ["ReportConfig", "ReportError", "draw_histogram", "draw_top_view", "write_report"]
+__all__ = ["ReportConfig", "ReportError", "draw_histogram", "draw_top_view", "truth_errors", "write_report"]

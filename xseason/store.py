@@ -93,6 +93,8 @@ MATCHES_SCHEMA = pa.schema(
 )
 # Optional extra match column: True for matches added by densification (not from an SfM point).
 OPTIONAL_MATCH_FIELDS = {"densified": pa.field("densified", pa.bool_(), nullable=False)}
+# Optional extra image column: the manifest's label PNG, relative to the image root (for training/eval).
+OPTIONAL_IMAGE_FIELDS = {"label": pa.field("label", pa.string())}
 
 _COORDS = ("x0", "y0", "x1", "y1")
 _MANTISSA_COLUMNS = ("weight", "dist3d", "err0", "err1")
@@ -145,7 +147,7 @@ def write_dataset(
     """
     cfg = store_config or StoreConfig()
     cfg.validate()
-    images_t = _to_table(images, IMAGES_SCHEMA, "images")
+    images_t = _to_table(images, IMAGES_SCHEMA, "images", OPTIONAL_IMAGE_FIELDS)
     pairs_t = _to_table(pairs, PAIRS_SCHEMA, "pairs")
     _check_images_pairs(images_t, pairs_t)
     pair_ids = pairs_t.column("pair_id").to_numpy()
@@ -195,9 +197,13 @@ def write_dataset(
     return out_dir
 
 
-def _to_table(df: pd.DataFrame | pa.Table, schema: pa.Schema, name: str) -> pa.Table:
-    """Cast `df` to exactly `schema` (column by column, so errors name the column)."""
+def _to_table(df: pd.DataFrame | pa.Table, schema: pa.Schema, name: str,
+              optional: Mapping[str, pa.Field] | None = None) -> pa.Table:
+    """Cast `df` to exactly `schema` plus the `optional` fields it has (column by column, so errors name the column)."""
     columns = df.column_names if isinstance(df, pa.Table) else list(df.columns)
+    for field in (optional or {}).values():
+        if field.name in columns:
+            schema = schema.append(field)
     arrays = []
     for field in schema:
         if field.name not in columns:
@@ -405,7 +411,7 @@ def open_dataset(path: str | os.PathLike, random_access: Literal["mmap", "parque
         raise DatasetFormatError(f"{meta_path}: format version {version} was written by a newer xseason; this one "
                                  f"({__version__}) reads up to version {FORMAT_VERSION}: upgrade xseason")
     counts = meta.get("counts") or {}
-    _check_file(root / "images.parquet", IMAGES_SCHEMA, counts.get("images"))
+    _check_file(root / "images.parquet", IMAGES_SCHEMA, counts.get("images"), optional=OPTIONAL_IMAGE_FIELDS)
     _check_file(root / "pairs.parquet", PAIRS_SCHEMA, counts.get("pairs"))
     files = sorted((root / "matches").glob("*.parquet"))
     if not files:
@@ -470,7 +476,7 @@ class CorrespondenceStore:
     # -- pickling: drop open files and caches
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_columns_mm", "_chunk_start", "_files", "_lru", "_rg_start"):
+        for key in ("_columns_mm", "_chunk_start", "_files", "_lru", "_rg_start", "_rg_index"):
             state.pop(key, None)
         return state
 

@@ -39,7 +39,9 @@ from .errors import ConfigError
 from .evaluate import draw_line_chart
 from .files import atomic_path
 from .losses import LossConfig, correspondence_loss, kmeans, sample_at
-from .models import ModelConfig, build_model, load_weights, model_payload, read_checkpoint, upsample_to
+from .models import (
+    ModelConfig, build_model, load_weights, model_payload, read_checkpoint, state_digest, upsample_to,
+)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     init_checkpoint: Path | None = None  # start from a user's weights (matching tensors only)
     resume: bool = True  # continue from out/checkpoints/last.pt when present
+    max_steps_per_run: int = 0  # stop (with a checkpoint) after this many steps in one call; 0 = no limit
     log_every: int = 10
     checkpoint_every: int = 250
     progress: bool = True
@@ -99,10 +102,11 @@ class TrainResult:
 
     out: Path
     model_path: Path
-    steps: int
+    steps: int  # steps done so far (== cfg.steps once finished)
     last_metrics: dict
     seconds_per_step: float  # mean over the steps run in this call (after the first)
-    images_per_second: float
+    images_per_second: float  # 2 x pairs per step / seconds per step (both images of a pair are loaded)
+    weights_digest: str  # models.state_digest of the final network (of this rank)
 
 
 class _Runtime:
@@ -168,7 +172,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     times: list[float] = []
     metrics: dict = {}
     t_last = time.perf_counter()
-    for step, batch in zip(range(start, cfg.steps), loader):
+    end = min(cfg.steps, start + cfg.max_steps_per_run) if cfg.max_steps_per_run else cfg.steps
+    for step, batch in zip(range(start, end), loader):
         use_corr = cfg.corr_weight > 0 and step >= cfg.corr_start_step
         if use_corr and cfg.loss.kind == "cluster" and (centroids is None or step % cfg.cluster_refresh == 0):
             centroids = _refresh_centroids(net, batch, cfg, rt, step)
@@ -183,11 +188,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         t_last = now
         bar.update(1)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            metrics = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "loss": float(total),
-                       **{k: float(v) for k, v in losses.items()}, "seconds_per_step": float(np.mean(times[-cfg.log_every:]))}
+            metrics = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "loss": float(total.detach()),
+                       **{k: float(v.detach()) for k, v in losses.items()}, "seconds_per_step": float(np.mean(times[-cfg.log_every:]))}
             log.write(metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-        if rt.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+        if rt.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
             _save_state(ckpt_path, model, optimizer, scheduler, step + 1, centroids, cfg)
     bar.close()
     if rt.world > 1:  # BN statistics differ per rank; make every rank hold rank 0's
@@ -202,7 +207,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         dist.barrier()
     steady = times[1:] or times
     spp = float(np.mean(steady)) if steady else math.nan
-    return TrainResult(out, model_path, cfg.steps, metrics, spp, 2 * cfg.batch_size * rt.world / spp if steady else math.nan)
+    return TrainResult(out, model_path, end, metrics, spp, 2 * cfg.batch_size * rt.world / spp if steady else math.nan,
+                       state_digest(model))
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "stats": "per condition pair: pairs, matches, matches per pair",
     "show": "draw an image pair with a sample of its matches",
     "report": "one static HTML page about a build",
+    "export": "the registered reconstruction as a COLMAP model, the clouds as a PLY coloured by condition",
     "import-mat": "the reference paper's per-pair .mat files -> a dataset in our format",
     "export-mat": "a dataset in our format -> the reference paper's per-pair .mat files",
     "train": "train a segmentation network with the correspondence loss",

@@ -59,7 +59,8 @@ def natural_key(text: str) -> list[object]:
 def text_lines(path: Path, sep: str | None = ",") -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, stripped fields) of a text table, skipping blank and '#' lines.
 
-    `sep=None` splits on whitespace. Missing or unreadable files raise LayoutError.
+    `sep=None` splits on whitespace, `sep="any"` on commas and whitespace alike.
+    Missing or unreadable files raise LayoutError.
     """
     if not path.is_file():
         raise LayoutError(f"{path}: file not found")
@@ -69,7 +70,11 @@ def text_lines(path: Path, sep: str | None = ",") -> Iterator[tuple[int, list[st
                 text = line.strip()
                 if not text or text.startswith("#"):
                     continue
-                yield number, [part.strip() for part in (text.split(sep) if sep else text.split())]
+                if sep == "any":
+                    fields = re.split(r"[\s,]+", text)
+                else:
+                    fields = [part.strip() for part in (text.split(sep) if sep else text.split())]
+                yield number, fields
     except UnicodeDecodeError:
         raise LayoutError(f"{path}: not a UTF-8 text file") from None
 
@@ -85,12 +90,27 @@ def floats(path: Path, line: int, values: Sequence[str], what: str) -> np.ndarra
     return out
 
 
-def pose_from_qt(path: Path, line: int, q: np.ndarray, t: np.ndarray, tolerance: float = 1e-3) -> Pose:
-    """Pose from a quaternion (w, x, y, z) and translation, checking the quaternion is unit."""
+def _rotation(path: Path, line: int, q: np.ndarray, tolerance: float) -> np.ndarray:
     norm = float(np.linalg.norm(q))
     if abs(norm - 1.0) > tolerance:
         raise LayoutError(f"{path}:{line}: quaternion has norm {norm:.6g}, not 1")
-    return Pose(qvec_to_rotmat(q), np.asarray(t, dtype=np.float64))
+    return qvec_to_rotmat(q)
+
+
+def pose_from_qt(path: Path, line: int, q: np.ndarray, t: np.ndarray, tolerance: float = 1e-3) -> Pose:
+    """World-to-camera pose from a unit quaternion (w, x, y, z) and the translation t."""
+    return Pose(_rotation(path, line, q, tolerance), np.asarray(t, dtype=np.float64))
+
+
+def pose_from_q_center(path: Path, line: int, q: np.ndarray, center: np.ndarray, tolerance: float = 1e-3) -> Pose:
+    """World-to-camera pose from its unit quaternion (w, x, y, z) and the camera centre C (t = -R C)."""
+    R = _rotation(path, line, q, tolerance)
+    return Pose(R, -R @ np.asarray(center, dtype=np.float64))
+
+
+def pose_from_cam_to_world_qt(path: Path, line: int, q: np.ndarray, t: np.ndarray, tolerance: float = 1e-3) -> Pose:
+    """World-to-camera pose from a camera-to-world quaternion (w, x, y, z) and translation (TUM style)."""
+    return Pose(_rotation(path, line, q, tolerance), np.asarray(t, dtype=np.float64)).inverse()
 
 
 def cam_from_world_matrix(matrix: np.ndarray) -> Pose:
@@ -102,12 +122,6 @@ def cam_from_world_matrix(matrix: np.ndarray) -> Pose:
     m = np.asarray(matrix, dtype=np.float64)
     R = qvec_to_rotmat(rotmat_to_qvec(m[:3, :3])).T
     return Pose(R, -R @ m[:3, 3])
-
-
-def cam_from_world_center(q_cam_from_world: np.ndarray, center: np.ndarray) -> Pose:
-    """World-to-camera pose from its rotation quaternion and the camera centre in the world."""
-    R = qvec_to_rotmat(q_cam_from_world)
-    return Pose(R, -R @ np.asarray(center, dtype=np.float64))
 
 
 def parse_condition_args(items: Sequence[str]) -> dict[str, Condition]:
@@ -144,6 +158,14 @@ def read_conditions_csv(path: str | os.PathLike) -> dict[str, Condition]:
                 row["condition"], row.get("season") or None, row.get("daytime") or None, row.get("weather") or None
             )
     return out
+
+
+def conditions_from(
+    items: Sequence[str] = (), csv_path: str | os.PathLike | None = None, default: str | None = None
+) -> tuple[dict[str, Condition], Condition | None]:
+    """Conditions from `SEQ=COND` items and/or a conditions CSV (items win), and an optional default."""
+    given = {**(read_conditions_csv(csv_path) if csv_path else {}), **parse_condition_args(items)}
+    return given, Condition(default) if default else None
 
 
 def assign_conditions(
@@ -200,7 +222,8 @@ def _prefixed(row: Mapping[str, object], prefix: Path) -> dict[str, object]:
 
 
 __all__ = [
-    "Condition", "LayoutError", "LayoutRows", "assign_conditions", "cam_from_world_center", "cam_from_world_matrix",
-    "floats", "natural_key", "parse_condition_args", "pose_from_qt", "read_conditions_csv", "text_lines",
+    "Condition", "LayoutError", "LayoutRows", "assign_conditions", "conditions_from", "cam_from_world_matrix", "floats", "natural_key",
+    "parse_condition_args", "pose_from_cam_to_world_qt", "pose_from_q_center", "pose_from_qt", "read_conditions_csv",
+    "text_lines",
     "write_layout_manifest",
 ]

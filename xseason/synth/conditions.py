@@ -58,7 +58,7 @@ CONDITIONS: dict[str, Condition] = {
             "winter-snow", "winter", "day", "snow", "none",
             sun_dir=_unit([0.6, -0.5, 0.35]), sun=(0.55, 0.55, 0.6), ambient=(0.5, 0.55, 0.66),
             sky_top=(0.62, 0.68, 0.78), sky_horizon=(0.82, 0.84, 0.88), clouds=0.2, snow=1.0,
-            fog=0.006, fog_colour=(0.8, 0.82, 0.86), exposure=0.95,
+            fog=0.003, fog_colour=(0.8, 0.82, 0.86), exposure=0.95,
         ),
         Condition(
             "night", "summer", "night", "clear", "summer",
@@ -68,8 +68,8 @@ CONDITIONS: dict[str, Condition] = {
         Condition(
             "dusk-rain", "spring", "dusk", "rain", "summer",
             ambient=(0.2, 0.19, 0.22), sky_top=(0.16, 0.16, 0.2), sky_horizon=(0.32, 0.28, 0.3), clouds=0.3,
-            wet=0.8, fog=0.025, fog_colour=(0.27, 0.26, 0.3), lamps=0.7, windows=0.25, exposure=1.5,
-            noise=0.01, rain=0.35,
+            wet=0.8, fog=0.012, fog_colour=(0.27, 0.26, 0.3), lamps=0.7, windows=0.25, exposure=1.5,
+            noise=0.01, rain=0.2,
         ),
     ]
 }

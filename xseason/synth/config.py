@@ -34,7 +34,7 @@ class WorldConfig:
     tree_spacing: float = 10.0
     parking_spacing: float = 6.0
     car_occupancy: float = 0.55
-    leaves_per_tree: int = 900
+    leaves_per_tree: int = 1200
 
     def validate(self) -> None:
         if self.x_end - self.x_start < 20:

@@ -47,7 +47,8 @@ def value_noise(p: np.ndarray, freq: float, seed: int = 0) -> np.ndarray:
     i = np.floor(q)
     f = q - i
     w = f * f * (3.0 - 2.0 * f)
-    base = (i.astype(np.int64).astype(np.uint32) * _P).sum(axis=1, dtype=np.uint32) + np.uint32(seed * 0x9E3779B1 % 2**32)
+    k = i.astype(np.int32).view(np.uint32)
+    base = k[:, 0] * _P[0] + k[:, 1] * _P[1] + k[:, 2] * _P[2] + np.uint32(seed * 0x9E3779B1 % 2**32)
     vals = _mix(base[:, None] + _CORNER_KEYS).astype(np.float32) * np.float32(1.0 / 2**32)  # (N, 8), corner order x, y, z
     wx, wy, wz = w[:, 0:1], w[:, 1:2], w[:, 2:3]
     v = vals.reshape(-1, 2, 4)

@@ -108,7 +108,8 @@ def render_view(scene: SequenceScene, view: View, supersample: int, seed: int) -
     r_c2w, origin = pose.R.T, pose.center
 
     def rays(offset: tuple[float, float]) -> np.ndarray:
-        return _camera_rays(cam, offset) @ r_c2w.T
+        xy = _camera_rays(cam, offset)  # (N, 3) with z = 1
+        return xy[:, 0:1] * r_c2w[:, 0] + xy[:, 1:2] * r_c2w[:, 1] + r_c2w[:, 2]
 
     dirs = rays((0.0, 0.0))
     t, prim = scene.cast(origin, dirs)
@@ -137,7 +138,7 @@ def _develop(linear: np.ndarray, cond: Condition, rng: np.random.Generator) -> n
     if cond.rain > 0:
         import cv2
 
-        drops = (rng.random((h, w)) < 0.004).astype(np.float32)
+        drops = (rng.random((h, w)) < 0.002).astype(np.float32)
         k = max(5, h // 25)
         kernel = np.zeros((k, k), np.float32)
         kernel[np.arange(k), np.clip(np.arange(k) // 4 + k // 2 - k // 8, 0, k - 1)] = 1.0 / k

@@ -113,7 +113,9 @@ def _plaster(s: Surface, colour: np.ndarray, v: np.ndarray, floor_height: np.nda
 
 def _wall(s: Surface, b: Buildings, i: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Wall albedo by building style (0 brick, 1 plaster, 2 stone panels), with fine grain."""
-    colour = b.colour[i] * (1 + 0.15 * _grain(s, 3.0, 5, 41))[:, None]
+    # Fine grain, plus non-periodic weathering (0.3 - 2.5 m) that keeps repeated patterns distinctive.
+    weathering = 0.3 * fbm(s.p, s.fp, 0.4, 4, 46)
+    colour = b.colour[i] * ((1 + 0.15 * _grain(s, 3.0, 5, 41)) * (1 + weathering))[:, None]
     out = np.empty_like(colour)
     for style in range(3):
         m = b.style[i] == style
@@ -160,6 +162,11 @@ def _facade(s: Surface, b: Buildings, cond: Condition) -> tuple[np.ndarray, np.n
     shopwin = g * pulse(u - 0.3, per, per - 0.6, s.fp) * pulse(v - 0.5, 1e4, 1.8, s.fp)
     goods = _random_colours(u, v, s.fp, (0.5, 0.16, 0.06), 57) * 0.55
     alb = alb * (1 - fascia - shopwin)[:, None] + fascia[:, None] * fcol + shopwin[:, None] * goods
+    # Posters on the ground floor of the other buildings: one in about half of the bays.
+    has = ~b.shop[i] & (iv == 0) & (hash_unit(iu, b.seed[i], seed=59) < 0.5)
+    poster = has * pulse(u - 0.25 * per, per, 0.5 * per, s.fp) * pulse(v - 0.8, 1e4, 1.2, s.fp)
+    art = _random_colours(u * 1.3, v, s.fp, (0.3, 0.1, 0.04), 60) * 0.8
+    alb = alb * (1 - poster)[:, None] + poster[:, None] * art
     emit += shopwin[:, None] * goods * 1.2 * (cond.windows > 0)
     return alb, emit
 
@@ -215,25 +222,32 @@ def materials(s: Surface, world: World, car_colours: np.ndarray, cond: Condition
             alb[m] = np.where((sub.p[:, 2] < 0.45)[:, None], c * 0.3, c)
         elif kind == K_GLASS:
             roof = (sub.n[:, 2] > 0.7)[:, None]
-            alb[m] = np.where(roof, car_colours[sub.obj], 0.05 + 0.03 * _grain(sub, 2.0, 2, 85)[:, None])
+            alb[m] = np.where(roof, car_colours[sub.obj], (0.1 + 0.04 * _grain(sub, 2.0, 2, 85))[:, None] * [0.85, 0.95, 1.1])
         elif kind == K_WHEEL:
             alb[m] = 0.035
     return alb, emit
 
 
 def weather(s: Surface, alb: np.ndarray, cond: Condition) -> np.ndarray:
-    """Snow cover and wetness on upward-facing surfaces."""
+    """Snow cover and wetness on upward-facing surfaces (only those are evaluated)."""
     up = smoothstep(0.55, 0.85, s.n[:, 2])
+    m = np.flatnonzero(up > 0)
+    if not len(m) or (cond.snow <= 0 and cond.wet <= 0):
+        return alb
+    alb = alb.copy()
+    u, a = s.subset(m), alb[m]
     if cond.snow > 0:
-        patch = np.clip(0.75 + 1.2 * fbm(s.p, s.fp, 0.8, 4, 91), 0, 1)
-        y = np.abs(s.p[:, 1])
-        tracks = 1 - 0.75 * (pulse(np.abs(y - 1.75) - 0.55, 1e4, 0.3, s.fp) * (s.kind == K_ROAD))
-        cover = cond.snow * up * patch * tracks
-        snow = 0.82 * (1 + 0.06 * fbm(s.p, s.fp, 8.0, 2, 92))[:, None] * [0.97, 0.99, 1.0]
-        alb = alb * (1 - cover[:, None]) + snow * cover[:, None]
+        patch = np.clip(0.75 + 1.2 * fbm(u.p, u.fp, 0.8, 4, 91), 0, 1)
+        y = np.abs(u.p[:, 1])
+        tracks = 1 - 0.75 * (pulse(np.abs(y - 1.75) - 0.55, 1e4, 0.3, u.fp) * (u.kind == K_ROAD))
+        cover = cond.snow * up[m] * patch * tracks
+        snow = 0.8 * (1 + 0.12 * fbm(u.p, u.fp, 3.0, 4, 92))[:, None] * [0.97, 0.99, 1.0]
+        slush = (1 - tracks) * (0.3 + 0.4 * fbm(u.p, u.fp, 1.5, 4, 94))
+        a = (a * (1 - cover[:, None]) + snow * cover[:, None]) * (1 - 0.5 * slush)[:, None]
     if cond.wet > 0:
-        puddle = smoothstep(0.55, 0.7, fbm(s.p, s.fp, 0.4, 2, 93) * 0.5 + 0.5)
-        alb = alb * (1 - cond.wet * up * (0.35 + 0.4 * puddle))[:, None]
+        puddle = smoothstep(0.55, 0.7, fbm(u.p, u.fp, 0.4, 2, 93) * 0.5 + 0.5)
+        a = a * (1 - cond.wet * up[m] * (0.35 + 0.4 * puddle))[:, None]
+    alb[m] = a
     return alb
 
 
@@ -248,20 +262,22 @@ def irradiance(s: Surface, cond: Condition, lamps: np.ndarray, shadow: np.ndarra
         e = e + ndl[:, None] * np.asarray(cond.sun)
     spec = np.zeros_like(e)
     if cond.lamps > 0:
-        for lamp in lamps:
-            near = np.flatnonzero(np.abs(s.p[:, 0] - lamp[0]) < 30.0)
-            d = lamp - s.p[near]
+        p32, n32, v32 = s.p.astype(np.float32), s.n.astype(np.float32), s.view.astype(np.float32)
+        for lamp in lamps.astype(np.float32):
+            near = np.flatnonzero(np.abs(p32[:, 0] - lamp[0]) < 30.0)
+            d = lamp - p32[near]
             dist2 = np.einsum("ij,ij->i", d, d)
             ld = d / np.sqrt(dist2)[:, None]
-            n = s.n[near]
+            n = n32[near]
             ndl = np.clip(np.einsum("ij,ij->i", n, ld), 0, None)
-            down = np.sqrt(np.clip(-ld[:, 2], 0, None))  # lamps light downwards
-            e[near] += (cond.lamps * 9.0 * ndl * down / (dist2 + 1.0))[:, None] * WARM_LIGHT
+            # Lamps light downwards; their reach is cut smoothly between 20 and 30 m along the street.
+            gain = np.sqrt(np.clip(-ld[:, 2], 0, None)) * smoothstep(30.0, 20.0, np.abs(d[:, 0])) / (dist2 + 1.0)
+            e[near] += (cond.lamps * 9.0 * ndl * gain)[:, None] * WARM_LIGHT
             if cond.wet > 0:
-                h = ld - s.view[near]
+                h = ld - v32[near]
                 h /= np.linalg.norm(h, axis=1, keepdims=True)
                 nh = np.clip(np.einsum("ij,ij->i", n, h), 0, None)
-                spec[near] += (cond.wet * cond.lamps * 6.0 * nh**60 * (n[:, 2] > 0.7) / (dist2 + 1.0))[:, None] * WARM_LIGHT
+                spec[near] += (cond.wet * cond.lamps * 6.0 * nh**60 * (n[:, 2] > 0.7) * gain)[:, None] * WARM_LIGHT
     return e, spec
 
 

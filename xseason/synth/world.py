@@ -251,11 +251,11 @@ def leaves(world: World, season: str, count: int, seed: int) -> Mesh:
         _, ends = _branch_ends(base, h, tseed)
         centre = ends[rng.integers(len(ends), size=count)]
         offs = rng.normal(0, 1, (count, 3))
-        offs *= (rng.uniform(0, 1, count) ** (1 / 3) * 1.1 / np.linalg.norm(offs, axis=1))[:, None]
+        offs *= (rng.uniform(0, 1, count) ** (1 / 3) * 1.2 / np.linalg.norm(offs, axis=1))[:, None]
         c = centre + offs
         e1 = rng.normal(0, 1, (count, 3))
         e2 = rng.normal(0, 1, (count, 3))
-        size = rng.uniform(0.08, 0.16, count)[:, None]
+        size = rng.uniform(0.14, 0.28, count)[:, None]
         v = np.stack([c, c + e1 / np.linalg.norm(e1, axis=1, keepdims=True) * size,
                       c + e2 / np.linalg.norm(e2, axis=1, keepdims=True) * size], 1)
         keep = np.ones(count, bool) if season == "summer" else rng.random(count) < 0.7

@@ -17,6 +17,7 @@ truth.json always holds the true poses, also when the manifest hides them.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,10 +28,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import to_dict
+from ..errors import XSeasonError
 from ..files import atomic_path, write_json
 from .cameras import View, make_views
 from .conditions import CONDITIONS
-from .config import SynthConfig
+from .config import SynthConfig, synth_config
 from .render import Rendered, SequenceScene, render_view
 from .world import CLASS_NAMES, MOVING_CLASSES, build_world
 
@@ -107,8 +109,6 @@ def _select(views: list[View], images: list[str] | None) -> list[View]:
     by_name = {v.image: v for v in views}
     missing = [i for i in images if i not in by_name]
     if missing:
-        from ..errors import XSeasonError
-
         raise XSeasonError(f"not images of this scene: {', '.join(missing[:5])} (names look like {views[0].image})")
     return [by_name[i] for i in images]
 
@@ -146,15 +146,20 @@ def _write_sequence(out: Path, cfg: SynthConfig, seq_index: int) -> int:
     return len(names)
 
 
-def render_scene(out: str | Path, cfg: SynthConfig, hide_poses: bool = False, root_manifest: str | Path | None = None,
-                 jobs: int = 2, progress: bool = True) -> Path:
+def render_scene(out: str | Path, cfg: SynthConfig | str = "demo", hide_poses: bool = False, *, seed: int | None = None,
+                 root_manifest: str | Path | None = None, jobs: int = 2, progress: bool = True) -> Path:
     """Render the whole scene into folder `out` (replaced atomically); returns the manifest path.
+
+    `cfg` is a SynthConfig or a preset name ("tiny", "demo"); `seed` (if given) replaces its seed.
 
     Sequences are rendered by `jobs` worker processes (1 = in this process); the bytes do not
     depend on `jobs`. `root_manifest`: also write a manifest at that path whose file paths are
     relative to its folder (used for the repository's data_manifest.csv).
     """
     out = Path(out)
+    cfg = synth_config(cfg) if isinstance(cfg, str) else cfg
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, seed=seed)
     views = make_views(cfg)
     n_seq = len(cfg.sequences)
     with atomic_path(out) as tmp, tqdm(total=len(views), desc="synth", unit="img", disable=not progress) as bar:

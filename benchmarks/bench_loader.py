@@ -1,0 +1,45 @@
+"""Loader throughput: pairs/s of CorrespondenceDataset through a DataLoader, with and without image decoding.
+
+    .venv/bin/python benchmarks/bench_loader.py [--dataset DIR] [--pairs 400] [--workers 0 2] [--batch 4]
+
+Without --dataset a toy dataset (320x240 images) is generated in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from xseason.dataset import AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler, make_toy_dataset
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path)
+    ap.add_argument("--pairs", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = args.dataset or make_toy_dataset(Path(tmp) / "toy", places=40, size=(320, 240), matches_per_pair=2000)
+        aug = AugmentConfig(short_side=120, crop=(160, 120), hflip=0.5, brightness=0.2, max_matches=256)
+        steps = max(args.pairs // args.batch, 1)
+        for decode in (True, False):
+            ds = CorrespondenceDataset(dataset, augment=aug, load_images=decode)
+            ds.store.build_cache()
+            for workers in args.workers:
+                sampler = PairBatchSampler(ds.condition_pairs(), args.batch, steps, seed=0)
+                loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollate(aug.max_matches),
+                                    num_workers=workers)
+                t = time.perf_counter()
+                n = sum(len(b["pair_id"]) for b in loader)
+                dt = time.perf_counter() - t
+                print(f"decode={decode!s:<5} workers={workers}: {n / dt:8.1f} pairs/s ({n} pairs in {dt:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

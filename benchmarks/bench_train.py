@@ -1,0 +1,52 @@
+"""Training throughput: images/s and peak memory of `xseason.train` steps (CUDA when present, else CPU).
+
+    .venv/bin/python benchmarks/bench_train.py [--dataset DIR] [--steps 30] [--batch 4] [--size 160x120] [--threads 2]
+
+Without --dataset a toy dataset is generated in a temporary folder. Prints one line per setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+from pathlib import Path
+
+import torch
+
+from xseason.dataset import AugmentConfig, make_toy_dataset
+from xseason.losses import LossConfig
+from xseason.train import DataConfig, TrainConfig, train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--size", default="160x120", help="crop WxH (the short side is resized to H)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = args.dataset or make_toy_dataset(Path(tmp) / "toy", places=16, size=(w * 2, h * 2))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        print(f"device {device}, threads {torch.get_num_threads() if not args.threads else args.threads}, "
+              f"batch {args.batch} pairs, crop {w}x{h}, {args.steps} steps")
+        for kind, lam in (("baseline (lambda=0)", 0.0), ("class", 1.0), ("hinge_feature", 1.0), ("contrastive", 1.0)):
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            cfg = TrainConfig(dataset=dataset, out=Path(tmp) / "run", steps=args.steps, batch_size=args.batch,
+                              corr_weight=lam, resume=False, progress=False, threads=args.threads, log_every=1000,
+                              checkpoint_every=10**9, loss=LossConfig(kind="class" if lam == 0 else kind),
+                              data=DataConfig(num_workers=args.workers,
+                                              augment=AugmentConfig(short_side=h, crop=(w, h))))
+            r = train(cfg)
+            peak = (f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB GPU" if torch.cuda.is_available()
+                    else f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB RSS")
+            print(f"{kind:<20} {r.seconds_per_step * 1000:7.1f} ms/step  {r.images_per_second:7.1f} images/s  peak {peak}")
+
+
+if __name__ == "__main__":
+    main()

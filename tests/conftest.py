@@ -1,0 +1,43 @@
+"""Shared fixtures: the rendered `tiny` scene (with and without poses) and the real sample data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of the `tiny` preset (seed 0) rendered once per session; manifest at <dir>/manifest.csv, poses given."""
+    from xseason.synth import render_scene, synth_config
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    render_scene(out, synth_config("tiny"), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_scene_hidden(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same scene with a manifest without poses (image, label, mask, depth files are links to tiny_scene's)."""
+    from xseason.synth import make_views, synth_config, write_manifest
+
+    out = tmp_path_factory.mktemp("synth_hidden") / "tiny"
+    out.mkdir()
+    for item in tiny_scene.iterdir():
+        if item.name != "manifest.csv":
+            (out / item.name).symlink_to(item, target_is_directory=item.is_dir())
+    cfg = synth_config("tiny")
+    write_manifest(out / "manifest.csv", make_views(cfg), cfg, hide_poses=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real sample data folder (../shared/data from the repository root), or skip."""
+    path = REPO.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real sample data not available: {path} does not exist")
+    return path

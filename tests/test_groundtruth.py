@@ -1,0 +1,161 @@
+"""Ground-truth tools: exact sub-pixel depth, correspondences, occlusion and overlap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from xseason.errors import DatasetFormatError
+from xseason.geometry import Camera, Pose
+from xseason.groundtruth import load_truth, sample_depth, true_matches, true_overlap, world_points
+
+CAM = Camera("PINHOLE", 64, 48, (50.0, 50.0, 32.0, 24.0))
+
+
+def _grid(cam: Camera, stride: int = 1) -> np.ndarray:
+    v, u = np.mgrid[0:cam.height:stride, 0:cam.width:stride]
+    return np.stack([u.ravel(), v.ravel()], 1).astype(np.float64)
+
+
+def _plane_depth(cam: Camera, pose: Pose, normal, offset: float) -> np.ndarray:
+    """Exact z-depth of the world plane normal . X = offset seen by (cam, pose); 0 where missed."""
+    rays = cam.unproject(_grid(cam))
+    n_cam = pose.R @ np.asarray(normal, float)
+    c_cam = offset - np.asarray(normal, float) @ pose.center
+    z = c_cam / (rays @ n_cam)
+    return np.where(z > 0, z, 0).reshape(cam.height, cam.width).astype(np.float32)
+
+
+def _write_scene(root: Path, images: dict[str, tuple[Pose, np.ndarray, np.ndarray]]) -> Path:
+    """A hand-made scene folder in the synth ground-truth format."""
+    recs = {}
+    for name, (pose, depth, label) in images.items():
+        for sub in ("depth", "labels", "masks"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        np.save(root / "depth" / f"{name}.npy", depth)
+        cv2.imwrite(str(root / "labels" / f"{name}.png"), label)
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), (label == 6).astype(np.uint8) * 255)
+        recs[name] = {
+            "sequence": name, "condition": "summer-day",
+            "camera": {"model": CAM.model, "width": CAM.width, "height": CAM.height, "params": list(CAM.params)},
+            "qvec": pose.qvec.tolist(), "tvec": pose.t.tolist(),
+            "depth": f"depth/{name}.npy", "label": f"labels/{name}.png", "mask": f"masks/{name}.png",
+        }
+    (root / "truth.json").write_text(json.dumps({"format": "xseason-synth-truth", "version": 1, "images": recs}))
+    return root
+
+
+@pytest.fixture
+def wall_scene(tmp_path: Path) -> Path:
+    """Cameras a, b looking at a wall 10 m ahead (b 1 m to the right, a car-like occluder at 5 m
+    covering its columns 20..29); camera c at a's place looking backwards at another wall."""
+    a = Pose(np.eye(3), np.zeros(3))
+    b = Pose(np.eye(3), np.array([-1.0, 0.0, 0.0]))
+    back = np.diag([-1.0, 1.0, -1.0])  # 180 degrees about y
+    c = Pose(back, np.zeros(3))
+    da = _plane_depth(CAM, a, [0, 0, 1], 10.0)
+    db = _plane_depth(CAM, b, [0, 0, 1], 10.0)
+    lb = np.full(db.shape, 2, np.uint8)
+    db[:, 20:30], lb[:, 20:30] = 5.0, 6
+    dc = _plane_depth(CAM, c, [0, 0, 1], -10.0)
+    full = np.full(da.shape, 2, np.uint8)
+    return _write_scene(tmp_path / "wall", {"a": (a, da, full), "b": (b, db, lb), "c": (c, dc, full)})
+
+
+def test_occluded_points_are_flagged(wall_scene: Path) -> None:
+    truth = load_truth(wall_scene)
+    px = _grid(CAM)
+    pb, vis = true_matches(truth, "a", "b", px)
+    # b is 1 m to the right of a at 10 m depth: everything shifts by f * 1 / 10 = 5 px to the left.
+    np.testing.assert_allclose(pb[:, 0], px[:, 0] - 5.0, atol=1e-9)
+    behind_car = (pb[:, 0] >= 19.5) & (pb[:, 0] <= 29.5)
+    assert not vis[behind_car].any()
+    in_frame = pb[:, 0] >= -0.5
+    assert vis[in_frame & ~behind_car].all()
+    assert not vis[~in_frame].any()
+
+
+def test_subpixel_depth_is_exact_on_planes_and_rejected_at_edges(tmp_path: Path) -> None:
+    pose = Pose(np.eye(3), np.zeros(3))
+    normal = np.array([0.3, -0.5, 1.0])
+    depth = _plane_depth(CAM, pose, normal, 8.0)
+    label = np.full(depth.shape, 1, np.uint8)
+    rng = np.random.default_rng(0)
+    q = rng.uniform([3, 3], [60, 44], (2000, 2))
+    z = sample_depth(depth, label, q)
+    exact = 8.0 / (CAM.unproject(q) @ normal)
+    assert np.isfinite(z).all()
+    assert np.max(np.abs(z / exact - 1)) < 1e-6
+    # A crease (two planes meeting at column 32) is not interpolated across.
+    depth2 = depth.copy()
+    depth2[:, 32:] = _plane_depth(CAM, pose, [-0.4, 0.0, 1.0], 8.0 + 0.0)[:, 32:]
+    z2 = sample_depth(depth2, label, np.array([[31.5, 20.3], [32.5, 20.3], [10.25, 20.5]]))
+    assert np.isnan(z2[0]) and np.isnan(z2[1]) and np.isfinite(z2[2])
+
+
+def test_overlap_self_one_and_opposite_zero(wall_scene: Path) -> None:
+    truth = load_truth(wall_scene)
+    assert true_overlap(truth, "a", "a", stride=1) == 1.0
+    assert true_overlap(truth, "a", "c", stride=1) == 0.0
+    # a -> b: 5 of 64 columns leave the frame, 10 are behind the occluder (+ sub-pixel edge rules).
+    assert true_overlap(truth, "a", "b", stride=1) == pytest.approx(1 - 15 / 64, abs=0.02)
+
+
+def test_round_trip_on_rendered_scene(tiny_scene: Path) -> None:
+    truth = load_truth(tiny_scene)
+    names = sorted(truth.images)
+    seq = {}
+    for n in names:
+        seq.setdefault(truth.images[n].sequence, []).append(n)
+    s0, s2 = seq["00-summer-day"], seq["02-winter-snow"]
+    rng = np.random.default_rng(1)
+    cam = truth.images[s0[0]].camera
+    for a, b in [(s0[0], s0[1]), (s0[2], s2[2]), (s0[1], seq["03-night"][3])]:
+        for sub in (0.0, 0.5):  # integer and sub-pixel queries
+            px = rng.integers(0, [cam.width, cam.height], (4000, 2)) + rng.uniform(-sub, sub, (4000, 2))
+            pb, vis_ab = true_matches(truth, a, b, px)
+            pa, vis_ba = true_matches(truth, b, a, pb)
+            ok = vis_ab & vis_ba
+            assert ok.sum() > 600, (a, b, ok.sum())
+            err = np.linalg.norm(pa[ok] - px[ok], axis=1)
+            assert err.max() < 0.01, (a, b, err.max())
+            # visible points are really on the same surface: their 3D positions agree.
+            d = np.linalg.norm(world_points(truth, a, px[ok]) - world_points(truth, b, pb[ok]), axis=1)
+            assert np.median(d) < 1e-3
+
+
+def test_overlap_on_rendered_scene(tiny_scene: Path) -> None:
+    truth = load_truth(tiny_scene)
+    s0 = sorted(n for n in truth.images if truth.images[n].sequence == "00-summer-day")
+    assert true_overlap(truth, s0[0], s0[0]) == 1.0
+    # Driving forward, the overlap with the first image shrinks steadily (near content leaves the view).
+    overlaps = np.array([true_overlap(truth, s0[0], b) for b in s0[1:]])
+    assert 0.35 < overlaps[0] < 1.0 and 0.05 < overlaps[-1]
+    assert np.all(np.diff(overlaps) < 0)
+
+
+def test_changed_geometry_is_not_visible(tiny_scene: Path) -> None:
+    """Cars are re-parked per traversal: car pixels of one sequence are rarely visible in another."""
+    truth = load_truth(tiny_scene)
+    a = "images/00-summer-day/0002.png"
+    b = "images/01-autumn-overcast/0002.png"
+    cam = truth.images[a].camera
+    v, u = np.mgrid[0:cam.height:2, 0:cam.width:2]
+    px = np.stack([u.ravel(), v.ravel()], 1).astype(float)
+    vis = true_matches(truth, a, b, px)[1]
+    moving = truth.moving(a)[v.ravel(), u.ravel()]
+    building = truth.labels(a)[v.ravel(), u.ravel()] == 2
+    assert moving.sum() > 100 and building.sum() > 1000
+    assert vis[moving].mean() < 0.2 < 0.5 < vis[building].mean()
+
+
+def test_load_truth_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetFormatError, match="not found"):
+        load_truth(tmp_path)
+    (tmp_path / "truth.json").write_text(json.dumps({"format": "other", "version": 1, "images": {}}))
+    with pytest.raises(DatasetFormatError, match="unsupported format"):
+        load_truth(tmp_path)

@@ -1,0 +1,27 @@
+"""`xseason train`: train a segmentation network with the correspondence loss."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..train import load_train_config, train
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of TrainConfig settings (e.g. configs/train.yaml)")
+    parser.add_argument("--dataset", help="dataset folder made by 'xseason build' (overrides the config)")
+    parser.add_argument("--out", help="run folder: checkpoints, metrics, curves (overrides the config)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set corr_weight=0 --set loss.kind=kl (repeatable)")
+    parser.epilog = "Under torchrun (several processes) it trains with DistributedDataParallel."
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    overrides += [f"dataset={args.dataset}"] if args.dataset else []
+    overrides += [f"out={args.out}"] if args.out else []
+    cfg = load_train_config(args.config, overrides)
+    result = train(cfg)
+    print(f"trained {result.steps} steps -> {result.model_path} "
+          f"({result.seconds_per_step:.3f} s/step, {result.images_per_second:.1f} images/s)")
+    return 0
