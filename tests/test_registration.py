@@ -31,7 +31,50 @@ def test_umeyama_recovers_similarity():
 
 
 def test_build_yaml_is_the_default_config():
-    assert load_build_config(REPO / "configs" / "build.yaml") == BuildConfig()
+    assert load_build_config(REPO / "configs" / "build.yaml") == BuildConfig(), (
+        "configs/build.yaml differs from the defaults: regenerate it with `.venv/bin/python tests/test_registration.py`")
+
+
+# Knobs whose dataclass line has no trailing comment (add one there and drop it here).
+_MISSING_COMMENTS = {
+    ("association", "support"): "'season': supported by any condition of the same season; 'condition': its own only",
+    ("correspondences", "min_overlap"): "pair overlap (shared points / points seen) must be in [min_overlap, max_overlap]",
+    ("correspondences", "max_overlap"): "upper end of that range",
+    ("correspondences", "max_pairs_per_image"): "per image: the pairs with most shared points",
+    ("correspondences", "min_matches"): "shared points a pair needs",
+    ("correspondences", "densify"): "also emit matches for points the other image sees but did not observe",
+    ("correspondences", "split_blocks"): "the route is cut into this many blocks, assigned whole to train / val / test",
+    ("correspondences", "split_fractions"): "train, val, test shares (sum to 1)",
+    ("correspondences", "split_seed"): "seed of the block draw",
+    ("store", "zstd_level"): "Parquet zstd compression level",
+}
+
+
+def build_yaml_text() -> str:
+    """configs/build.yaml from BuildConfig()'s defaults, each knob with the comment of its dataclass line."""
+    import dataclasses
+    import inspect
+    import re
+
+    import yaml
+
+    from xseason.config import to_dict
+
+    cfg = BuildConfig()
+    out = ["# Every knob of `xseason build` with its default. Generated from xseason.build.BuildConfig by",
+           "# `.venv/bin/python tests/test_registration.py`; a test checks that it loads to BuildConfig().",
+           "# Pass a copy with --config FILE, or override single values as section.key=value.", ""]
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        source = inspect.getsource(type(sub))
+        out.append(f"{section.name}:  # {type(sub).__module__}.{type(sub).__name__}: {type(sub).__doc__.splitlines()[0]}")
+        for knob in dataclasses.fields(sub):
+            found = re.search(rf"^\s+{knob.name}\s*:[^\n]*?#\s*(.*)$", source, re.M)
+            comment = found.group(1) if found else _MISSING_COMMENTS[(section.name, knob.name)]
+            value = yaml.safe_dump(to_dict(getattr(sub, knob.name)), default_flow_style=True).strip()
+            out.append(f"  {knob.name}: {value.removesuffix('...').strip()}  # {comment}")
+        out.append("")
+    return "\n".join(out)
 
 
 def _build(manifest_path: Path, build: Path):
@@ -95,3 +138,8 @@ def test_corrupt_image_is_a_recorded_skip(tiny_scene_hidden, tmp_path):
     info = reg.images[bad]
     assert info["registered"] is False and "unreadable image" in info["reason"]
     assert sum(v["registered"] for v in reg.images.values()) == len(rows) - 1
+
+
+if __name__ == "__main__":
+    (REPO / "configs" / "build.yaml").write_text(build_yaml_text())
+

@@ -18,7 +18,8 @@ import pytest
 from test_exports import SEQUENCES, make_fake_build
 from xseason.cli import main
 from xseason.exports import condition_colors
-from xseason.report import ReportConfig, ReportError, draw_histogram, truth_errors, write_report
+from xseason.plots import draw_histogram
+from xseason.report import ReportConfig, ReportError, truth_errors, write_report
 from xseason.store import open_dataset, write_dataset
 
 BAR_BGR = (178, 114, 0)

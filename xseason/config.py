@@ -8,6 +8,7 @@ A dataclass may define `validate(self)` raising ValueError for cross-field check
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -59,25 +60,45 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Read `cls` from a YAML file (optional) and apply `a.b=value` overrides (values in YAML syntax)."""
-    data: dict[str, Any] = {}
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> T:
+    """Read `cls`: `defaults` (e.g. a preset), then the YAML file at `path`, then `a.b=value`
+    overrides (values in YAML syntax); later layers win key by key."""
+    data: dict[str, Any] = copy.deepcopy(defaults) if defaults else {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = merge_dicts(data, read_yaml(path))
     for item in overrides or []:
         apply_override(data, item)
     try:
         return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (clear errors otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, recursively for nested mappings (inputs are not modified)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

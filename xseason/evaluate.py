@@ -9,7 +9,7 @@ Images are resized like in training (`short_side`, no crop); radii are in pixels
 resized image. The report is `pairs.csv`, `conditions.csv`, `report.md` and two PNG charts
 (`label_agreement.png`, `miou.png`) under `cfg.out`.
 
-`draw_line_chart` / `draw_bar_chart` are small OpenCV plotters (matplotlib is not a dependency).
+Charts are drawn by `xseason.plots` (OpenCV; matplotlib is not a dependency).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -30,6 +29,7 @@ from .dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PairFilter
 from .files import atomic_path
 from .losses import sample_at
 from .models import load_model, upsample_to
+from .plots import draw_bar_chart
 
 
 @dataclass
@@ -193,91 +193,10 @@ def _markdown(df: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- charts (OpenCV)
 
-_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140)]  # BGR
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def _canvas(title: str, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    w, h = size
-    img = np.full((h, w, 3), 255, np.uint8)
-    cv2.putText(img, title, (60, 24), _FONT, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    box = (60, 40, w - 20, h - 50)  # left, top, right, bottom of the plot area
-    cv2.rectangle(img, box[:2], box[2:], (0, 0, 0), 1)
-    return img, box
-
-
-def _save_png(img: np.ndarray, path: str | Path) -> None:
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
-
-
-def _y_axis(img: np.ndarray, box, lo: float, hi: float) -> None:
-    for frac in (0.0, 0.5, 1.0):
-        y = int(box[3] - frac * (box[3] - box[1]))
-        cv2.line(img, (box[0] - 4, y), (box[0], y), (0, 0, 0), 1)
-        cv2.putText(img, f"{lo + frac * (hi - lo):.3g}", (2, y + 4), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-
-
-def _legend(img: np.ndarray, box, names: list[str]) -> None:
-    for i, name in enumerate(names):
-        y = box[1] + 14 + 16 * i
-        cv2.rectangle(img, (box[2] - 150, y - 8), (box[2] - 140, y), _COLOURS[i % len(_COLOURS)], -1)
-        cv2.putText(img, name[:22], (box[2] - 135, y), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-
-
-def draw_line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "",
-                    xlabel: str = "", size: tuple[int, int] = (640, 400)) -> None:
-    """Lines y(x), one per series, to a PNG (written atomically)."""
-    img, box = _canvas(title, size)
-    finite = [np.asarray(y, float)[np.isfinite(np.asarray(y, float))] for _, y in series.values()]
-    ys = np.concatenate(finite) if finite else np.zeros(1)
-    xs = np.concatenate([np.asarray(x, float) for x, _ in series.values()]) if series else np.zeros(1)
-    lo, hi = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 1.0)
-    hi = hi if hi > lo else lo + 1.0
-    x0, x1 = float(xs.min()), float(xs.max()) if xs.max() > xs.min() else float(xs.min()) + 1.0
-    for i, (x, y) in enumerate(series.values()):
-        x, y = np.asarray(x, float), np.asarray(y, float)
-        ok = np.isfinite(y)
-        px = box[0] + (x[ok] - x0) / (x1 - x0) * (box[2] - box[0])
-        py = box[3] - (y[ok] - lo) / (hi - lo) * (box[3] - box[1])
-        pts = np.stack([px, py], 1).round().astype(np.int32)
-        cv2.polylines(img, [pts], False, _COLOURS[i % len(_COLOURS)], 2, cv2.LINE_AA)
-    _y_axis(img, box, lo, hi)
-    cv2.putText(img, f"{xlabel} {x0:.0f} .. {x1:.0f}", (box[0], size[1] - 20), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    _legend(img, box, list(series))
-    _save_png(img, path)
-
-
-def draw_bar_chart(groups: list[str], series: dict[str, list[float]], path: str | Path, title: str = "",
-                   size: tuple[int, int] = (720, 400)) -> None:
-    """Grouped bars (one group per entry of `groups`, one bar per series), y from 0, to a PNG."""
-    img, box = _canvas(title, size)
-    values = np.array([v for v in series.values()], float).reshape(len(series), len(groups))
-    hi = float(np.nanmax(values)) if np.isfinite(values).any() and np.nanmax(values) > 0 else 1.0
-    gw = (box[2] - box[0]) / max(len(groups), 1)
-    bw = gw * 0.8 / max(len(series), 1)
-    for g, group in enumerate(groups):
-        for s in range(len(series)):
-            v = values[s, g]
-            if not np.isfinite(v):
-                continue
-            left = int(box[0] + g * gw + gw * 0.1 + s * bw)
-            top = int(box[3] - v / hi * (box[3] - box[1]))
-            cv2.rectangle(img, (left, top), (int(left + bw) - 1, box[3]), _COLOURS[s % len(_COLOURS)], -1)
-        cv2.putText(img, group[:int(gw / 7)], (int(box[0] + g * gw + 4), box[3] + 16), _FONT, 0.4, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    _y_axis(img, box, 0.0, hi)
-    _legend(img, box, list(series))
-    _save_png(img, path)
-
-
 def load_eval_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EvalConfig:
     """EvalConfig from a YAML file and `key=value` overrides."""
     return load_config(EvalConfig, path, overrides)
 
 
 __all__ = ["EvalConfig", "EvalReport", "evaluate", "match_metrics", "segmentation_scores", "write_report",
-           "draw_line_chart", "draw_bar_chart", "load_eval_config"]
+           "load_eval_config"]

@@ -36,11 +36,11 @@ class FeatureConfig:
     """SIFT extraction (pycolmap)."""
 
     max_num_features: int = 8192  # per image, strongest kept
-    peak_threshold: float = 0.0066667  # lower finds more features in dark / low-contrast images
+    peak_threshold: float = 0.002  # COLMAP's 0.0067 finds ~4x fewer correct night-day matches on `demo`
     edge_threshold: float = 10.0  # SIFT edge-response rejection
     first_octave: int = -1  # -1 upsamples the image once: more, finer features
     domain_size_pooling: bool = False  # DSP-SIFT descriptors (slower, more robust to appearance change)
-    darkness_adaptivity: bool = False  # adapt the peak threshold to dark images (night)
+    darkness_adaptivity: bool = True  # adapt the peak threshold to dark images (night)
     default_focal_factor: float = 1.2  # unknown intrinsics: SIMPLE_RADIAL, f = factor * max(w, h)
 
     def validate(self) -> None:

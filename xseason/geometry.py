@@ -75,9 +75,13 @@ class Pose:
 
     @classmethod
     def from_cam_to_world(cls, matrix: np.ndarray) -> "Pose":
-        """From a 4x4 (or 3x4) camera-to-world matrix, as 7-Scenes and many datasets store."""
+        """From a 4x4 (or 3x4) camera-to-world matrix [R | c], as 7-Scenes and many datasets store.
+
+        The rotation is projected onto the nearest rotation (via a unit quaternion), since stored
+        matrices are rounded; the camera centre c is kept exactly.
+        """
         m = np.asarray(matrix, dtype=np.float64)
-        R = m[:3, :3].T
+        R = qvec_to_rotmat(rotmat_to_qvec(m[:3, :3])).T
         return cls(R, -R @ m[:3, 3])
 
     @property

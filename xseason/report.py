@@ -25,6 +25,7 @@ from .errors import XSeasonError
 from .exports import condition_colors, load_models, model_points, sequence_conditions
 from .files import atomic_path
 from .inspect import QUANTILES, condition_pair_stats, draw_pair, match_errors
+from .plots import draw_histogram, short_number
 from .store import CorrespondenceStore, open_dataset
 
 
@@ -58,49 +59,6 @@ class ReportConfig:
 
 
 # ----------------------------------------------------------------------------- drawing
-
-
-def draw_histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40,
-                   value_range: tuple[float, float] | None = None, size: tuple[int, int] = (480, 280)) -> np.ndarray:
-    """A bar histogram with axes, tick labels and a title, as a BGR image (values outside the range
-    are counted in the first/last bin; non-finite values are ignored)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    lo, hi = value_range if value_range is not None else (
-        (float(values.min()), float(values.max())) if values.size else (0.0, 1.0))
-    hi = hi if hi > lo else lo + 1.0
-    counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
-    w, h = size
-    left, right, top, bottom = 56, 14, 28, 44
-    img = np.full((h, w, 3), 255, np.uint8)
-    font, ink = cv2.FONT_HERSHEY_SIMPLEX, (40, 40, 40)
-    pw, ph = w - left - right, h - top - bottom
-    peak = max(int(counts.max()), 1)
-    x = left + np.round(np.arange(bins + 1) * pw / bins).astype(int)
-    y = top + ph - np.round(counts * ph / peak).astype(int)
-    for i in range(bins):  # one rectangle per bin
-        cv2.rectangle(img, (int(x[i]), int(y[i])), (int(x[i + 1]) - 1, top + ph), (178, 114, 0), -1)
-    cv2.line(img, (left, top + ph), (left + pw, top + ph), ink, 1)
-    cv2.line(img, (left, top), (left, top + ph), ink, 1)
-    for frac in (0.0, 0.5, 1.0):
-        px = left + int(frac * pw)
-        cv2.line(img, (px, top + ph), (px, top + ph + 4), ink, 1)
-        text = _short(lo + frac * (hi - lo))
-        tw = cv2.getTextSize(text, font, 0.4, 1)[0][0]
-        cv2.putText(img, text, (min(max(px - tw // 2, 0), w - tw), top + ph + 17), font, 0.4, ink, 1, cv2.LINE_AA)
-    for frac in (0.0, 1.0):
-        py = top + ph - int(frac * ph)
-        text = f"{round(frac * peak):,}"
-        tw = cv2.getTextSize(text, font, 0.4, 1)[0][0]
-        cv2.putText(img, text, (left - 6 - tw, py + 4), font, 0.4, ink, 1, cv2.LINE_AA)
-    tw = cv2.getTextSize(xlabel, font, 0.45, 1)[0][0]
-    cv2.putText(img, xlabel, ((w - tw) // 2, h - 8), font, 0.45, ink, 1, cv2.LINE_AA)
-    cv2.putText(img, f"{title} (n={values.size})", (left, 18), font, 0.5, ink, 1, cv2.LINE_AA)
-    return img
-
-
-def _short(v: float) -> str:
-    return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.2e}"
 
 
 def draw_top_view(points: dict[str, np.ndarray], centres: dict[str, np.ndarray],
@@ -348,7 +306,7 @@ def _histogram_section(store: CorrespondenceStore, tmp: Path, cfg: ReportConfig)
         nonfinite = int((~np.isfinite(np.asarray(values, np.float64))).sum())
         notes = []
         if top is not None and name != "weight":
-            notes.append(f"Values above {_short(top)} are counted in the last bin.")
+            notes.append(f"Values above {short_number(top)} are counted in the last bin.")
         if nonfinite:
             notes.append(f"{nonfinite:,} non-finite value(s) left out.")
         caption = f"<figcaption>{_e(' '.join(notes))}</figcaption>" if notes else ""
@@ -465,4 +423,4 @@ def _page(title: str, sections: list[str]) -> str:
             f"<body><h1>{_e(title)}</h1><nav>{nav}</nav>{''.join(sections)}</body></html>\n")
 
 
-__all__ = ["ReportConfig", "ReportError", "draw_histogram", "draw_top_view", "truth_errors", "write_report"]
+__all__ = ["ReportConfig", "ReportError", "draw_top_view", "truth_errors", "write_report"]

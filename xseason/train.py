@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .config import load_config, to_dict
 from .dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler, PairFilter
 from .errors import ConfigError
-from .evaluate import draw_line_chart
+from .plots import draw_line_chart
 from .files import atomic_path
 from .losses import LossConfig, correspondence_loss, kmeans, sample_at
 from .models import (

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ManifestError
 from ..files import atomic_path
-from ..geometry import Pose, qvec_to_rotmat, rotmat_to_qvec
+from ..geometry import Pose, qvec_to_rotmat
 from ..manifest import Manifest, read_manifest, write_manifest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -111,17 +111,6 @@ def pose_from_q_center(path: Path, line: int, q: np.ndarray, center: np.ndarray,
 def pose_from_cam_to_world_qt(path: Path, line: int, q: np.ndarray, t: np.ndarray, tolerance: float = 1e-3) -> Pose:
     """World-to-camera pose from a camera-to-world quaternion (w, x, y, z) and translation (TUM style)."""
     return Pose(_rotation(path, line, q, tolerance), np.asarray(t, dtype=np.float64)).inverse()
-
-
-def cam_from_world_matrix(matrix: np.ndarray) -> Pose:
-    """World-to-camera pose from a 4x4/3x4 camera-to-world matrix [R | c].
-
-    The rotation is projected onto the nearest rotation (Bar-Itzhack, via a unit
-    quaternion) because stored matrices are rounded; the camera centre c is kept exactly.
-    """
-    m = np.asarray(matrix, dtype=np.float64)
-    R = qvec_to_rotmat(rotmat_to_qvec(m[:3, :3])).T
-    return Pose(R, -R @ m[:3, 3])
 
 
 def parse_condition_args(items: Sequence[str]) -> dict[str, Condition]:
@@ -222,7 +211,7 @@ def _prefixed(row: Mapping[str, object], prefix: Path) -> dict[str, object]:
 
 
 __all__ = [
-    "Condition", "LayoutError", "LayoutRows", "assign_conditions", "conditions_from", "cam_from_world_matrix", "floats", "natural_key",
+    "Condition", "LayoutError", "LayoutRows", "assign_conditions", "conditions_from", "floats", "natural_key",
     "parse_condition_args", "pose_from_cam_to_world_qt", "pose_from_q_center", "pose_from_qt", "read_conditions_csv",
     "text_lines",
     "write_layout_manifest",

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from . import Condition, LayoutError, LayoutRows, cam_from_world_matrix, floats, pose_from_q_center, text_lines
+from . import Condition, LayoutError, LayoutRows, floats, pose_from_q_center, text_lines
 from ..geometry import Pose
 
 REFERENCE = "overcast-reference"
@@ -92,7 +92,7 @@ def read_train_poses(path: Path) -> dict[str, Pose]:
         det = float(np.linalg.det(m[:3, :3]))
         if abs(det - 1) > 1e-2:
             raise LayoutError(f"{path}:{line}: not a rotation (det {det:.4g})")
-        out[f[0]] = cam_from_world_matrix(m)
+        out[f[0]] = Pose.from_cam_to_world(m)
     return out
 
 

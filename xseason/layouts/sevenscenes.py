@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Condition, LayoutError, LayoutRows, assign_conditions, cam_from_world_matrix, floats, text_lines
+from . import Condition, LayoutError, LayoutRows, assign_conditions, floats, text_lines
 from ..geometry import Pose, qvec_to_rotmat, rotmat_to_qvec
 
 CAMERA_ID = "kinect_rgb"
@@ -53,7 +53,7 @@ def read_pose_file(path: Path) -> Pose:
     m = np.stack([floats(path, n, fields, "4 numbers") for n, fields in lines])
     if not np.allclose(m[3], [0, 0, 0, 1]) or abs(np.linalg.det(m[:3, :3]) - 1) > 1e-2:
         raise LayoutError(f"{path}:1: not a rigid camera-to-world matrix (last row {m[3]}, det {np.linalg.det(m[:3, :3]):.4g})")
-    return cam_from_world_matrix(m)
+    return Pose.from_cam_to_world(m)
 
 
 def sevenscenes_rows(

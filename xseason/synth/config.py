@@ -7,14 +7,11 @@ overrides (`--set`) are applied on top of the chosen preset, in that order.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import apply_override, from_dict
+from ..config import load_config
 from ..errors import ConfigError
 
 
@@ -130,33 +127,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
 def synth_config(
     preset: str = "demo", path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None
 ) -> SynthConfig:
     """The preset, then the YAML file at `path`, then `a.b=value` overrides, then `seed` (if given)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    data = copy.deepcopy(PRESETS[preset])
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data = _merge(data, loaded)
-    for item in overrides or []:
-        apply_override(data, item)
-    if seed is not None:
-        data["seed"] = seed
-    return from_dict(SynthConfig, data)
+    overrides = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+    return load_config(SynthConfig, path, overrides, defaults=PRESETS[preset])

@@ -16,7 +16,6 @@ truth.json always holds the true poses, also when the manifest hides them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import multiprocessing
 import os
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .. import manifest
 from ..config import to_dict
 from ..errors import XSeasonError
 from ..files import atomic_path, write_json
@@ -73,13 +73,7 @@ def manifest_rows(views: list[View], cfg: SynthConfig, prefix: str = "", hide_po
 
 def write_manifest(path: str | Path, views: list[View], cfg: SynthConfig, prefix: str = "", hide_poses: bool = False) -> Path:
     """Write the manifest CSV atomically (deterministic bytes)."""
-    rows = manifest_rows(views, cfg, prefix, hide_poses)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-            w.writeheader()
-            w.writerows(rows)
-    return Path(path)
+    return manifest.write_manifest(path, manifest_rows(views, cfg, prefix, hide_poses))
 
 
 def truth_record(views: list[View], cfg: SynthConfig) -> dict:

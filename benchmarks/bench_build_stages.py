@@ -1,0 +1,134 @@
+"""Time of each SfM stage of a build on a generated scene, and its accuracy against the scene's ground truth.
+
+    .venv/bin/python benchmarks/bench_build_stages.py [--scene DIR] [--preset demo] [--posed] [--work DIR]
+
+Renders the preset into a temporary folder unless `--scene` names a folder written by
+`xseason synth`; the build reads a copy of the scene's manifest with the true poses (`--posed`)
+or without any (default), written into the work folder. Stages, each timed on its own:
+features (SIFT), matching (verified pairs), sequence models (triangulation or incremental
+mapping), registration (alignment, joint refinement, leftover images, per-sequence models).
+Then, measured against the ground truth only:
+- per condition, the share of images registered;
+- poses hidden: median rotation and camera-centre errors after one similarity to the truth
+  (`registration.pose_errors`), the centre error also as a share of the scene's extent;
+- poses given: triangulated points projected into each observing image vs the true depth at
+  the keypoint (exact sub-pixel depth on planes), median |dz| as a share of the median depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from xseason.features import extract, match  # noqa: E402
+from xseason.groundtruth import load_truth, sample_depth  # noqa: E402
+from xseason.manifest import POSE_COLUMNS, read_manifest  # noqa: E402
+from xseason.reconstruction import candidate_pairs, point_observations, sequence_model  # noqa: E402
+from xseason.registration import SfMConfig, load_registered, pose_errors, register  # noqa: E402
+
+
+def scene_manifest(scene: Path, posed: bool, out: Path) -> Path:
+    """The scene's manifest with its poses set from the truth (`posed`) or removed, written to `out`."""
+    rows = pd.read_csv(scene / "manifest.csv", dtype=str, keep_default_na=False)
+    rows = rows.drop(columns=[c for c in POSE_COLUMNS if c in rows])
+    if posed:
+        truth = load_truth(scene)
+        values = np.array([[*truth.images[n].pose.qvec, *truth.images[n].pose.t] for n in rows["image"]])
+        rows = rows.assign(**{c: [f"{v:.17g}" for v in values[:, i]] for i, c in enumerate(POSE_COLUMNS)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    return out
+
+
+def depth_error(models: dict, truth) -> tuple[float, int]:
+    """Median |dz| of triangulated points over the median true depth, and the number of observations used."""
+    err, depth = [], []
+    for model in models.values():
+        names, kps, xyz = point_observations(model)
+        names = np.array(names)
+        for name in dict.fromkeys(names):
+            k = names == name
+            z = sample_depth(truth.depth(name), truth.labels(name), kps[k])
+            err.append(np.abs(truth.images[name].pose.transform(xyz[k])[:, 2] - z))
+            depth.append(z)
+    err, depth = np.concatenate(err), np.concatenate(depth)
+    ok = np.isfinite(err)
+    return float(np.median(err[ok]) / np.median(depth[ok])), int(ok.sum())
+
+
+def run(scene: Path, posed: bool, work: Path) -> None:
+    m = read_manifest(scene_manifest(scene, posed, work / "manifest.csv"), image_root=scene)
+    ref = [m.images[0].condition]
+    cfg = SfMConfig()
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    index = extract(m, work / "colmap", cfg.features)
+    times["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_pairs = match(index, candidate_pairs(m, index, cfg.matching), work / "colmap", cfg.matching, "sequences")
+    times["matching"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    models = {}
+    for seq, recs in m.sequences().items():
+        model = sequence_model(m, index, seq, recs, work / "colmap", cfg.reconstruction)
+        if model is not None:
+            models[seq] = model
+    times["sequence models"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    reg = register(m, models, work, cfg, ref)
+    times["registration"] = time.perf_counter() - t0
+
+    print(f"scene {scene} ({len(m.images)} images, {len(m.sequences())} sequences, poses {'given' if posed else 'hidden'})")
+    print(f"  {n_pairs} image pairs matched")
+    for stage, sec in times.items():
+        print(f"  {stage:<16} {sec:8.1f} s")
+    print(f"  {'total':<16} {sum(times.values()):8.1f} s")
+    condition_of = {s: recs[0].condition for s, recs in m.sequences().items()}
+    print("registered images per condition:")
+    for cond, rate in reg.rate(condition_of).items():
+        print(f"  {cond:<18} {100 * rate:6.1f} %")
+    truth = load_truth(scene)
+    registered = load_registered(work)
+    if posed:
+        rel, n = depth_error(registered, truth)
+        print(f"triangulated points vs true depth: median |dz| = {100 * rel:.3f} % of the median depth ({n} observations)")
+        return
+    names, angle, centre = pose_errors(registered, {n: t.pose for n, t in truth.images.items()})
+    extent = float(np.ptp(np.array([t.pose.center for t in truth.images.values()]), axis=0).max())
+    print(f"pose accuracy after one similarity to the truth ({len(names)} images, extent {extent:.1f} m):")
+    print(f"  median rotation error {np.median(angle):.3f} deg, median centre error {np.median(centre):.3f} m "
+          f"= {100 * np.median(centre) / extent:.3f} % of the extent")
+    cond = np.array([truth.images[n].condition for n in names])
+    for c in dict.fromkeys(cond):
+        k = cond == c
+        print(f"  {c:<18} rotation {np.median(angle[k]):.3f} deg, centre {100 * np.median(centre[k]) / extent:.3f} %")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", type=Path, help="a scene folder written by `xseason synth` (default: render --preset)")
+    parser.add_argument("--preset", default="demo", choices=["tiny", "demo"])
+    parser.add_argument("--posed", action="store_true", help="give the poses (default: hidden)")
+    parser.add_argument("--work", type=Path, help="build folder (default: temporary; an existing one is resumed)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = args.scene
+        if scene is None:
+            from xseason.synth import render_scene, synth_config
+
+            scene = Path(tmp) / "scene"
+            t0 = time.perf_counter()
+            render_scene(scene, synth_config(args.preset), progress=False)
+            print(f"rendered {args.preset} in {time.perf_counter() - t0:.1f} s")
+        run(scene, args.posed, args.work or Path(tmp) / "build")
+
+
+if __name__ == "__main__":
+    main()
