@@ -98,7 +98,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        variants = [("parquet, default (1/256 px, 12 mantissa bits)", StoreConfig()),
+        variants = [("parquet, default (1/64 px, 8 mantissa bits)", StoreConfig()),
                     ("parquet, coarse (1/16 px, 8 mantissa bits)", StoreConfig(coord_step=1 / 16, mantissa_bits=8)),
                     ("parquet, exact (no rounding)", StoreConfig(coord_step=0, mantissa_bits=23))]
         for k, (label, cfg) in enumerate(variants):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from xseason.geometry import Camera, Pose, project_points
 from xseason.groundtruth import load_truth, sample_depth

@@ -19,8 +19,8 @@ from xseason.store import (
     IMAGES_SCHEMA, MATCHES_SCHEMA, PAIRS_SCHEMA, StoreConfig, open_dataset, round_mantissa, write_dataset,
 )
 
-COORD_BOUND = 1 / 512 + 1e-4  # half the default 1/256 px step (+ float32 rounding at ~1000 px)
-REL_BOUND = 2.0**-13 + 1e-7  # 12 mantissa bits kept
+COORD_BOUND = 1 / 128 + 1e-4  # half the default 1/64 px step (+ float32 rounding at ~1000 px)
+REL_BOUND = 2.0**-9 + 1e-7  # 8 mantissa bits kept
 
 
 def make_tables(n_pairs: int = 40, mean: int = 60, seed: int = 0, densified: bool = False, n_images: int = 24):
@@ -92,6 +92,11 @@ def test_schema_files_and_metadata(dataset, tables):
     assert not any(p.name.startswith(".") for p in dataset.parent.iterdir() if p.name != "imgs")  # no temp left
 
 
+def stored_order(matches: pd.DataFrame) -> pd.DataFrame:
+    """The store keeps rows sorted by pair_id, then point3d_id (nulls last), stably."""
+    return matches.sort_values(["pair_id", "point3d_id"], kind="stable", na_position="last")
+
+
 @pytest.mark.parametrize("random_access", ["mmap", "parquet"])
 def test_per_pair_reads_within_documented_precision(dataset, tables, random_access):
     _, pairs, matches = tables
@@ -99,7 +104,7 @@ def test_per_pair_reads_within_documented_precision(dataset, tables, random_acce
     order = np.random.default_rng(3).permutation(pairs["pair_id"].to_numpy())
     for pid in order:
         got = store.matches(int(pid))
-        want = matches[matches["pair_id"] == pid]
+        want = stored_order(matches[matches["pair_id"] == pid])
         assert len(got["x0"]) == len(want)
         for c in ("x0", "y0", "x1", "y1"):
             assert np.abs(got[c] - want[c].to_numpy()).max(initial=0) <= COORD_BOUND
@@ -116,8 +121,9 @@ def test_exact_config_is_lossless(tmp_path, tables):
     images, pairs, matches = tables
     root = write(tmp_path, images, pairs, matches, store_config=StoreConfig(coord_step=0, mantissa_bits=23))
     back = pd.read_parquet(root / "matches")
+    want = stored_order(matches)
     for c in ("x0", "weight", "err1"):
-        assert np.array_equal(back[c].to_numpy(), matches[c].to_numpy(np.float32))
+        assert np.array_equal(back[c].to_numpy(), want[c].to_numpy(np.float32))
 
 
 def test_unsorted_table_and_streamed_chunks_give_the_same_dataset(tmp_path, tables):
@@ -201,7 +207,7 @@ def test_densified_column_is_optional_and_kept(tmp_path):
     images, pairs, matches = make_tables(densified=True)
     store = open_dataset(write(tmp_path, images, pairs, matches))
     got = store.matches(int(pairs["pair_id"].iloc[0]))
-    want = matches.loc[matches["pair_id"] == pairs["pair_id"].iloc[0], "densified"].to_numpy()
+    want = stored_order(matches[matches["pair_id"] == pairs["pair_id"].iloc[0]])["densified"].to_numpy()
     assert got["densified"].dtype == bool and np.array_equal(got["densified"], want)
 
 

@@ -19,17 +19,19 @@ condition itself), one vectorised pass:
    - free space: c's own points (splatted with `free_space_splat`) must not show a surface
      clearly *behind* it at that pixel (that would mean c sees through where the point was,
      e.g. summer leaves in a winter image, a parked car that left).
-3. Pair scores: for each candidate reference image i, ``shared`` = observations of i whose
-   point is visible in j (and valid in i: inside the image by the margin, not masked,
-   reprojection error <= max_reproj_error); ``overlap = min(shared / n_i, shared / n_j)``
-   with n_i the valid observations of i and n_j the visible candidate points of j. The
-   ``max_pairs_per_image`` images with most shared points, overlap in
+3. Reference side: for each candidate reference image i (cached per image), the reference
+   points it observed (valid: inside by the margin, not masked, reprojection error <=
+   max_reproj_error) and, with `densify`, the points its neighbours observed that i sees
+   (same occlusion test). Pair score ``shared`` = points visible in both i and j;
+   ``overlap = min(shared / n_i, shared / n_j)`` with n_i, n_j the visible points of each
+   image. The ``max_pairs_per_image`` images with most shared points, overlap in
    [min_overlap, max_overlap] and at least `min_matches` shared points, become pairs.
 4. Matches of a pair (i, j): the reference 3D point (not the keypoint) projected into both
    images, kept where its triangulation uncertainty, propagated into j
-   (`predicted_error`), stays within `max_predicted_error` pixels. ``err0`` = distance to i's keypoint; ``err1`` = distance to the keypoint of the
-   associated point in j when j observed it (then ``densified = False`` and the match is
-   kept only if ``err1 <= max_reproj_error``), else ``err1 = 0`` and ``densified = True``.
+   (`predicted_error`), stays within `max_predicted_error` pixels. ``err0`` / ``err1`` =
+   distance to the keypoint of the point (in i) / of its associated point (in j) where that
+   image observed it, else 0; a match with ``err1 > max_reproj_error`` is dropped.
+   ``densified = True`` unless both images observed the point (or its partner).
    ``dist3d`` = distance to the associated point (0 for a shared track or the same
    condition) or, for densified matches without a partner, to the nearest supporting
    point; matches with dist3d > max_dist3d are dropped. ``weight = exp(-dist3d / weight_scale)``
@@ -341,6 +343,8 @@ class _Context:
     obs_valid: np.ndarray  # (M,) observation usable on the reference side
     n_valid: np.ndarray  # (I,) valid observations per image
     reach: float  # candidate distance in world units
+    ref_images: np.ndarray  # registered images of the reference condition
+    ref_cache: dict = field(default_factory=dict)  # image -> _reference_side(...)
 
 
 def _context(table: PointTable, assoc: Associations, cfg: CorrespondenceConfig) -> _Context:
@@ -362,7 +366,8 @@ def _context(table: PointTable, assoc: Associations, cfg: CorrespondenceConfig) 
     n_valid = np.bincount(obs_img[obs_valid], minlength=n)
     depth = table.depth[np.isfinite(table.depth) & (table.track_length > 0)]
     reach = cfg.pair_distance * (float(np.median(depth)) if len(depth) else 1.0)
-    return _Context(table, assoc, cfg, centres, axes, ref_pos, obs_valid, n_valid, reach)
+    ref_images = np.flatnonzero([v.condition == assoc.reference and v.pose is not None for v in table.views])
+    return _Context(table, assoc, cfg, centres, axes, ref_pos, obs_valid, n_valid, reach, ref_images)
 
 
 def _neighbours(ctx: _Context, j: int, candidates: np.ndarray) -> np.ndarray:
@@ -387,74 +392,101 @@ def _geometry(table: PointTable, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return table.xyz[idx], table.normal[idx], table.spacing[idx]
 
 
+def _reference_side(ctx: _Context, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference points visible in reference image i (cached): sorted point indices, pixels,
+    err0 (0 where i did not observe the point) and whether i observed it.
+
+    Candidates are the points observed by i and its neighbours of the same condition; with
+    `densify`, those that i did not observe but sees (occlusion test) are kept too.
+    """
+    if i in ctx.ref_cache:
+        return ctx.ref_cache[i]
+    t, cfg = ctx.table, ctx.cfg
+    nb = np.union1d(_neighbours(ctx, i, ctx.ref_images), [i])
+    pts = np.unique(t.obs_point[_gather(t, nb)])
+    pts = pts[ctx.ref_pos[pts] >= 0]
+    none = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
+    uv, _, visible = visible_in_view(t.views[i], t.xyz[pts], _geometry(t, pts), none, cfg)
+    own = np.arange(t.image_ptr[i], t.image_ptr[i + 1])
+    own = own[ctx.obs_valid[own]]
+    at = np.searchsorted(pts, t.obs_point[own])
+    at, own = at[at < len(pts)], own[at < len(pts)]
+    hit = pts[at] == t.obs_point[own]
+    observed = np.zeros(len(pts), bool)
+    observed[at[hit]] = True
+    err0 = np.zeros(len(pts), np.float32)
+    err0[at[hit]] = t.obs_err[own[hit]]
+    keep = observed | (visible & cfg.densify)
+    out = (pts[keep], uv[keep], err0[keep], observed[keep])
+    ctx.ref_cache[i] = out
+    return out
+
+
 def _target_matches(ctx: _Context, j: int, ref_images: np.ndarray, own_images: np.ndarray, condition: str):
     """Pairs and matches of target image j against its candidate reference images."""
     t, cfg, assoc = ctx.table, ctx.cfg, ctx.assoc
     cand_i = _neighbours(ctx, j, ref_images)
     if len(cand_i) == 0:
         return []
-    obs = _gather(t, cand_i)
-    obs = obs[ctx.obs_valid[obs]]
-    pts = np.unique(t.obs_point[obs])
+    sides = [_reference_side(ctx, i) for i in cand_i]
+    pts = np.unique(np.concatenate([side[0] for side in sides]))
     pos = ctx.ref_pos[pts]
-    pts, pos = pts[pos >= 0], pos[pos >= 0]
     support = assoc.support_dist[condition][pos]
     partner = assoc.partner[condition][pos]
-    pdist = assoc.partner_dist[condition][pos]
-    dist3d = np.where(partner >= 0, pdist, support)
+    dist3d = np.where(partner >= 0, assoc.partner_dist[condition][pos], support)
     keep = np.isfinite(support) & (dist3d <= cfg.max_dist3d)
     pts, partner, dist3d = pts[keep], partner[keep], dist3d[keep]
     if len(pts) == 0:
         return []
     # Keypoints of j, to recognise partners that j itself observed.
     j_obs = np.arange(t.image_ptr[j], t.image_ptr[j + 1])
-    j_pts = t.obs_point[j_obs]
-    order = np.argsort(j_pts)
-    j_pts, j_obs = j_pts[order], j_obs[order]
-    at = np.minimum(np.searchsorted(j_pts, partner), max(len(j_pts) - 1, 0))
-    observed = (partner >= 0) & (len(j_pts) > 0) & (j_pts[at] == partner) if len(j_pts) else np.zeros(len(pts), bool)
-    # Visibility in j.
+    order = np.argsort(t.obs_point[j_obs])
+    j_pts, j_obs = t.obs_point[j_obs][order], j_obs[order]
+    observed = np.zeros(len(pts), bool)
+    at = np.zeros(len(pts), np.int64)
+    if len(j_pts):
+        at = np.minimum(np.searchsorted(j_pts, partner), len(j_pts) - 1)
+        observed = (partner >= 0) & (j_pts[at] == partner)
+    # Visibility in j against the candidates and c's own points near j.
     own = np.unique(t.obs_point[_gather(t, _neighbours(ctx, j, own_images))])
     own = own[ctx.ref_pos[own] < 0] if condition != assoc.reference else np.zeros(0, np.int64)
-    occluders = np.concatenate([pts, own])
-    uv, inview, visible = visible_in_view(
-        t.views[j], t.xyz[pts], _geometry(t, occluders), _geometry(t, own), cfg
-    )
+    uv, _, visible = visible_in_view(t.views[j], t.xyz[pts], _geometry(t, np.concatenate([pts, own])), _geometry(t, own), cfg)
     err1 = np.zeros(len(pts), np.float32)
-    if observed.any():
-        err1[observed] = np.linalg.norm(uv[observed] - t.obs_xy[j_obs[at[observed]]], axis=1)
+    err1[observed] = np.linalg.norm(uv[observed] - t.obs_xy[j_obs[at[observed]]], axis=1)
     ok = visible & ~(observed & (err1 > cfg.max_reproj_error))
     if not cfg.densify:
         ok &= observed
-    vis = np.flatnonzero(ok)
-    if len(vis) == 0:
+    n_j = int(ok.sum())
+    if n_j == 0:
         return []
-    # Pair scores: observations of each candidate image that hit a visible point.
-    slot = np.searchsorted(pts, t.obs_point[obs])
-    slot = np.minimum(slot, len(pts) - 1)
-    hit_obs = (pts[slot] == t.obs_point[obs]) & ok[slot]
-    obs, slot = obs[hit_obs], slot[hit_obs]
-    img = t.obs_image[obs]
-    shared = np.bincount(np.searchsorted(cand_i, img), minlength=len(cand_i))
+    # Pair scores: points visible in both images.
+    found = []
+    for i, (p_i, uv_i, e0, obs_i) in zip(cand_i, sides):
+        a = np.searchsorted(pts, p_i)
+        a, sel = np.minimum(a, len(pts) - 1), np.arange(len(p_i))
+        hit = (pts[a] == p_i) & ok[a]
+        found.append((i, a[hit], sel[hit], len(p_i)))
+    shared = np.array([len(f[1]) for f in found])
+    n_i = np.array([f[3] for f in found])
     with np.errstate(divide="ignore", invalid="ignore"):
-        overlap = np.minimum(shared / ctx.n_valid[cand_i], shared / len(vis))
+        overlap = np.minimum(shared / n_i, shared / n_j)
     good = (shared >= cfg.min_matches) & (overlap >= cfg.min_overlap) & (overlap <= cfg.max_overlap)
     chosen = np.flatnonzero(good)
     chosen = chosen[np.argsort(-shared[chosen], kind="stable")][: cfg.max_pairs_per_image]
     out = []
     for c in chosen:
-        i = cand_i[c]
-        sel = img == i
-        sel[sel] = predicted_error(t, pts[slot[sel]], t.views[i], t.views[j], uv[slot[sel]], cfg) <= cfg.max_predicted_error
-        if sel.sum() < cfg.min_matches:
+        i, s, r, _ = found[c]
+        p_i, uv_i, e0, obs_i = sides[c]
+        fine = predicted_error(t, pts[s], t.views[i], t.views[j], uv[s], cfg) <= cfg.max_predicted_error
+        s, r = s[fine], r[fine]
+        if len(s) < cfg.min_matches:
             continue
-        o, s = obs[sel], slot[sel]
         out.append(
             dict(
                 i=int(i), j=int(j), overlap=float(overlap[c]),
-                x0=t.obs_proj[o].astype(np.float32), x1=uv[s].astype(np.float32),
+                x0=uv_i[r].astype(np.float32), x1=uv[s].astype(np.float32),
                 point=pts[s], dist3d=dist3d[s].astype(np.float32),
-                err0=t.obs_err[o], err1=err1[s], densified=~observed[s],
+                err0=e0[r], err1=err1[s], densified=~(observed[s] & obs_i[r]),
             )
         )
     return out

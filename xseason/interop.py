@@ -51,7 +51,7 @@ from tqdm import tqdm
 from .config import to_dict
 from .errors import ConfigError, DatasetFormatError
 from .files import atomic_path
-from .store import open_dataset, write_dataset
+from .store import StoreConfig, open_dataset, write_dataset
 
 MAT_FIELDS = ("im_i_path", "im_j_path", "pt_i", "pt_j", "dist_from_center")
 _RUN_PATTERN = re.compile(r"run\d+_(?P<reference>[^_]+)_run\d+_(?P<condition>[^_.]+)")
@@ -262,8 +262,9 @@ def import_mat(mat_dir: str | os.PathLike, out_dir: str | os.PathLike, image_roo
         "dist3d": dist, "err0": np.full(len(dist), np.nan), "err1": np.full(len(dist), np.nan),
     }
     source = {"source": "import-mat", "mat_dir": str(mat_dir.resolve()), "files": len(files), "import": to_dict(cfg)}
+    # Imported values are kept bit-exact (float32): the paper's files carry no finer truth to round to.
     return write_dataset(out_dir, images, pairs, matches, config=source, manifest_checksum=None,
-                         image_root=image_root)
+                         image_root=image_root, store_config=StoreConfig(coord_step=0, mantissa_bits=23))
 
 
 def _pair_ids(files: list[Path]) -> np.ndarray:

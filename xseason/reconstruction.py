@@ -39,9 +39,9 @@ class ReconstructionConfig:
     min_tri_angle: float = 1.0  # degrees; COLMAP's 1.5 loses many points on short baselines
     ignore_two_view_tracks: bool = False  # keep points seen by two images only
     max_reproj_error: float = 4.0  # pixels, filtering after triangulation / BA
-    init_min_num_inliers: int = 50  # incremental mapping: verified matches of the initial pair
+    init_min_num_inliers: int = 30  # incremental mapping: verified matches of the initial pair (COLMAP: 100)
     init_min_tri_angle: float = 8.0  # degrees, initial pair
-    abs_pose_min_num_inliers: int = 20  # 2D-3D inliers to add an image to a model
+    abs_pose_min_num_inliers: int = 12  # 2D-3D inliers to add an image to a model (20+ leaves night / rain sequences at 2 images)
     min_model_size: int = 3  # images; smaller models are discarded
     refine_intrinsics: bool = True  # unposed sequences without given intrinsics
     seed: int = 0  # RANSAC / mapper random seed
@@ -91,7 +91,11 @@ def anchor_sequences(manifest: Manifest, reference: list[str]) -> list[str]:
 
 
 def reconstruct(manifest: Manifest, build_dir: Path, cfg: "SfMConfig", reference: list[str]) -> dict[str, pycolmap.Reconstruction]:
-    """Features, matching and one model per sequence (unposed ones in their own frame), cached."""
+    """Features, matching and one model per sequence (unposed ones in their own frame), cached.
+
+    `reference` (the build's reference conditions) does not change this stage: it is taken for the
+    build's call and used by `registration.register`, which picks the world frame.
+    """
     work = Path(build_dir) / "colmap"
     index = extract(manifest, work, cfg.features)
     match(index, candidate_pairs(manifest, index, cfg.matching), work, cfg.matching, "sequences")

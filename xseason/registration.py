@@ -1,27 +1,27 @@
 """Bring every sequence's model into one world frame and register leftover images.
 
-1. The world frame: the posed sequences' frame; with none, the largest model of the
-   reference condition(s).
-2. Each other model is aligned by a similarity, greedily, the best-connected sequence first:
-   its images are registered one by one against the points of the models aligned so far
-   (absolute pose, 2D-3D through cross-sequence matches; those poses are kept) and the
-   similarity that brings along the rest of its model is fitted on the poses that agree
-   (robust rotation mean + centres); when fewer than
-   `min_located_images` register, it is estimated by RANSAC from cross-sequence matches
-   lifted to 3D-3D, each hypothesis checked against the position priors when there are any.
-3. Joint refinement: all aligned images are put in one model with their aligned poses,
-   points are triangulated from all verified matches (cross-sequence ones included) and a
-   bundle adjustment (Cauchy loss, intrinsics fixed) refines all poses except those of posed
-   world sequences (with none, two cameras fix the gauge, so that the reference model's own
-   distortions get corrected too; the shift is recorded per sequence). A 3D-3D similarity is limited by the
-   depth noise of short-baseline points; this step ties the cameras through reprojection
-   errors instead (measured on `tiny`: 1.8 -> 0.06 degrees median rotation error).
-4. Images that their own sequence did not register (typically at night) are matched
-   against registered images of the other sequences and registered one by one by
-   absolute pose (2D-3D, LO-RANSAC + refinement) against the joint model's points.
+1. The world frame: the posed sequences' frame; with none, the largest model of the reference
+   condition(s). A joint model is started with the world's images at their poses.
+2. The other sequences, greedily, the best-connected first: each image is registered on its own
+   against the joint model's points (absolute pose: 2D-3D through cross-sequence matches,
+   LO-RANSAC + refinement); the rest of the sequence's model follows by a similarity fitted on
+   the poses that agree (robust rotation mean + centres). When fewer than `min_located_images`
+   register, the similarity comes from RANSAC on cross-sequence matches lifted to 3D-3D, each
+   hypothesis checked against the position priors when there are any.
+3. After each sequence the joint model is re-triangulated from all verified matches between
+   its images (cross-sequence ones included) and bundle-adjusted (Cauchy loss, intrinsics fixed);
+   posed world sequences stay fixed, otherwise two cameras fix the gauge, so that the reference
+   model's own distortions get corrected too (the shift is recorded per sequence). A 3D-3D
+   similarity alone is limited by the depth noise of short-baseline points.
+4. Images still unregistered (typically at night) are matched against more registered images
+   and registered one by one against the joint model; a sequence aligned only now brings the
+   rest of its model along; the joint model is refined again.
 5. Each sequence's final model is triangulated from its own matches with the final poses fixed.
-Results: `build_dir/sfm/<sequence>/` (COLMAP binary, world frame) and
-`build_dir/registration.json`, both written atomically; a finished registration is loaded.
+Results: `build_dir/sfm/<sequence>/` (COLMAP binary, world frame) and `build_dir/registration.json`
+(per sequence: method, similarity, inliers, residuals, refinement shift, final model; per image:
+registered, method, reason), both written atomically; a finished registration is loaded.
+Measured on `tiny` (poses hidden): 0.04 degrees / 0.14% of the extent median error; see
+benchmarks/bench_build_stages.py for `demo`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class RegistrationError(XSeasonError):
 
 @dataclass
 class RegistrationConfig:
-    """Similarity alignment of sequences and one-by-one registration of leftover images."""
+    """Alignment of sequences, joint refinement and one-by-one registration of images (see module doc)."""
 
     ransac_error: float = 0.02  # 3D-3D inlier distance, as a fraction of the world's extent
     ransac_trials: int = 2000  # 3D-3D similarity hypotheses
@@ -207,7 +207,7 @@ def register(manifest: Manifest, models: dict[str, pycolmap.Reconstruction], bui
                  fixed={r.image for s in world if manifest.is_posed(s) for r in manifest.sequences()[s]})
     seq_info, methods = _align_all(ctx, models, world)
     images = _image_status(manifest, index, methods, seq_info)
-    if _register_leftovers(ctx, images, build_dir):
+    if _register_leftovers(ctx, images, build_dir) and not _follow_models(ctx, models, seq_info, images):
         ctx.refine(cfg.registration.refine_rounds)
     final = {name: ctx.model.image(index.image_ids[name]).cam_from_world() for name, v in images.items() if v["registered"]}
     _pose_shift(seq_info, images, ctx.initial, final)
@@ -287,17 +287,6 @@ def _align_all(ctx: _Joint, models: dict[str, pycolmap.Reconstruction], world: l
         if seq in models:
             seq_info[seq]["model"] = _model_status(ctx.work, seq)
     return seq_info, methods
-
-
-def _combined_table(tables: list) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
-    """One `point_table` for several models (disjoint images): point ids offset per model."""
-    per_img, pids, xyz = {}, [], []
-    for k, (imgs, ids, pts) in enumerate(tables):
-        offset = k << 40
-        per_img |= {i: np.where(v >= 0, v + offset, -1) for i, v in imgs.items()}
-        pids.append(ids + offset)
-        xyz.append(pts)
-    return per_img, np.concatenate(pids), np.concatenate(xyz)
 
 
 def _sim3_from_poses(own: dict[str, pycolmap.Rigid3d], world: dict[str, pycolmap.Rigid3d], cfg: RegistrationConfig) -> dict:
@@ -536,6 +525,30 @@ def _register_leftovers(ctx: _Joint, images: dict[str, dict], build_dir: Path) -
         info.update(registered=True, method="absolute_pose", reason=None,
                     pnp_inliers=int(result["num_inliers"]), pnp_matches=int(result["num_matches"]))
     return sum(isinstance(r, dict) for r in located.values())
+
+
+def _follow_models(ctx: _Joint, models: dict[str, pycolmap.Reconstruction], seq_info: dict[str, dict],
+                   images: dict[str, dict]) -> int:
+    """Sequences not aligned before whose images were then registered one by one: their model's other
+    images follow by a similarity fitted on those poses (`_sim3_from_poses`); returns how many images joined."""
+    added: dict[str, pycolmap.Rigid3d] = {}
+    for seq, model in models.items():
+        if seq_info[seq]["status"] != "failed":
+            continue
+        own = {im.name: im.cam_from_world() for im in model.images.values() if im.has_pose}
+        located = {n: ctx.model.image(ctx.index.image_ids[n]).cam_from_world() for n in own if images[n]["registered"]}
+        info = _sim3_from_poses(own, located, ctx.cfg.registration)
+        if info["status"] != "aligned" or len(located) == len(own):
+            continue
+        seq_info[seq] = info | {"first_attempt": seq_info[seq]}
+        model.transform(to_sim3d(info["scale"], info["R"], info["t"]))
+        follow = {n: model.image(ctx.index.image_ids[n]).cam_from_world() for n in own if n not in located}
+        for name in follow:
+            images[name].update(registered=True, method="sequence", reason=None)
+        added |= follow
+    if added:
+        ctx.add(added, ctx.cfg.registration.refine_rounds)
+    return len(added)
 
 
 def _localize(index: FeatureIndex, names: list[str], matches, table, cameras: dict[int, pycolmap.Camera],

@@ -8,14 +8,14 @@ Layout of a dataset folder::
     matches/            part-00000.parquet, ...: rows sorted by pair_id
     points3d.parquet    optional
 
-Matches are written in row groups that hold whole pairs (a pair never straddles two row
-groups), zstd-compressed, floats with BYTE_STREAM_SPLIT encoding. Before writing, float
+Matches are written sorted by pair_id, and within a pair by point3d_id (nulls last), in row
+groups that hold whole pairs (a pair never straddles two row groups), zstd-compressed, floats with BYTE_STREAM_SPLIT encoding. Before writing, float
 columns are rounded to the precision that matters (``StoreConfig``), which makes them far
 more compressible:
 
-- ``x0 y0 x1 y1``: to a multiple of ``coord_step`` pixels (default 1/256 px, error <= 1/512 px);
-- ``weight dist3d err0 err1``: to ``mantissa_bits`` bits of float32 mantissa (default 12:
-  relative error <= 2**-13 ~ 1.2e-4).
+- ``x0 y0 x1 y1``: to a multiple of ``coord_step`` pixels (default 1/64 px, error <= 1/128 px ~ 0.008 px);
+- ``weight dist3d err0 err1``: to ``mantissa_bits`` bits of float32 mantissa (default 8:
+  relative error <= 2**-9 ~ 0.2%).
 Set ``coord_step=0`` and ``mantissa_bits=23`` for a bit-exact store.
 
 Random per-pair reads (the torch Dataset, DataLoader workers, random order) go through a
@@ -107,8 +107,8 @@ _RESERVED_META = {"format", "version", "created", "tool_version", "config", "man
 class StoreConfig:
     """How matches are laid out and rounded on disk."""
 
-    coord_step: float = 1.0 / 256  # pixel coordinates rounded to this step (a power of two); 0 = exact
-    mantissa_bits: int = 12  # float32 mantissa bits kept for weight, dist3d, err0, err1; 23 = exact
+    coord_step: float = 1.0 / 64  # pixel coordinates rounded to this step (a power of two); 0 = exact
+    mantissa_bits: int = 8  # float32 mantissa bits kept for weight, dist3d, err0, err1; 23 = exact
     row_group_rows: int = 16384  # whole pairs are packed into row groups of about this many rows
     file_rows: int = 8_000_000  # a new matches/part-NNNNN.parquet file after about this many rows
     zstd_level: int = 6
@@ -299,7 +299,7 @@ def _write_matches(folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarra
                 bad = ids[pair_ids[pos] != ids][0] if pair_ids.size else ids[0]
                 raise DatasetFormatError(f"matches: pair_id {bad} is not in the pairs table")
             counts += np.bincount(pos, minlength=pair_ids.size)
-            chunk = _round_for_storage(chunk, cfg)
+            chunk = _round_for_storage(_sort_within_pairs(chunk), cfg)
             for start, stop in _row_groups(ids, cfg.row_group_rows):
                 if writer is None or file_rows >= cfg.file_rows:
                     if writer is not None:
@@ -315,6 +315,11 @@ def _write_matches(folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarra
     if writer is None:  # no match at all: still one valid (empty) file, so readers see the schema
         pq.write_table(MATCHES_SCHEMA.empty_table(), folder / "part-00000.parquet")
     return counts, schema is not None and "densified" in schema.names
+
+
+def _sort_within_pairs(chunk: pa.Table) -> pa.Table:
+    """Order each pair's rows by point3d_id (nulls last): the ids then delta-encode compactly."""
+    return chunk.take(pc.sort_indices(chunk, sort_keys=[("pair_id", "ascending"), ("point3d_id", "ascending")]))
 
 
 def _check_match_values(chunk: pa.Table, ids: np.ndarray, last_pair: int | None) -> None:
