@@ -210,3 +210,35 @@ def test_photometric_jitter_is_per_image(tmp_path):
     ratios = np.array(ratios)
     assert np.abs(ratios - 1).max() > 0.05  # jitter happened
     assert np.abs(ratios[:, 0] - ratios[:, 1]).max() > 0.02  # and differs between the two images
+
+
+def test_cache_gives_identical_items_and_keeps_small_resized_arrays(tmp_path):
+    path = make_toy_dataset(tmp_path, places=3, size=(96, 72), matches_per_pair=60)
+    aug = AugmentConfig(short_side=36, crop=(40, 32), hflip=0.5, brightness=0.3, max_matches=32)
+    cached = CorrespondenceDataset(path, augment=aug)
+    plain = CorrespondenceDataset(path, augment=aug, cache_mb=0)
+    for seed in range(3):
+        for i in range(len(cached)):
+            a, b = cached[(i, seed)], plain[(i, seed)]
+            for key in ("image0", "image1", "label0", "label1", "matches", "weights"):
+                assert torch.equal(a[key], b[key]), key
+    images = {int(i) for i in cached.image_ids.ravel()}
+    assert len(cached.cache) == 2 * len(images) and len(plain.cache) == 0  # one image + one label each
+    assert cached.cache.bytes == len(images) * 48 * 36 * 4  # stored at 48x36 (short side 36), not 96x72
+    img, lab = cached.view(sorted(images)[0])
+    assert img.shape == (36, 48, 3) and lab.shape == (36, 48) and not img.flags.writeable
+    cached[(0, 0)]["label0"][:] = 7  # items are copies: the cache is untouched
+    assert (cached.view(int(cached.image_ids[0, 0]))[1] != 7).any()
+
+
+def test_array_cache_drops_least_recently_used():
+    from xseason.dataset import ArrayCache
+    cache = ArrayCache(max_bytes=300)
+    made = []
+    def make(k):
+        made.append(k)
+        return np.zeros(100, np.uint8)
+    for k in ("a", "b", "c", "a", "d", "b"):  # d evicts b (a was used again), then b is made again
+        cache.get(k, lambda k=k: make(k))
+    assert made == ["a", "b", "c", "d", "b"] and cache.bytes == 300 and len(cache) == 3
+    assert len(ArrayCache(50).get("big", lambda: np.zeros(100, np.uint8))) == 100  # too big: returned, not kept

@@ -3,9 +3,9 @@
 - `tiny` scene with poses: every triangulated point, projected into an image that observes it,
   must have the ground-truth depth at the observed keypoint (exact sub-pixel depth on planes).
   At 320x240 (f = 224 px), 1 m between images and points 13-17 m away, 0.4 px of keypoint noise
-  is already ~2-3% of the depth, so `tiny` gets a 4% bound on the median error and a 1% bound
-  on its signed median (a pose or pixel-convention bug shows up as a bias); the 1% target is
-  measured on the `demo` scene (640x480), see benchmarks/bench_build_stages.py.
+  is already ~2% of the depth (measured: 1.9% median, -0.35% signed), so `tiny` gets a 4% bound
+  on the median error and a 1% bound on its signed median (a pose or pixel-convention bug shows
+  up as a bias); the 1% target is measured on `demo` (640x480): benchmarks/bench_build_stages.py.
 - 7-Scenes `stairs` (real data, skipped when ../shared/data is absent): the same check against the
   Kinect depth maps, which come from the depth camera (focal 585, not registered to RGB): points are
   moved into the depth camera's frame with the dataset's depth-camera poses before the lookup.
@@ -74,8 +74,9 @@ def test_sevenscenes_points_agree_with_kinect_depth(shared_data: Path, tmp_path:
     # One traversal of all 12 frames: within a 7-Scenes sequence the 3 frames are ~1 mm apart (no parallax).
     rows = [row | {"sequence": "stairs"} for row in sevenscenes_rows(root).rows]
     m = read_manifest(write_manifest(tmp_path / "manifest.csv", rows), image_root=root)
-    models = reconstruct(m, tmp_path / "build", SfMConfig(), ["indoor"])
-    model = models["stairs"]
+    cfg = SfMConfig()
+    cfg.reconstruction.min_tri_angle = 1.0  # the default 2 degrees leaves ~30 points on these baselines
+    model = reconstruct(m, tmp_path / "build", cfg, ["indoor"])["stairs"]
     depth_cam = Camera("SIMPLE_PINHOLE", 640, 480, (585.0, 320.0, 240.0))
     names, _, xyz = point_observations(model)
     rel = []

@@ -101,3 +101,17 @@ def test_ddp_two_ranks_end_identical(toy, tmp_path):
     assert digests[0] == digests[1]
     single = train(_cfg(toy, tmp_path / "single", steps=4, batch_size=1, corr_start_step=1, loss=LossConfig(moving_classes=[])))
     assert single.weights_digest != digests[0]  # the two ranks really trained on different (more) data
+
+
+def test_demo_shares_the_warm_up_exactly(toy, tmp_path):
+    """The demo trains the common supervised warm-up once: both runs end as if trained on their own."""
+    from xseason.commands.demo import train_pair
+    loss = LossConfig(moving_classes=[])
+    shared = train_pair(_cfg(toy, tmp_path / "base", loss=loss, corr_weight=0.0, corr_start_step=3),
+                        _cfg(toy, tmp_path / "corr", loss=loss, corr_start_step=3))
+    alone = train(_cfg(toy, tmp_path / "alone", loss=loss, corr_start_step=3))  # (the baseline: resume test)
+    assert shared["correspondence"].steps == shared["baseline"].steps == 6
+    assert shared["correspondence"].weights_digest == alone.weights_digest
+    assert shared["baseline"].weights_digest != shared["correspondence"].weights_digest
+    rows = [json.loads(x) for x in (tmp_path / "corr" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7)) and "corr" in rows[3] and "corr" not in rows[2]

@@ -128,10 +128,12 @@ class PointTable:
     depth: np.ndarray = field(init=False)  # (P,) mean distance to observing cameras
     spacing: np.ndarray = field(init=False)  # (P,) distance to the k-th neighbour in its condition
     normal: np.ndarray = field(init=False)  # (P, 3) unit surface normal from its neighbours (NaN: unknown)
+    curvature: np.ndarray = field(init=False)  # (P,) local curvature of its neighbourhood (see local_geometry)
 
     def __post_init__(self) -> None:
         self._compute_observation_stats()
         self.spacing, self.normal = np.full(len(self.xyz), np.inf), np.full((len(self.xyz), 3), np.nan)
+        self.curvature = np.ones(len(self.xyz))
 
     @property
     def num_points(self) -> int:
@@ -200,7 +202,7 @@ class PointTable:
             obs_point=new_index[self.obs_point[obs_keep]],
             obs_xy=self.obs_xy[obs_keep],
         )
-        table.spacing, table.normal = self.spacing[keep], self.normal[keep]
+        table.spacing, table.normal, table.curvature = self.spacing[keep], self.normal[keep], self.curvature[keep]
         return table
 
 
@@ -257,7 +259,7 @@ def build_point_table(
         obs_point=obs_point[order],
         obs_xy=obs_xy[order],
     )
-    table.spacing, table.normal = local_geometry(table.xyz, table.point_condition, spacing_k)
+    table.spacing, table.normal, table.curvature = local_geometry(table.xyz, table.point_condition, spacing_k)
     return table
 
 
@@ -301,10 +303,14 @@ def point_table_from_reconstructions(recs: Mapping[str, object], views: Sequence
     return build_point_table(views, cat(xyz), cat(seqs), cat(local), cat(o_img), cat(o_pt), cat(o_xy), spacing_k)
 
 
-def local_geometry(xyz: np.ndarray, group: np.ndarray, k: int, k_normal: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def local_geometry(
+    xyz: np.ndarray, group: np.ndarray, k: int, k_normal: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per point, within its group: distance to the k-th nearest neighbour (inf if too few
-    points) and the unit normal of its `k_normal` nearest neighbours (PCA; NaN if too few)."""
+    points), the unit normal of its `k_normal` nearest neighbours (PCA; NaN if too few) and
+    their curvature, smallest eigenvalue / sum (0 = a plane, 1/3 = isotropic; 1 if unknown)."""
     spacing, normal = np.full(len(xyz), np.inf), np.full((len(xyz), 3), np.nan)
+    curvature = np.ones(len(xyz))
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
         kk = min(max(k, k_normal), len(idx) - 1)
@@ -315,9 +321,10 @@ def local_geometry(xyz: np.ndarray, group: np.ndarray, k: int, k_normal: int = 1
             spacing[idx] = d[:, k]
         nb = xyz[idx][nn[:, : min(k_normal, kk) + 1]]
         nb = nb - nb.mean(axis=1, keepdims=True)
-        _, vecs = np.linalg.eigh(np.einsum("nki,nkj->nij", nb, nb))
+        vals, vecs = np.linalg.eigh(np.einsum("nki,nkj->nij", nb, nb))
         normal[idx] = vecs[:, :, 0]
-    return spacing, normal
+        curvature[idx] = vals[:, 0] / np.maximum(vals.sum(axis=1), 1e-300)
+    return spacing, normal, curvature
 
 
 def clean_points(table: PointTable, cfg: AssociationConfig) -> PointTable:
@@ -341,7 +348,7 @@ def clean_points(table: PointTable, cfg: AssociationConfig) -> PointTable:
             keep[idx] = False
             keep[idx[order[first]]] = True
     out = table.subset(keep)
-    out.spacing, out.normal = local_geometry(out.xyz, out.point_condition, cfg.spacing_k)
+    out.spacing, out.normal, out.curvature = local_geometry(out.xyz, out.point_condition, cfg.spacing_k)
     return out
 
 

@@ -90,6 +90,7 @@ class CorrespondenceConfig:
     image_margin: float = 2.0  # px
     max_reproj_error: float = 2.0  # px
     max_dist3d: float = 0.5  # world units
+    max_curvature: float = 1.0  # reference points on rougher neighbourhoods (leaves, edges) are not matched
     keypoint_sigma: float = 0.5  # px, floor of a point's keypoint noise (its mean reprojection error)
     max_predicted_error: float = 1.0  # px, triangulation uncertainty propagated into the other image
     weight_scale: float = 1.0  # weight = exp(-dist3d / weight_scale)
@@ -404,7 +405,7 @@ def _reference_side(ctx: _Context, i: int) -> tuple[np.ndarray, np.ndarray, np.n
     t, cfg = ctx.table, ctx.cfg
     nb = np.union1d(_neighbours(ctx, i, ctx.ref_images), [i])
     pts = np.unique(t.obs_point[_gather(t, nb)])
-    pts = pts[ctx.ref_pos[pts] >= 0]
+    pts = pts[(ctx.ref_pos[pts] >= 0) & (t.curvature[pts] <= cfg.max_curvature)]
     none = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
     uv, _, visible = visible_in_view(t.views[i], t.xyz[pts], _geometry(t, pts), none, cfg)
     own = np.arange(t.image_ptr[i], t.image_ptr[i + 1])

@@ -20,8 +20,9 @@ optional `label` column of images.parquet (written by `xseason build` from the m
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -127,20 +128,26 @@ class ImageTransform:
             & (xr >= -0.5) & (xr < w - 0.5) & (yr >= -0.5) & (yr < h - 0.5)
         )
 
-    def image(self, img: np.ndarray, fill: int = 0, nearest: bool = False) -> np.ndarray:
-        """Apply to an (H, W[, C]) array: resize (area/linear, or exact nearest for labels), crop, flip."""
+    def resize(self, img: np.ndarray, nearest: bool = False) -> np.ndarray:
+        """Resize an (H, W[, C]) array to `resized` (area/linear, or exact nearest for labels)."""
         h, w = img.shape[:2]
         rw, rh = self.resized
-        if (rw, rh) != (w, h):
-            if nearest:  # nearest source pixel centre: src = floor((dst + 0.5) / s)
-                cols = np.minimum(((np.arange(rw) + 0.5) / self.sx).astype(np.int64), w - 1)
-                rows = np.minimum(((np.arange(rh) + 0.5) / self.sy).astype(np.int64), h - 1)
-                img = img[rows[:, None], cols[None, :]]
-            else:
-                interp = cv2.INTER_AREA if rw < w else cv2.INTER_LINEAR
-                img = cv2.resize(img, (rw, rh), interpolation=interp)
-        img = crop(img, self.x0, self.y0, *self.out, fill)
-        return np.ascontiguousarray(img[:, ::-1]) if self.flip else img
+        if (rw, rh) == (w, h):
+            return img
+        if nearest:  # nearest source pixel centre: src = floor((dst + 0.5) / s)
+            cols = np.minimum(((np.arange(rw) + 0.5) / self.sx).astype(np.int64), w - 1)
+            rows = np.minimum(((np.arange(rh) + 0.5) / self.sy).astype(np.int64), h - 1)
+            return img[rows[:, None], cols[None, :]]
+        return cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if rw < w else cv2.INTER_LINEAR)
+
+    def crop_flip(self, resized: np.ndarray, fill: int = 0) -> np.ndarray:
+        """Crop and flip an array already resized by `resize`; always a new array."""
+        out = crop(resized, self.x0, self.y0, *self.out, fill)
+        return np.ascontiguousarray(out[:, ::-1]) if self.flip else out.copy()
+
+    def image(self, img: np.ndarray, fill: int = 0, nearest: bool = False) -> np.ndarray:
+        """Apply to an (H, W[, C]) array: resize, crop, flip."""
+        return self.crop_flip(self.resize(img, nearest), fill)
 
 
 def crop(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill: int = 0) -> np.ndarray:
@@ -189,6 +196,37 @@ def photometric(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -
 # ----------------------------------------------------------------------------- dataset
 
 
+class ArrayCache:
+    """Arrays kept in memory by key, least recently used dropped beyond `max_bytes` (0 = no cache).
+
+    The dataset keeps each image (and label) decoded *and resized* here, so that a training step
+    crops small uint8 arrays instead of decoding full-resolution PNGs. Entries are read-only.
+    Every DataLoader worker holds its own cache (keep workers persistent to keep it warm).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array of `key`, made (and cached when it fits) on a miss."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = make()
+        if value.nbytes <= self.max_bytes:
+            value.flags.writeable = False
+            self._items[key] = value
+            self.bytes += value.nbytes
+            while self.bytes > self.max_bytes:
+                self.bytes -= self._items.popitem(last=False)[1].nbytes
+        return value
+
+
 class CorrespondenceDataset(Dataset):
     """Image pairs of a dataset folder with their matches (see the module docstring).
 
@@ -198,11 +236,12 @@ class CorrespondenceDataset(Dataset):
     Index with an int (transforms seeded by `seed` and the index) or with `(index, seed)`
     as `PairBatchSampler` does. With `load_images=False` only the matches are read (the
     images' sizes come from images.parquet), which is what the loader benchmark compares.
+    Decoded, resized images and labels are kept in an `ArrayCache` of `cache_mb` MiB.
     """
 
     def __init__(self, path: str | Path | CorrespondenceStore, filter: PairFilter | None = None,
                  augment: AugmentConfig | None = None, seed: int = 0, load_images: bool = True,
-                 with_labels: bool = True) -> None:
+                 with_labels: bool = True, cache_mb: float = 512.0) -> None:
         self.store = path if isinstance(path, CorrespondenceStore) else open_dataset(path)
         self.filter = filter or PairFilter()
         self.augment = augment or AugmentConfig()
@@ -225,6 +264,7 @@ class CorrespondenceDataset(Dataset):
         self.splits = pairs["split"].to_numpy(dtype=object)[keep]
         self._size = {int(i): (int(r.width), int(r.height)) for i, r in images[["width", "height"]].iterrows()}
         self._labels = label_paths(self.store) if with_labels else {}
+        self.cache = ArrayCache(int(cache_mb * 2**20))
 
     def __len__(self) -> int:
         return len(self.pair_ids)
@@ -253,18 +293,32 @@ class CorrespondenceDataset(Dataset):
             sample[f"image_id{side}"] = image_id
             sample[f"condition{side}"] = self.conditions[index, side]
             if self.load_images:
-                img = photometric(t.image(self._read(image_id)), self.augment, rng)
+                img, lab = self._resized(image_id, t)
+                img = photometric(t.crop_flip(img), self.augment, rng)
                 sample[f"image{side}"] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-                label = self._labels.get(image_id)
-                lab = (t.image(read_label(label), fill=IGNORE, nearest=True) if label is not None
-                       else np.full(t.out[::-1], IGNORE, np.uint8))
-                sample[f"label{side}"] = torch.from_numpy(np.ascontiguousarray(lab))
+                sample[f"label{side}"] = torch.from_numpy(t.crop_flip(lab, fill=IGNORE))
         idx = np.flatnonzero(keep)
         if len(idx) > self.augment.max_matches:
             idx = np.sort(rng.choice(idx, self.augment.max_matches, replace=False))
         sample["matches"] = torch.from_numpy(np.concatenate([out_xy[0][idx], out_xy[1][idx]], 1).astype(np.float32))
         sample["weights"] = torch.from_numpy(m["weight"][idx].astype(np.float32))
         return sample
+
+    def view(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """RGB image (H, W, 3) and label (H, W) of one image resized to `short_side`, without crop,
+        flip, jitter or photometric change (for evaluation; matches of a dataset built with
+        `crop=(0, 0), hflip=0, scale_jitter=0` are in these pixels). Read-only cached arrays."""
+        plain = replace(self.augment, crop=(0, 0), hflip=0.0, scale_jitter=0.0)
+        return self._resized(image_id, plan_transform(self._size[image_id], None, plain, np.random.default_rng(0)))
+
+    def _resized(self, image_id: int, t: ImageTransform) -> tuple[np.ndarray, np.ndarray]:
+        """(image, label) of `image_id` resized by `t` (label all IGNORE when unknown), from the cache."""
+        img = self.cache.get((image_id, "image", t.resized), lambda: t.resize(self._read(image_id)))
+        label = self._labels.get(image_id)
+        lab = self.cache.get((image_id, "label", t.resized),
+                             lambda: t.resize(read_label(label), nearest=True) if label is not None
+                             else np.full(t.resized[::-1], IGNORE, np.uint8))
+        return img, lab
 
     def _read(self, image_id: int) -> np.ndarray:
         img = read_image(self.store.image_path(image_id))
@@ -419,7 +473,7 @@ def _toy_labels(rng: np.random.Generator, shape: tuple[int, int], num_classes: i
 
 
 __all__ = [
-    "AugmentConfig", "PairFilter", "CorrespondenceDataset", "PadCollate", "PairBatchSampler", "ImageTransform",
+    "AugmentConfig", "PairFilter", "ArrayCache", "CorrespondenceDataset", "PadCollate", "PairBatchSampler", "ImageTransform",
     "plan_transform", "photometric", "crop", "label_paths", "read_image", "read_label", "IGNORE",
     "make_toy_dataset",
 ]

@@ -66,7 +66,8 @@ def evaluate(checkpoints: list[str | Path], dataset: str | Path, cfg: EvalConfig
     names = _names(checkpoints, cfg.names)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     ds = CorrespondenceDataset(dataset, PairFilter(cfg.splits, cfg.conditions, 1),
-                               AugmentConfig(short_side=cfg.short_side, crop=(0, 0), max_matches=cfg.max_matches))
+                               AugmentConfig(short_side=cfg.short_side, crop=(0, 0), max_matches=cfg.max_matches),
+                               load_images=False)
     pair_rows, cond_rows = [], []
     for name, ckpt in zip(names, checkpoints):
         model = load_model(ckpt).to(device).eval()
@@ -88,34 +89,55 @@ def _names(checkpoints: list[str | Path], names: list[str] | None) -> list[str]:
 
 
 @torch.no_grad()
+def predict_images(model, ds: CorrespondenceDataset, image_ids: list[int], device: torch.device,
+                   batch_size: int = 16) -> dict[int, dict[str, torch.Tensor]]:
+    """Model outputs ({"logits", "embedding"} at 1/4 resolution, on the CPU) of each image's `ds.view`.
+
+    Every image is run once however many pairs it is in; images of equal size are batched.
+    """
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for image_id in image_ids:
+        by_size.setdefault(ds.view(image_id)[0].shape, []).append(image_id)
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for ids in by_size.values():
+        for k in range(0, len(ids), batch_size):
+            chunk = ids[k:k + batch_size]
+            x = torch.from_numpy(np.stack([ds.view(i)[0] for i in chunk])).permute(0, 3, 1, 2)
+            res = model(x.to(device).float().div_(255))
+            for j, image_id in enumerate(chunk):
+                out[image_id] = {key: v[j:j + 1].float().cpu() for key, v in res.items()}
+    return out
+
+
+@torch.no_grad()
 def _evaluate_model(model, ds: CorrespondenceDataset, cfg: EvalConfig, device: torch.device,
                     name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     k = model.cfg.num_classes
+    image_ids = sorted({int(i) for i in np.unique(ds.image_ids)})
+    outs = predict_images(model, ds, image_ids, device)
     pair_stats: dict[str, np.ndarray] = {}  # condition pair -> [pairs, matches, agree, emb_correct]
-    confusion: dict[str, np.ndarray] = {}  # condition -> (k, k) label x prediction
-    n_images: dict[str, int] = {}
-    seen: set[int] = set()
     for i in tqdm(range(len(ds)), desc=f"eval {name}", disable=not cfg.progress, unit="pair"):
         s = ds[i]
-        outs = model(torch.stack([s["image0"], s["image1"]]).to(device).float().div_(255))
-        size = tuple(s["image0"].shape[-2:])
-        m = s["matches"].to(device)
-        agree, correct = match_metrics(outs, m, size, tuple(s["image1"].shape[-2:]), cfg.match_radius)
+        a, b = outs[s["image_id0"]], outs[s["image_id1"]]
+        both = {key: torch.cat([a[key], b[key]]) for key in a}
+        size0, size1 = (ds.view(s[f"image_id{side}"])[0].shape[:2] for side in (0, 1))
+        agree, correct = match_metrics(both, s["matches"], size0, size1, cfg.match_radius)
         key = f"{s['condition0']}|{s['condition1']}"
         pair_stats.setdefault(key, np.zeros(4))
-        pair_stats[key] += [1, len(m), agree, correct]
-        for side in (0, 1):
-            image_id = s[f"image_id{side}"]
-            label = s[f"label{side}"].to(device).long()
-            if image_id in seen or not (label != IGNORE).any():
-                continue
-            seen.add(image_id)
-            pred = upsample_to(outs["logits"][side:side + 1], tuple(label.shape)).argmax(1)[0]
-            keep = label != IGNORE
-            cm = torch.bincount(label[keep] * k + pred[keep], minlength=k * k).reshape(k, k).cpu().numpy()
-            cond = s[f"condition{side}"]
-            confusion[cond] = confusion.get(cond, 0) + cm
-            n_images[cond] = n_images.get(cond, 0) + 1
+        pair_stats[key] += [1, len(s["matches"]), agree, correct]
+    confusion: dict[str, np.ndarray] = {}  # condition -> (k, k) label x prediction
+    n_images: dict[str, int] = {}
+    condition = dict(zip(ds.image_ids.ravel().tolist(), ds.conditions.ravel().tolist()))
+    for image_id in image_ids:
+        label = torch.from_numpy(ds.view(image_id)[1].astype(np.int64))
+        keep = label != IGNORE
+        if not keep.any():
+            continue
+        pred = upsample_to(outs[image_id]["logits"], tuple(label.shape)).argmax(1)[0]
+        cm = torch.bincount(label[keep] * k + pred[keep], minlength=k * k).reshape(k, k).numpy()
+        cond = condition[image_id]
+        confusion[cond] = confusion.get(cond, 0) + cm
+        n_images[cond] = n_images.get(cond, 0) + 1
     pairs = pd.DataFrame(
         [{"checkpoint": name, "condition_pair": key, "pairs": int(v[0]), "matches": int(v[1]),
           "label_agreement": v[2] / max(v[1], 1), "embedding_accuracy": v[3] / max(v[1], 1)}
@@ -175,7 +197,7 @@ def write_report(report: EvalReport) -> None:
             continue
         wide = df.pivot(index=index, columns="checkpoint", values=metrics)
         wide.columns = [f"{m} [{c}]" for m, c in wide.columns]
-        lines += [_markdown(wide.reset_index()), ""]
+        lines += [markdown_table(wide.reset_index()), ""]
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
     for df, index, metric, fname in ((report.pairs, "condition_pair", "label_agreement", "label_agreement.png"),
@@ -185,18 +207,19 @@ def write_report(report: EvalReport) -> None:
             draw_bar_chart(list(wide.index), {c: wide[c].tolist() for c in wide.columns}, out / fname, title=metric)
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
+def markdown_table(df: pd.DataFrame) -> str:
+    """A Markdown table of `df` (floats with 3 decimals, missing values as '-')."""
+    cells = [["-" if isinstance(v, float) and v != v else f"{v:.3f}" if isinstance(v, float) else str(v)
+              for v in row] for row in df.itertuples(index=False)]
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     return "\n".join([head, "|" + "---|" * len(df.columns), *("| " + " | ".join(r) + " |" for r in cells)])
 
 
-# ----------------------------------------------------------------------------- charts (OpenCV)
 
 def load_eval_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EvalConfig:
     """EvalConfig from a YAML file and `key=value` overrides."""
     return load_config(EvalConfig, path, overrides)
 
 
-__all__ = ["EvalConfig", "EvalReport", "evaluate", "match_metrics", "segmentation_scores", "write_report",
-           "load_eval_config"]
+__all__ = ["EvalConfig", "EvalReport", "evaluate", "predict_images", "match_metrics", "segmentation_scores",
+           "write_report", "markdown_table", "load_eval_config"]

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the build config has the same sections
 class ReconstructionConfig:
     """Triangulation (posed sequences) and incremental mapping (unposed ones)."""
 
-    min_tri_angle: float = 1.0  # degrees; COLMAP's 1.5 loses many points on short baselines
+    min_tri_angle: float = 2.0  # degrees; 1.0 keeps 18% more points on `demo` but 14% worse median depth error
     ignore_two_view_tracks: bool = False  # keep points seen by two images only
     max_reproj_error: float = 4.0  # pixels, filtering after triangulation / BA
     init_min_num_inliers: int = 30  # incremental mapping: verified matches of the initial pair (COLMAP: 100)

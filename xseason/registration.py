@@ -20,7 +20,7 @@
 Results: `build_dir/sfm/<sequence>/` (COLMAP binary, world frame) and `build_dir/registration.json`
 (per sequence: method, similarity, inliers, residuals, refinement shift, final model; per image:
 registered, method, reason), both written atomically; a finished registration is loaded.
-Measured on `tiny` (poses hidden): 0.04 degrees / 0.14% of the extent median error; see
+Measured on `tiny` (poses hidden): 0.05 degrees / 0.17% of the extent median error; see
 benchmarks/bench_build_stages.py for `demo`.
 """
 
@@ -256,8 +256,11 @@ def _align_all(ctx: _Joint, models: dict[str, pycolmap.Reconstruction], world: l
     matches = verified_matches(index)
     seq_of = {index.image_ids[r.image]: r.sequence for r in manifest.images if r.image in index.image_ids}
     aligned = [s for s in world if s in models]
-    seq_info: dict[str, dict] = {s: {"status": "world", "scale": 1.0, "R": np.eye(3), "t": np.zeros(3)} for s in aligned}
+    seq_info: dict[str, dict] = {s: {"status": "world", "scale": 1.0, "R": np.eye(3), "t": np.zeros(3)}
+                                 for s in world if s in models or manifest.is_posed(s)}
     start = {im.name: im.cam_from_world() for s in aligned for im in models[s].images.values() if im.has_pose}
+    start |= {r.image: pycolmap.Rigid3d(pycolmap.Rotation3d(r.pose.R), r.pose.t)  # posed: even without a model
+              for s in world if manifest.is_posed(s) for r in manifest.sequences()[s] if r.image in index.image_ids}
     methods = dict.fromkeys(start, "sequence")
     ctx.add(start, rcfg.refine_rounds)
     pending = [s for s in models if s not in aligned]

@@ -53,6 +53,7 @@ class DataConfig:
     min_matches: int = 10
     balance: bool = True  # every condition pair equally likely
     num_workers: int = 1
+    cache_mb: float = 512.0  # decoded, resized images kept in memory per loader process (0 = none)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -141,7 +142,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     ckpt_path = out / "checkpoints" / "last.pt"
 
     ds = CorrespondenceDataset(cfg.dataset, PairFilter(cfg.data.splits, cfg.data.conditions, cfg.data.min_matches),
-                               cfg.data.augment, seed=cfg.seed)
+                               cfg.data.augment, seed=cfg.seed, cache_mb=cfg.data.cache_mb)
     supervised = set(cfg.supervised_conditions if cfg.supervised_conditions is not None else ds.conditions[:, 0])
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model)

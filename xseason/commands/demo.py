@@ -1,20 +1,34 @@
 """`xseason demo`: the reference paper's experiment end to end on the built-in scene.
 
 synth (data/demo) -> build (build/demo) -> train a baseline (no correspondence loss) and a
-model with it -> evaluate both on held-out pairs and images -> HTML report. Every step is
-resumable: rerunning reuses what a previous run finished.
+model with it -> evaluate both on held-out pairs and images -> comparison table, charts and
+the HTML report of the dataset. Every step is resumable: rerunning reuses what a previous run
+finished (the build reuses a complete dataset, the trainer resumes from its checkpoints).
+
+The two runs share one configuration except `corr_weight`, so their supervised warm-up (the
+steps before `corr_start_step`) is the same computation: it is trained once, in the baseline's
+folder, and its checkpoint seeds the correspondence run (the trainer's resume is exact, so the
+result is bit-identical to training both from scratch).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
 from ..build import DEFAULT_MANIFEST, DEFAULT_SCENE, ensure_default_scene, load_build_config, run_build
-from ..evaluate import evaluate, load_eval_config
+from ..evaluate import EvalReport, evaluate, load_eval_config, markdown_table
+from ..files import atomic_path
+from ..models import read_checkpoint
 from ..report import write_report
-from ..train import load_train_config, train
+from ..train import TrainConfig, TrainResult, load_train_config, train
+
+RUNS = ("baseline", "correspondence")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +38,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-config", type=Path, default=Path("configs/train.yaml"))
     parser.add_argument("--eval-config", type=Path, default=Path("configs/eval.yaml"))
     parser.add_argument("--steps", type=int, help="training steps of each model (default: the train config's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training setting of both runs, e.g. --set loss.kind=kl (repeatable)")
 
 
 def _config(path: Path) -> Path | None:
     return path if path.is_file() else None
+
+
+def _checkpoint_step(run: Path) -> int:
+    path = run / "checkpoints" / "last.pt"
+    return int(read_checkpoint(path)["step"]) if path.is_file() else 0
+
+
+def train_pair(baseline: TrainConfig, corr: TrainConfig) -> dict[str, TrainResult]:
+    """Train the baseline and the correspondence run, sharing their warm-up (see the module doc).
+
+    `baseline` must be `corr` with `corr_weight=0` (and another `out`).
+    """
+    warm = corr.corr_start_step if corr.corr_weight > 0 else 0
+    seed = Path(corr.out) / "checkpoints" / "last.pt"
+    if warm > 0 and not seed.is_file() and _checkpoint_step(Path(baseline.out)) <= warm:
+        done = _checkpoint_step(Path(baseline.out))
+        if done < warm:
+            train(replace(baseline, max_steps_per_run=warm - done))
+        for name in ("checkpoints/last.pt", "metrics.jsonl"):
+            with atomic_path(Path(corr.out) / name) as tmp:
+                shutil.copyfile(Path(baseline.out) / name, tmp)
+        print(f"warm-up: {warm} supervised steps shared by both runs", flush=True)
+    return {"baseline": train(baseline), "correspondence": train(corr)}
+
+
+def comparison_table(report: EvalReport, names: tuple[str, str] = RUNS) -> pd.DataFrame:
+    """Per condition: mIoU and label agreement (with the reference) of both runs and their difference."""
+    miou = report.conditions.pivot(index="condition", columns="checkpoint", values="miou")
+    pairs = report.pairs.assign(condition=report.pairs["condition_pair"].str.split("|").str[1])
+    agree = pairs.pivot(index="condition", columns="checkpoint", values="label_agreement")
+    images = report.conditions.groupby("condition")["images"].first()
+    table = pd.DataFrame({"images": images})
+    for metric, wide in (("mIoU", miou), ("agreement", agree)):
+        a, b = wide.get(names[0]), wide.get(names[1])
+        if a is None or b is None:
+            continue
+        table[f"{metric} {names[0]}"] = a
+        table[f"{metric} {names[1]}"] = b
+        table[f"{metric} diff"] = b - a
+    return table.reset_index().rename(columns={"index": "condition"})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,18 +92,26 @@ def run(args: argparse.Namespace) -> int:
     summary = run_build(DEFAULT_MANIFEST, args.dataset, load_build_config(_config(args.build_config)))
     print(summary.format(), flush=True)
 
-    steps = [f"steps={args.steps}"] if args.steps else []
-    checkpoints = []
-    for name, corr_weight in (("baseline", 0.0), ("correspondence", None)):
-        overrides = [f"dataset={args.dataset}", f"out={args.out / name}", *steps]
-        overrides += [f"corr_weight={corr_weight}"] if corr_weight is not None else []
-        result = train(load_train_config(_config(args.train_config), overrides))
-        print(f"{name}: {result.steps} steps, {result.seconds_per_step:.3f} s/step -> {result.model_path}", flush=True)
-        checkpoints.append(result.model_path)
+    common = [f"dataset={args.dataset}", *args.overrides] + ([f"steps={args.steps}"] if args.steps else [])
+    configs = {name: load_train_config(_config(args.train_config),
+                                       [*common, f"out={args.out / name}"] + (["corr_weight=0"] if name == RUNS[0] else []))
+               for name in RUNS}
+    t_train = time.time()
+    results = train_pair(configs["baseline"], configs["correspondence"])
+    for name, r in results.items():
+        print(f"{name}: {r.steps} steps, {r.seconds_per_step:.3f} s/step -> {r.model_path}", flush=True)
+    t_eval = time.time()
 
-    eval_cfg = load_eval_config(_config(args.eval_config),
-                                [f"out={args.out / 'eval'}", "names=[baseline, correspondence]"])
-    report = evaluate(checkpoints, args.dataset, eval_cfg)
+    eval_cfg = load_eval_config(_config(args.eval_config), [f"out={args.out / 'eval'}", f"names=[{', '.join(RUNS)}]"])
+    report = evaluate([results[n].model_path for n in RUNS], args.dataset, eval_cfg)
     page = write_report(args.dataset, args.out / "report", build_dir=summary.work_dir, truth_dir=DEFAULT_SCENE)
-    print(f"\nevaluation: {report.out}\nreport: {page}\ntotal: {time.time() - start:.0f} s")
+    table = markdown_table(comparison_table(report))
+    text = (f"# Baseline vs. correspondence loss ({eval_cfg.splits} pairs; mIoU on their labelled images)\n\n"
+            f"{table}\n\ncharts: {report.out / 'miou.png'}, {report.out / 'label_agreement.png'}\n")
+    with atomic_path(args.out / "comparison.md") as tmp:
+        tmp.write_text(text)
+    print(f"\nevaluation: {report.out}\nreport: {page}\n"
+          f"time: training {t_eval - t_train:.0f} s, evaluation {time.time() - t_eval:.0f} s, "
+          f"total {time.time() - start:.0f} s\n")
+    print(text)
     return 0

@@ -80,8 +80,19 @@ def read_pose_list(path: Path) -> dict[str, Pose]:
         if len(f) != 8:
             raise LayoutError(f"{path}:{line}: expected 'name qw qx qy qz cx cy cz', got {len(f)} fields")
         v = floats(path, line, f[1:], "qw qx qy qz cx cy cz")
-        out[f[0]] = pose_from_q_center(path, line, v[:4], v[4:])
+        out[_checked_name(path, line, f[0])] = pose_from_q_center(path, line, v[:4], v[4:])
     return out
+
+
+def read_name_list(path: Path) -> list[str]:
+    """`test-images-slice<N>.txt`: one image name per line."""
+    return [_checked_name(path, line, f[0]) for line, f in text_lines(path, sep=None)]
+
+
+def _checked_name(path: Path, line: int, name: str) -> str:
+    if not _NAME.match(name):
+        raise LayoutError(f"{path}:{line}: image name {name!r} is not img_<k>_<camera>_<timestamp>us.jpg")
+    return name
 
 
 def capture_date(timestamp_us: int) -> str:
@@ -120,24 +131,23 @@ def cmu_rows(
         gt_dir = folder / "camera-poses"
         for path in sorted(gt_dir.glob("*.txt")) if gt_dir.is_dir() else []:
             truth.update(read_pose_list(path))
-        names = list(truth) if queries == "posed" else [f[0] for _, f in text_lines(folder / f"test-images-slice{n}.txt", sep=None)]
+        names = list(truth) if queries == "posed" else read_name_list(folder / f"test-images-slice{n}.txt")
         for name in names:
-            date = capture_date(_parse_name(folder, name)[1])
+            date = capture_date(_parse_name(name)[1])
             cond = by_date.get(date) or Condition(f"cmu-{date}", daytime="day")
             rows.append(_row(root, folder, "query", name, truth.get(name), f"slice{n}/{date}", cond, cameras))
     return LayoutRows(rows, root)
 
 
-def _parse_name(folder: Path, name: str) -> tuple[str, int]:
+def _parse_name(name: str) -> tuple[str, int]:
+    """(camera, timestamp in microseconds) of a name checked by `_checked_name`."""
     m = _NAME.match(name)
-    if not m:
-        raise LayoutError(f"{folder}: image name {name!r} is not img_<k>_<camera>_<timestamp>us.jpg")
     return m.group(2), int(m.group(3))
 
 
 def _row(root: Path, folder: Path, part: str, name: str, pose: Pose | None, sequence: str,
          condition: Condition, cameras: Mapping[str, tuple[str, tuple[float, ...]]]) -> dict[str, object]:
-    camera, timestamp = _parse_name(folder, name)
+    camera, timestamp = _parse_name(name)
     if camera not in cameras:
         raise LayoutError(f"{root / 'intrinsics.txt'}: no intrinsics for camera {camera!r} (image {name})")
     model, params = cameras[camera]
