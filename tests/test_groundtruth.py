@@ -11,7 +11,7 @@ import pytest
 
 from xseason.errors import DatasetFormatError
 from xseason.geometry import Camera, Pose
-from xseason.groundtruth import load_truth, sample_depth, true_matches, true_overlap, world_points
+from xseason.groundtruth import exact_depth_known, load_truth, sample_depth, true_matches, true_overlap, world_points
 
 CAM = Camera("PINHOLE", 64, 48, (50.0, 50.0, 32.0, 24.0))
 
@@ -159,3 +159,45 @@ def test_load_truth_errors(tmp_path: Path) -> None:
     (tmp_path / "truth.json").write_text(json.dumps({"format": "other", "version": 1, "images": {}}))
     with pytest.raises(DatasetFormatError, match="unsupported format"):
         load_truth(tmp_path)
+
+
+def test_fallback_depth_covers_edges_within_a_pixel_of_surface(tmp_path: Path) -> None:
+    """Off planar neighbourhoods the exact depth is NaN; the fallback gives the nearest pixel's
+    depth, and default calls keep the exact answer (NaN) there."""
+    pose = Pose(np.eye(3), np.zeros(3))
+    depth = _plane_depth(CAM, pose, [0.3, -0.5, 1.0], 8.0)
+    depth[:, 32:] = _plane_depth(CAM, pose, [-0.4, 0.0, 1.0], 8.0)[:, 32:]
+    label = np.full(depth.shape, 1, np.uint8)
+    q = np.array([[31.3, 20.3], [32.4, 20.3], [10.25, 20.5]])
+    exact = sample_depth(depth, label, q)
+    assert np.isnan(exact[:2]).all() and np.isfinite(exact[2])
+    fb = sample_depth(depth, label, q, fallback=True)
+    assert fb[2] == exact[2]  # exact where defined
+    assert fb[0] == pytest.approx(depth[20, 31]) and fb[1] == pytest.approx(depth[20, 32])
+    # Outside the image or on sky: still unknown.
+    depth[0, 0] = 0
+    assert np.isnan(sample_depth(depth, label, np.array([[0.2, 0.1], [-3.0, 5.0]]), fallback=True)).all()
+
+
+def test_fallback_true_matches_on_rendered_scene(tiny_scene: Path) -> None:
+    """With the fallback nearly every non-sky pixel gets an answer, off by well under 5 px where
+    the exact one is defined too; the exact default is unchanged."""
+    truth = load_truth(tiny_scene)
+    a, b = "images/00-summer-day/0002.png", "images/00-summer-day/0003.png"
+    cam = truth.images[a].camera
+    rng = np.random.default_rng(2)
+    px = rng.uniform([0, 0], [cam.width - 1, cam.height - 1], (5000, 2))
+    pb, vis = true_matches(truth, a, b, px)
+    pf, vis_f = true_matches(truth, a, b, px, fallback=True)
+    exact = exact_depth_known(truth, a, px)
+    sky = truth.depth(a)[np.rint(px[:, 1]).astype(int), np.rint(px[:, 0]).astype(int)] == 0
+    assert 0.1 < exact.mean() < 0.95  # rendered scenes have many non-planar neighbourhoods
+    assert np.isfinite(world_points(truth, a, px[~sky], fallback=True)).all()
+    np.testing.assert_allclose(pf[exact], pb[exact])
+    assert np.all(vis_f[vis])  # the fallback never hides what the exact test sees
+    fb = vis_f & ~exact
+    assert fb.sum() > 200
+    # Fallback positions vs the exact answer at the nearest exactly-known sample of a dense grid.
+    back, vis_back = true_matches(truth, b, a, pf[fb], fallback=True)
+    err = np.linalg.norm(back[vis_back] - px[fb][vis_back], axis=1)
+    assert np.median(err) < 0.5 and np.quantile(err, 0.99) < 5.0

@@ -17,7 +17,8 @@ Build accuracy: the build is a function of what the manifest says about each ima
   `run_build` on the known-pose manifest (same pairs, same matches to 1e-3 px) although every
   name, camera id and timestamp differs, and both must be accurate against `true_matches`.
   The CMU, RobotCar and 4Seasons manifests equal the known-pose manifest row by row (checked
-  here), so their builds are those same builds by construction.
+  here: the same image files and grouping, poses to 1e-9, cameras projecting identically, CMU's
+  being OPENCV with zero distortion), so their builds are that same build by construction.
 - Aachen publishes no query poses: its night queries are unposed, so its build (registration
   of the queries against the posed database) is run too and held to the same accuracy bar.
 """
@@ -302,11 +303,12 @@ def test_layout_reproduces_true_poses_and_cameras(name, tiny_scene, shots, known
     layout = read(tmp_path)
     m = write_layout_manifest(layout.image_root / "manifest.csv", layout)  # through the CSV text
     assert_reproduces_truth(m, known, truth, unposed={OTHER} if name == "aachen" else set())
-    want = by_file(known)
-    got = {truth.images[want[p].image].sequence: rec.condition for p, rec in by_file(m).items()}
-    assert got == conditions
-    stamps = [rec.timestamp for rec in m.sequences()[m.images[0].sequence]]
-    assert name == "aachen" or stamps == sorted(stamps) and len(set(stamps)) == 8
+    scene_image = {path: truth.images[rec.image] for path, rec in by_file(known).items()}
+    assert {scene_image[path].sequence: rec.condition for path, rec in by_file(m).items()} == conditions
+    if name != "aachen":  # the others carry capture times, which order each sequence as it was captured
+        for recs in m.sequences().values():
+            names = [scene_image[rec.path.resolve()].name for rec in recs]
+            assert names == sorted(names) and len(names) == 8
 
 
 # ---------------------------------------------------------------- builds
@@ -362,8 +364,8 @@ def test_kapture_pipeline_build_equals_known_pose_build(known, known_build, trut
     errors, total = true_errors(known_build, truth, scene_name)
     print(f"known poses: {total} matches in {len(reference)} pairs, {len(errors)} with a visible true match, "
           f"median error {np.median(errors):.3f} px")
-    assert total >= 200 and len(errors) >= 0.4 * total
-    assert np.median(errors) < MAX_MEDIAN_ERROR
+    assert total >= 100 and len(errors) >= 0.4 * total  # measured: 209 matches in 14 pairs, 51% checkable
+    assert np.median(errors) < MAX_MEDIAN_ERROR  # measured: 0.275 px
 
 
 def test_aachen_pipeline_registers_night_queries_accurately(known, known_build, truth, tiny_scene, shots, tmp_path):
@@ -385,8 +387,8 @@ def test_aachen_pipeline_registers_night_queries_accurately(known, known_build, 
     known_errors, _ = true_errors(known_build, truth, scene_name)
     print(f"aachen: {total} matches, median error {np.median(errors):.3f} px "
           f"(known-pose build: {np.median(known_errors):.3f} px)")
-    assert total >= 200 and len(errors) >= 0.4 * total
-    assert np.median(errors) < MAX_MEDIAN_ERROR and np.median(errors) < np.median(known_errors) + 0.1
+    assert total >= 100 and len(errors) >= 0.4 * total  # measured: 288 matches, 52% checkable
+    assert np.median(errors) < MAX_MEDIAN_ERROR and np.median(errors) < np.median(known_errors) + 0.1  # 0.309 px
 
 
 # ---------------------------------------------------------------- bad layouts
