@@ -4,7 +4,9 @@
 (`CorrespondenceDataset`, batches drawn by `PairBatchSampler` from (seed, step)); the images
 of the `supervised_conditions` (by default the reference side's conditions) contribute a
 cross-entropy against their labels, and every pair contributes `corr_weight` x the configured
-correspondence loss (`losses.correspondence_loss`) once `step >= corr_start_step`.
+correspondence loss (`losses.correspondence_loss`) once `step >= corr_start_step`. With
+`freeze_norm_step >= 0`, batch norm keeps the running statistics it has at that step (see
+`freeze_norm`): the normalisation then stays that of the supervised images.
 
 Outputs under `cfg.out`: `checkpoints/last.pt` (everything needed for an exact resume: model,
 optimizer, scheduler, RNG states, step, cluster centroids), `model.pt` (the final network),
