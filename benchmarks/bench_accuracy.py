@@ -89,29 +89,35 @@ def true_overlaps(truth: SceneTruth, pairs: list[tuple[str, str]], cache: Path, 
 
 
 def evaluate(dataset: Path, truth: SceneTruth, out: Path, max_distance: float = 20.0) -> pd.DataFrame:
-    """The per-condition-pair table of the module doc (plus an 'all' row)."""
+    """The per-condition-pair table of the module doc (plus an 'all' row) for a dataset on disk."""
     from xseason.store import open_dataset
 
     store = open_dataset(dataset)
-    images, pairs = store.images, store.pairs
+    return evaluate_tables(store.images, store.pairs, store.iter_matches(), truth, out, max_distance)
+
+
+def evaluate_tables(images: pd.DataFrame, pairs: pd.DataFrame, match_batches, truth: SceneTruth, out: Path,
+                    max_distance: float = 20.0) -> pd.DataFrame:
+    """Same from the tables: `match_batches` yields dicts/frames of match columns sorted by pair_id."""
     names = truth_names(images, truth)
     cond = images["condition"].to_numpy(object)
     refs = list(dict.fromkeys(cond[pairs["image_id0"]])) or [cond[0]]
+    i0, i1 = pairs["image_id0"].to_numpy(), pairs["image_id1"].to_numpy()
     rows = []
-    for batch in tqdm(store.iter_matches(), desc="checking matches", leave=False):
-        by_pair = batch["pair_id"]
+    for batch in tqdm(match_batches, desc="checking matches", leave=False):
+        by_pair = np.asarray(batch["pair_id"])
         starts = np.flatnonzero(np.r_[True, by_pair[1:] != by_pair[:-1]])
+        xy = {k: np.asarray(batch[k], np.float64) for k in ("x0", "y0", "x1", "y1")}
         for s, e in zip(starts, np.r_[starts[1:], len(by_pair)]):
-            pair = pairs.iloc[int(by_pair[s])]
-            i, j = int(pair.image_id0), int(pair.image_id1)
-            p0 = np.stack([batch["x0"][s:e], batch["y0"][s:e]], 1).astype(np.float64)
-            p1 = np.stack([batch["x1"][s:e], batch["y1"][s:e]], 1).astype(np.float64)
+            i, j = int(i0[by_pair[s]]), int(i1[by_pair[s]])
+            p0 = np.stack([xy["x0"][s:e], xy["y0"][s:e]], 1)
+            p1 = np.stack([xy["x1"][s:e], xy["y1"][s:e]], 1)
             res = check_matches(truth, names[i], names[j], p0, p1)
             rows.append(pd.DataFrame({"reference": cond[i], "condition": cond[j], **res}))
     checked = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["reference", "condition", "err", "exact", "moving", "changed_veg"])
     # Coverage: every (reference image, other image) pair of the scene.
-    got = {(names[a], names[b]): n for a, b, n in zip(pairs["image_id0"], pairs["image_id1"], pairs["num_matches"])}
+    got = {(names[a], names[b]): n for a, b, n in zip(i0, i1, pairs["num_matches"])}
     cand = [(names[a], names[b]) for a in np.flatnonzero(np.isin(cond, refs)) for b in np.flatnonzero(~np.isin(cond, refs))]
     ov = true_overlaps(truth, cand, out / "overlaps.parquet", max_distance)
     cov = pd.DataFrame({

@@ -13,6 +13,7 @@ from xseason.association import (
     associate,
     build_point_table,
     clean_points,
+    confirmed,
     decode_point_id,
     encode_point_id,
     mutual_nearest_neighbours,
@@ -138,3 +139,22 @@ def test_point_ids_and_errors():
         from_dict(AssociationConfig, {"radius_min": 2.0, "radius_max": 1.0})
     with pytest.raises(AssociationError, match="does not exist"):
         build_point_table(views, np.zeros((1, 3)), ["a"], [1], [0], [5], [[0.0, 0.0]])
+
+
+def test_confirmation_by_another_sequence():
+    """A reference point is confirmed when another sequence has a point within the radius; a
+    mistriangulated point (1 m in front of the wall) that no other traversal made is not."""
+    views = _views({"a": "summer", "a2": "summer", "b": "winter"})
+    wall = _plane(0.5)
+    stray = np.array([[0.1, 0.2, 9.0]])
+    table = _table(views, {"a": np.concatenate([wall, stray]), "a2": wall[::2] + [0.01, 0, 0], "b": wall[1::2] + [0, 0.01, 0]})
+    ref = np.flatnonzero(table.point_sequence == table.sequences.index("a"))
+    ok = confirmed(table, ref, np.full(len(ref), 0.05))
+    is_stray = table.xyz[ref, 2] < 9.5
+    assert is_stray.sum() == 1 and not ok[is_stray].any() and ok[~is_stray].all()
+    assert not confirmed(table, ref, np.full(len(ref), 0.005)).any()  # 1 cm away > 5 mm radius
+    cfg = AssociationConfig(confirm_factor=1.0, outlier_neighbors=0, radius_max=0.05, radius_depth=0.0)
+    assoc = associate(table, "summer", cfg)
+    stray_ref = table.xyz[assoc.ref_points, 2] < 9.5
+    assert not assoc.confirmed[stray_ref].any() and assoc.confirmed[~stray_ref].mean() > 0.99
+    assert associate(table, "summer", AssociationConfig(outlier_neighbors=0)).confirmed.all()  # off by default

@@ -7,10 +7,12 @@ both conditions), a "foliage" box that exists only in the reference condition, a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from xseason.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
@@ -246,3 +248,32 @@ def test_splits_are_by_place():
     block = np.clip((place[:, 0] - place[:, 0].min()) / np.ptp(place[:, 0]) * 10, 0, 9).astype(int)
     for b in range(10):
         assert len(set(split[block == b])) == 1  # one split per stretch of route
+
+
+def test_streamed_chunks_are_the_match_table(scene):
+    """iter_matches yields whole pairs in pair_id order, about chunk_rows rows each, and
+    together exactly the `matches` table."""
+    _, out = _generate(scene)
+    chunks = list(out.iter_matches(chunk_rows=300))
+    assert len(chunks) > 3 and out.num_matches == len(out.matches)
+    sizes = np.array([len(c) for c in chunks])
+    biggest_pair = int(out.pairs.num_matches.max())
+    assert (sizes[:-1] <= max(300, biggest_pair)).all()
+    ids = [c.pair_id.to_numpy() for c in chunks]
+    assert all(a[-1] < b[0] for a, b in zip(ids[:-1], ids[1:]))  # no pair split across chunks
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), out.matches)
+
+
+def test_unconfirmed_points_are_not_matched_but_still_occlude(scene):
+    table = clean_points(scene.table({"summer": 6, "winter": 10}), ASSOC)
+    base = make_correspondences(table, [associate(table, "summer", ASSOC)], CorrespondenceConfig(min_matches=5), progress=False)
+    cfg = replace(ASSOC, confirm_factor=0.3)  # stricter than the support radius
+    assoc = associate(table, "summer", cfg)
+    assert 0.05 < assoc.confirmed.mean() < 0.95  # winter is sparser: some summer points are unconfirmed
+    out = make_correspondences(table, [assoc], CorrespondenceConfig(min_matches=5), progress=False)
+    used = np.searchsorted(table.point_id, out.matches.point3d_id)
+    pos = np.searchsorted(assoc.ref_points, used)
+    assert assoc.confirmed[pos].all()
+    assert 0 < len(out.matches) < len(base.matches)
+    err, vis = _errors(scene, out)
+    assert vis.all() and err.max() < 0.01

@@ -46,7 +46,7 @@ def depth_at(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 def test_posed_tiny_points_lie_on_true_surfaces(tiny_scene: Path, tmp_path: Path):
     m = read_manifest(tiny_scene / "manifest.csv")
-    models = reconstruct(m, tmp_path / "build", SfMConfig(), [m.images[0].condition])
+    models = reconstruct(m, tmp_path / "build", SfMConfig())
     assert set(models) == set(m.sequences()), "every posed sequence triangulates"
     truth = load_truth(tiny_scene)
     errors, depths = [], []
@@ -76,7 +76,7 @@ def test_sevenscenes_points_agree_with_kinect_depth(shared_data: Path, tmp_path:
     m = read_manifest(write_manifest(tmp_path / "manifest.csv", rows), image_root=root)
     cfg = SfMConfig()
     cfg.reconstruction.min_tri_angle = 1.0  # the default 2 degrees leaves ~30 points on these baselines
-    model = reconstruct(m, tmp_path / "build", cfg, ["indoor"])["stairs"]
+    model = reconstruct(m, tmp_path / "build", cfg)["stairs"]
     depth_cam = Camera("SIMPLE_PINHOLE", 640, 480, (585.0, 320.0, 240.0))
     names, _, xyz = point_observations(model)
     rel = []

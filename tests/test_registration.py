@@ -81,7 +81,7 @@ def _build(manifest_path: Path, build: Path):
     m = read_manifest(manifest_path)
     ref = [m.images[0].condition]
     cfg = SfMConfig()
-    return m, register(m, reconstruct(m, build, cfg, ref), build, cfg, ref)
+    return m, register(m, reconstruct(m, build, cfg), build, cfg, ref)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 
 import pytest
 import torch
@@ -117,14 +116,3 @@ def test_demo_shares_the_warm_up_exactly(toy, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "corr" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 7)) and "corr" in rows[3] and "corr" not in rows[2]
 
-
-def test_frozen_norm_keeps_the_running_statistics(toy, tmp_path):
-    cfg = _cfg(toy, tmp_path / "f", freeze_norm_step=3, loss=LossConfig(moving_classes=[]))
-    train(replace(cfg, max_steps_per_run=3))
-    before = _weights(tmp_path / "f" / "checkpoints" / "last.pt")
-    after = _weights(train(cfg).model_path)
-    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
-    assert len(stats) > 10 and all(torch.equal(before[k], after[k]) for k in stats)
-    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])  # the weights still train
-    moving = _weights(train(_cfg(toy, tmp_path / "m", loss=LossConfig(moving_classes=[]))).model_path)
-    assert not all(torch.equal(before[k], moving[k]) for k in stats)

@@ -68,6 +68,7 @@ class AssociationConfig:
     radius_min: float = 0.0  # world units
     radius_max: float = 0.5  # world units
     support: Literal["condition", "season"] = "season"
+    confirm_factor: float = 0.0  # > 0: reference points need a point of another sequence within confirm_factor * r(p)
 
     def validate(self) -> None:
         if self.min_track_length < 2:
@@ -76,8 +77,8 @@ class AssociationConfig:
             raise ValueError("spacing_k must be at least 1")
         if not 0 <= self.radius_min <= self.radius_max:
             raise ValueError("need 0 <= radius_min <= radius_max")
-        if self.voxel_size < 0 or self.radius_factor < 0 or self.radius_depth < 0:
-            raise ValueError("voxel_size, radius_factor and radius_depth must be >= 0")
+        if self.voxel_size < 0 or self.radius_factor < 0 or self.radius_depth < 0 or self.confirm_factor < 0:
+            raise ValueError("voxel_size, radius_factor, radius_depth and confirm_factor must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -297,8 +298,9 @@ def point_table_from_reconstructions(recs: Mapping[str, object], views: Sequence
         seqs.append(np.full(len(ids), str(seq), dtype=object))
         local.append(ids)
         offset += len(ids)
-    if not xyz:
-        raise AssociationError("the reconstructions hold no 3D points")
+    if not xyz or not o_img:
+        raise AssociationError("the reconstructions hold no 3D points observed in a registered image of the views "
+                               "(do the image names of the models and the manifest agree?)")
     cat = np.concatenate
     return build_point_table(views, cat(xyz), cat(seqs), cat(local), cat(o_img), cat(o_pt), cat(o_xy), spacing_k)
 
@@ -393,7 +395,9 @@ class Associations:
     Arrays are indexed like `ref_points` (indices into the `PointTable`).
     `partner[c]`: index of the associated point of condition c, -1 when none;
     `partner_dist[c]`: its 3D distance (0 for a shared track; inf when none);
-    `support_dist[c]`: distance to the nearest supporting geometry of c, inf when unsupported.
+    `support_dist[c]`: distance to the nearest supporting geometry of c, inf when unsupported;
+    `confirmed`: whether the point may be matched (see `confirmed`; all True unless
+    `confirm_factor` > 0). Unconfirmed points still count as occluders.
     """
 
     reference: str
@@ -401,6 +405,11 @@ class Associations:
     partner: dict[str, np.ndarray]
     partner_dist: dict[str, np.ndarray]
     support_dist: dict[str, np.ndarray]
+    confirmed: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.confirmed is None:
+            self.confirmed = np.ones(len(self.ref_points), bool)
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Per condition: (associated points, supported points)."""
@@ -426,6 +435,7 @@ def associate(table: PointTable, reference: str, cfg: AssociationConfig) -> Asso
     ref = np.flatnonzero(table.point_condition == r_c)
     if len(ref) == 0:
         raise AssociationError(f"the reference condition {reference!r} has no 3D points")
+
     seasons = condition_seasons(table.views)
     shared = _shared_track_partners(table, ref)
     partner, partner_dist, support_dist = {}, {}, {}
@@ -460,7 +470,34 @@ def associate(table: PointTable, reference: str, cfg: AssociationConfig) -> Asso
             sdist[ok] = d_s[ok]
         sdist = np.minimum(sdist, dist)
         support_dist[cond] = sdist
-    return Associations(reference, ref, partner, partner_dist, support_dist)
+    ok = confirmed(table, ref, cfg.confirm_factor * radius[ref]) if cfg.confirm_factor > 0 else np.ones(len(ref), bool)
+    return Associations(reference, ref, partner, partner_dist, support_dist, ok)
+
+
+def confirmed(table: PointTable, points: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Whether each point is confirmed by an independent reconstruction: a point of another
+    sequence (any condition) lies within `radius`, or its own track has images of another sequence.
+
+    A feature mismatch triangulated consistently along the epipolar lines of a forward-moving
+    camera makes a point off every surface; two traversals rarely make the same mistake.
+    """
+    out = np.zeros(len(points), bool)
+    seq = table.point_sequence[points]
+    for s in np.unique(seq):
+        mine = np.flatnonzero(seq == s)
+        others = np.flatnonzero(table.point_sequence != s)
+        if len(others) == 0:
+            continue
+        bound = float(radius[mine].max()) * (1 + 1e-9) + 1e-12
+        d, _ = cKDTree(table.xyz[others]).query(table.xyz[points[mine]], k=1, distance_upper_bound=bound)
+        out[mine] = d <= radius[mine]
+    view_seq = np.array([table.sequences.index(v.sequence) for v in table.views], np.int32)
+    foreign = view_seq[table.obs_image] != table.point_sequence[table.obs_point]
+    pos = np.full(table.num_points, -1, np.int64)
+    pos[points] = np.arange(len(points))
+    hit = pos[table.obs_point[foreign]]
+    out[hit[hit >= 0]] = True
+    return out
 
 
 def _shared_track_partners(table: PointTable, ref: np.ndarray) -> dict[str, np.ndarray]:
@@ -490,6 +527,7 @@ __all__ = [
     "build_point_table",
     "clean_points",
     "condition_seasons",
+    "confirmed",
     "decode_point_id",
     "encode_point_id",
     "local_geometry",

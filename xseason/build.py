@@ -106,7 +106,7 @@ def run_build(
         return _summary(out, work, refs, reused=True)
 
     work.mkdir(parents=True, exist_ok=True)
-    models = reconstruct(manifest, work, cfg, refs)
+    models = reconstruct(manifest, work, cfg)
     registration = register(manifest, models, work, cfg, refs)
     recs = load_registered(work)
     views = views_from_manifest(manifest, recs)

@@ -45,10 +45,11 @@ test by `split_fractions`. All pairs looking at the same stretch of route share 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -117,14 +118,61 @@ class CorrespondenceConfig:
             raise ValueError("split_fractions must be three non-negative numbers summing to 1")
 
 
-@dataclass
 class CorrespondenceTables:
-    """The three tables of the store (CONTRACTS §3) plus the matched reference points."""
+    """The three tables of the store (CONTRACTS §3) plus the matched reference points.
 
-    images: pd.DataFrame
-    pairs: pd.DataFrame
-    matches: pd.DataFrame
-    points3d: pd.DataFrame = field(default_factory=pd.DataFrame)
+    Matches are kept as compact per-pair arrays; `iter_matches` streams them as DataFrames of
+    whole pairs in pair_id order (what `store.write_dataset` takes without holding all rows),
+    `matches` builds the one full table (on first use; costly at scale).
+    """
+
+    def __init__(self, images: pd.DataFrame, pairs: pd.DataFrame, raw: list[dict], point_id: np.ndarray,
+                 weight_scale: float, points3d: pd.DataFrame | None = None):
+        self.images, self.pairs = images, pairs
+        self.points3d = points3d if points3d is not None else pd.DataFrame()
+        self._raw, self._point_id, self._weight_scale = raw, point_id, weight_scale
+        self._matches: pd.DataFrame | None = None
+
+    @property
+    def num_matches(self) -> int:
+        return int(self.pairs["num_matches"].sum()) if len(self.pairs) else 0
+
+    def iter_matches(self, chunk_rows: int = 1 << 20) -> Iterator[pd.DataFrame]:
+        """Match DataFrames (columns MATCH_COLUMNS) of about `chunk_rows` rows, whole pairs, by pair_id."""
+        start = 0
+        while start < len(self._raw):
+            n, stop = 0, start
+            while stop < len(self._raw) and (n == 0 or n + len(self._raw[stop]["point"]) <= chunk_rows):
+                n += len(self._raw[stop]["point"])
+                stop += 1
+            yield self._frame(start, stop)
+            start = stop
+
+    @property
+    def matches(self) -> pd.DataFrame:
+        if self._matches is None:
+            self._matches = self._frame(0, len(self._raw))
+        return self._matches
+
+    def _frame(self, start: int, stop: int) -> pd.DataFrame:
+        raw = self._raw[start:stop]
+        n = np.array([len(r["point"]) for r in raw], np.int64)
+        cat = (lambda key: np.concatenate([r[key] for r in raw])) if raw else (lambda key: np.zeros(0))
+        x0, x1 = cat("x0").reshape(-1, 2), cat("x1").reshape(-1, 2)
+        point = cat("point").astype(np.int64)
+        dist3d = cat("dist3d").astype(np.float32)
+        return pd.DataFrame(
+            {
+                "pair_id": np.repeat(np.arange(start, stop, dtype=np.int64), n),
+                "x0": x0[:, 0].astype(np.float32), "y0": x0[:, 1].astype(np.float32),
+                "x1": x1[:, 0].astype(np.float32), "y1": x1[:, 1].astype(np.float32),
+                "weight": np.clip(np.exp(-dist3d / self._weight_scale), 1e-6, 1.0).astype(np.float32),
+                "point3d_id": self._point_id[point] if len(point) else np.zeros(0, np.int64),
+                "dist3d": dist3d,
+                "err0": cat("err0").astype(np.float32), "err1": cat("err1").astype(np.float32),
+                "densified": cat("densified").astype(bool),
+            }
+        )
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -345,7 +393,7 @@ class _Context:
     n_valid: np.ndarray  # (I,) valid observations per image
     reach: float  # candidate distance in world units
     ref_images: np.ndarray  # registered images of the reference condition
-    ref_cache: dict = field(default_factory=dict)  # image -> _reference_side(...)
+    ref_cache: OrderedDict = field(default_factory=OrderedDict)  # image -> _reference_side(...), LRU
 
 
 def _context(table: PointTable, assoc: Associations, cfg: CorrespondenceConfig) -> _Context:
@@ -401,6 +449,7 @@ def _reference_side(ctx: _Context, i: int) -> tuple[np.ndarray, np.ndarray, np.n
     `densify`, those that i did not observe but sees (occlusion test) are kept too.
     """
     if i in ctx.ref_cache:
+        ctx.ref_cache.move_to_end(i)
         return ctx.ref_cache[i]
     t, cfg = ctx.table, ctx.cfg
     nb = np.union1d(_neighbours(ctx, i, ctx.ref_images), [i])
@@ -418,8 +467,10 @@ def _reference_side(ctx: _Context, i: int) -> tuple[np.ndarray, np.ndarray, np.n
     err0 = np.zeros(len(pts), np.float32)
     err0[at[hit]] = t.obs_err[own[hit]]
     keep = observed | (visible & cfg.densify)
-    out = (pts[keep], uv[keep], err0[keep], observed[keep])
+    out = (pts[keep], uv[keep].astype(np.float32), err0[keep], observed[keep])
     ctx.ref_cache[i] = out
+    if len(ctx.ref_cache) > 4 * cfg.max_candidates:  # targets come in route order: nearby images stay cached
+        ctx.ref_cache.popitem(last=False)
     return out
 
 
@@ -479,6 +530,7 @@ def _target_matches(ctx: _Context, j: int, ref_images: np.ndarray, own_images: n
         i, s, r, _ = found[c]
         p_i, uv_i, e0, obs_i = sides[c]
         fine = predicted_error(t, pts[s], t.views[i], t.views[j], uv[s], cfg) <= cfg.max_predicted_error
+        fine &= assoc.confirmed[ctx.ref_pos[pts[s]]]
         s, r = s[fine], r[fine]
         if len(s) < cfg.min_matches:
             continue
@@ -548,29 +600,10 @@ def make_correspondences(
 def _tables(table: PointTable, raw: list[dict], cfg: CorrespondenceConfig) -> CorrespondenceTables:
     images = images_table(table.views)
     n = np.array([len(r["point"]) for r in raw], np.int64)
-    pair_id = np.arange(len(raw), dtype=np.int64)
-    cat = (lambda key: np.concatenate([r[key] for r in raw])) if raw else (lambda key: np.zeros(0))
-    rep = np.repeat(pair_id, n)
-    x0 = cat("x0").reshape(-1, 2)
-    x1 = cat("x1").reshape(-1, 2)
-    point = cat("point").astype(np.int64)
-    dist3d = cat("dist3d").astype(np.float64)
-    matches = pd.DataFrame(
-        {
-            "pair_id": rep,
-            "x0": x0[:, 0].astype(np.float32), "y0": x0[:, 1].astype(np.float32),
-            "x1": x1[:, 0].astype(np.float32), "y1": x1[:, 1].astype(np.float32),
-            "weight": np.clip(np.exp(-dist3d / cfg.weight_scale), 1e-6, 1.0).astype(np.float32),
-            "point3d_id": table.point_id[point] if len(point) else np.zeros(0, np.int64),
-            "dist3d": dist3d.astype(np.float32),
-            "err0": cat("err0").astype(np.float32), "err1": cat("err1").astype(np.float32),
-            "densified": cat("densified").astype(bool),
-        }
-    )
     place = np.array([np.median(table.xyz[r["point"]], axis=0) for r in raw]).reshape(-1, 3)
     pairs = pd.DataFrame(
         {
-            "pair_id": pair_id,
+            "pair_id": np.arange(len(raw), dtype=np.int64),
             "image_id0": np.array([r["i"] for r in raw], np.int32),
             "image_id1": np.array([r["j"] for r in raw], np.int32),
             "num_matches": n.astype(np.int32),
@@ -578,7 +611,7 @@ def _tables(table: PointTable, raw: list[dict], cfg: CorrespondenceConfig) -> Co
             "split": assign_splits(place, _route_axis(table), cfg),
         }
     )
-    used = np.unique(point)
+    used = np.unique(np.concatenate([r["point"] for r in raw])) if raw else np.zeros(0, np.int64)
     points3d = pd.DataFrame(
         {
             "point3d_id": table.point_id[used],
@@ -587,7 +620,7 @@ def _tables(table: PointTable, raw: list[dict], cfg: CorrespondenceConfig) -> Co
             if len(used) else np.zeros(0, str),
         }
     )
-    return CorrespondenceTables(images, pairs, matches, points3d)
+    return CorrespondenceTables(images, pairs, raw, table.point_id, cfg.weight_scale, points3d)
 
 
 def _route_axis(table: PointTable) -> tuple[np.ndarray, np.ndarray]:

@@ -90,12 +90,8 @@ def anchor_sequences(manifest: Manifest, reference: list[str]) -> list[str]:
     return [s for s, recs in seqs.items() if recs[0].condition in reference] or list(seqs)[:1]
 
 
-def reconstruct(manifest: Manifest, build_dir: Path, cfg: "SfMConfig", reference: list[str]) -> dict[str, pycolmap.Reconstruction]:
-    """Features, matching and one model per sequence (unposed ones in their own frame), cached.
-
-    `reference` (the build's reference conditions) does not change this stage: it is taken for the
-    build's call and used by `registration.register`, which picks the world frame.
-    """
+def reconstruct(manifest: Manifest, build_dir: Path, cfg: "SfMConfig") -> dict[str, pycolmap.Reconstruction]:
+    """Features, matching and one model per sequence (unposed ones in their own frame), cached."""
     work = Path(build_dir) / "colmap"
     index = extract(manifest, work, cfg.features)
     match(index, candidate_pairs(manifest, index, cfg.matching), work, cfg.matching, "sequences")

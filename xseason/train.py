@@ -4,9 +4,7 @@
 (`CorrespondenceDataset`, batches drawn by `PairBatchSampler` from (seed, step)); the images
 of the `supervised_conditions` (by default the reference side's conditions) contribute a
 cross-entropy against their labels, and every pair contributes `corr_weight` x the configured
-correspondence loss (`losses.correspondence_loss`) once `step >= corr_start_step`. With
-`freeze_norm_step >= 0`, batch norm keeps the running statistics it has at that step (see
-`freeze_norm`): the normalisation then stays that of the supervised images.
+correspondence loss (`losses.correspondence_loss`) once `step >= corr_start_step`.
 
 Outputs under `cfg.out`: `checkpoints/last.pt` (everything needed for an exact resume: model,
 optimizer, scheduler, RNG states, step, cluster centroids), `model.pt` (the final network),
@@ -70,7 +68,6 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     corr_weight: float = 1.0  # lambda; 0 = supervised-only baseline
     corr_start_step: int = 0  # correspondence loss from this step on (supervised warm-up before)
-    freeze_norm_step: int = -1  # from this step on, batch norm uses and keeps its running statistics; -1 = never
     supervised_weight: float = 1.0
     supervised_conditions: list[str] | None = None  # None = the reference (image 0) conditions of the pairs
     steps: int = 1500
@@ -178,7 +175,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     t_last = time.perf_counter()
     end = min(cfg.steps, start + cfg.max_steps_per_run) if cfg.max_steps_per_run else cfg.steps
     for step, batch in zip(range(start, end), loader):
-        freeze_norm(model, 0 <= cfg.freeze_norm_step <= step)
         use_corr = cfg.corr_weight > 0 and step >= cfg.corr_start_step
         if use_corr and cfg.loss.kind == "cluster" and (centroids is None or step % cfg.cluster_refresh == 0):
             centroids = _refresh_centroids(net, batch, cfg, rt, step)
@@ -214,17 +210,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     spp = float(np.mean(steady)) if steady else math.nan
     return TrainResult(out, model_path, end, metrics, spp, 2 * cfg.batch_size * rt.world / spp if steady else math.nan,
                        state_digest(model))
-
-
-def freeze_norm(model: torch.nn.Module, frozen: bool) -> None:
-    """Batch-norm layers normalise with (and stop updating) their running statistics when `frozen`.
-
-    As when fine-tuning with tiny batches: the statistics learnt in the supervised warm-up stay,
-    instead of following batches that mix conditions (reference and night images in one batch).
-    """
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.train(not frozen)
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -360,4 +345,4 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     return load_config(TrainConfig, path, overrides)
 
 
-__all__ = ["TrainConfig", "DataConfig", "TrainResult", "train", "freeze_norm", "load_train_config"]
+__all__ = ["TrainConfig", "DataConfig", "TrainResult", "train", "load_train_config"]

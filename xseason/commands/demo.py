@@ -104,12 +104,12 @@ def run(args: argparse.Namespace) -> int:
 
     eval_cfg = load_eval_config(_config(args.eval_config), [f"out={args.out / 'eval'}", f"names=[{', '.join(RUNS)}]"])
     report = evaluate([results[n].model_path for n in RUNS], args.dataset, eval_cfg)
-    page = write_report(args.dataset, args.out / "report", build_dir=summary.work_dir, truth_dir=DEFAULT_SCENE)
     table = markdown_table(comparison_table(report))
     text = (f"# Baseline vs. correspondence loss ({eval_cfg.splits} pairs; mIoU on their labelled images)\n\n"
             f"{table}\n\ncharts: {report.out / 'miou.png'}, {report.out / 'label_agreement.png'}\n")
-    with atomic_path(args.out / "comparison.md") as tmp:
+    with atomic_path(args.out / "comparison.md") as tmp:  # written before the dataset report, which may fail
         tmp.write_text(text)
+    page = write_report(args.dataset, args.out / "report", build_dir=summary.work_dir, truth_dir=DEFAULT_SCENE)
     print(f"\nevaluation: {report.out}\nreport: {page}\n"
           f"time: training {t_eval - t_train:.0f} s, evaluation {time.time() - t_eval:.0f} s, "
           f"total {time.time() - start:.0f} s\n")
