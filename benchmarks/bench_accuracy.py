@@ -25,7 +25,6 @@ true camera centres are within `--max-distance` metres are computed, farther one
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -43,14 +42,7 @@ POSE_COLUMNS = ["qw", "qx", "qy", "qz", "tx", "ty", "tz"]
 
 def truth_names(images: pd.DataFrame, truth: SceneTruth) -> np.ndarray:
     """Scene image name of each dataset image (dataset names may carry a path prefix)."""
-    known = sorted(truth.images, key=len, reverse=True)
-    out = []
-    for name in images["image"]:
-        hit = name if name in truth.images else next((k for k in known if name.endswith("/" + k)), None)
-        if hit is None:
-            sys.exit(f"image {name!r} of the dataset is not an image of the scene")
-        out.append(hit)
-    return np.array(out, dtype=object)
+    return np.array([truth.resolve(name) for name in images["image"]], dtype=object)
 
 
 def check_matches(truth: SceneTruth, a: str, b: str, p0: np.ndarray, p1: np.ndarray) -> dict[str, np.ndarray]:

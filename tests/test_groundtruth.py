@@ -79,6 +79,19 @@ def test_occluded_points_are_flagged(wall_scene: Path) -> None:
     assert not vis[~in_frame].any()
 
 
+def test_names_with_a_path_prefix_resolve(wall_scene: Path) -> None:
+    """A manifest beside the scene folder names its images `data/demo/<name>`: same truth."""
+    truth = load_truth(wall_scene)
+    px = _grid(CAM, 4)
+    plain = true_matches(truth, "a", "b", px)
+    prefixed = true_matches(truth, "data/scene/a", "some/where/b", px)
+    np.testing.assert_array_equal(plain[0], prefixed[0])
+    np.testing.assert_array_equal(plain[1], prefixed[1])
+    assert truth.image("x/c").pose.center[2] == 0.0
+    with pytest.raises(DatasetFormatError, match="not an image of the scene"):
+        truth.resolve("xa")  # a suffix match must start at a path separator
+
+
 def test_subpixel_depth_is_exact_on_planes_and_rejected_at_edges(tmp_path: Path) -> None:
     pose = Pose(np.eye(3), np.zeros(3))
     normal = np.array([0.3, -0.5, 1.0])

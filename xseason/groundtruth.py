@@ -62,14 +62,28 @@ class SceneTruth:
         self._files = files
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache
+        self._by_length = sorted(images, key=len, reverse=True)
+
+    def resolve(self, name: str) -> str:
+        """The scene's name of image `name`, which may carry a path prefix (as the names of a
+        manifest written beside the scene folder do, e.g. `data/demo/images/...`)."""
+        if name in self.images:
+            return name
+        hit = next((k for k in self._by_length if name.endswith("/" + k)), None)
+        if hit is None:
+            raise DatasetFormatError(f"{name!r} is not an image of the scene at {self.root}")
+        return hit
+
+    def image(self, name: str) -> ImageTruth:
+        """Camera, pose, sequence and condition of image `name` (see `resolve`)."""
+        return self.images[self.resolve(name)]
 
     def _load(self, name: str, what: str) -> np.ndarray:
+        name = self.resolve(name)
         key = (name, what)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        if name not in self.images:
-            raise KeyError(f"{name!r} is not an image of the scene at {self.root}")
         path = self.root / self._files[name][what]
         if not path.is_file():
             raise DatasetFormatError(f"{path}: missing ground-truth file ({what} of {name})")
@@ -208,7 +222,7 @@ def _block_is_planar(depth: np.ndarray, labels: np.ndarray, x0: np.ndarray, y0: 
 def world_points(truth: SceneTruth, name: str, pixels: np.ndarray, fallback: bool = False) -> np.ndarray:
     """(N, 3) world points seen at (N, 2) pixels of image `name`; NaN where the depth is unknown
     (with `fallback`: only off the image or on sky)."""
-    img = truth.images[name]
+    img = truth.image(name)
     z = sample_depth(truth.depth(name), truth.labels(name), pixels, fallback)
     cam_pts = img.camera.unproject(np.nan_to_num(np.asarray(pixels, float))) * z[:, None]
     return img.pose.inverse().transform(cam_pts)
@@ -229,7 +243,7 @@ def true_matches(
     as the module doc says, so that only sky and off-image pixels stay unknown.
     """
     pts = world_points(truth, name_a, pixels_a, fallback)
-    img_b = truth.images[name_b]
+    img_b = truth.image(name_b)
     pb, zb = project_points(img_b.camera, img_b.pose, pts)
     inside = np.all(np.isfinite(pb), axis=1) & (zb > 0) & in_image(img_b.camera, np.nan_to_num(pb, nan=-1e9))
     db = np.full(len(pb), np.nan)
@@ -240,7 +254,7 @@ def true_matches(
             idx = np.flatnonzero(inside & np.isnan(db))
             lo, hi = _depth_range(truth.depth(name_b), pb[idx])
             visible[idx] = (zb[idx] >= lo * (1 - occlusion_tol)) & (zb[idx] <= hi * (1 + occlusion_tol))
-    if truth.images[name_a].sequence != img_b.sequence:
+    if truth.image(name_a).sequence != img_b.sequence:
         visible &= ~_on_moving(truth, name_a, np.nan_to_num(np.asarray(pixels_a, float)))
         idx = np.flatnonzero(visible)
         visible[idx[_on_moving(truth, name_b, pb[idx])]] = False
@@ -257,7 +271,7 @@ def _on_moving(truth: SceneTruth, name: str, pixels: np.ndarray) -> np.ndarray:
 
 def true_overlap(truth: SceneTruth, name_a: str, name_b: str, stride: int = 4) -> float:
     """Share of a's pixels with known depth (on a grid of `stride`) that are visible in b."""
-    cam = truth.images[name_a].camera
+    cam = truth.image(name_a).camera
     v, u = np.mgrid[0:cam.height:stride, 0:cam.width:stride]
     px = np.stack([u.ravel(), v.ravel()], 1).astype(np.float64)
     valid = truth.depth(name_a)[v.ravel(), u.ravel()] > 0
