@@ -148,7 +148,12 @@ def _positions(recs: list[ImageRecord]) -> tuple[np.ndarray, np.ndarray | None, 
 
 def sequence_model(manifest: Manifest, index: FeatureIndex, seq: str, recs: list[ImageRecord], work: Path,
                    cfg: ReconstructionConfig) -> pycolmap.Reconstruction | None:
-    """The cached model of one sequence, made now if missing; None when the sequence failed."""
+    """The cached model of one sequence, made now if missing; None when the sequence failed.
+
+    A new model is returned as read back from its folder, so that a resumed build gets exactly the
+    same input (a model read from disk iterates its images in another order than the mapper's, and
+    the registration's result depends on that order).
+    """
     folder = work / "models" / sequence_folder(seq)
     if (folder / "status.json").exists():
         status = json.loads((folder / "status.json").read_text())
@@ -164,7 +169,7 @@ def sequence_model(manifest: Manifest, index: FeatureIndex, seq: str, recs: list
         if model is not None:
             model.write_binary(tmp)
         write_json(tmp / "status.json", {"sequence": seq, "posed": manifest.is_posed(seq), **status})
-    return model
+    return None if model is None else pycolmap.Reconstruction(folder)
 
 
 def _triangulate(manifest: Manifest, index: FeatureIndex, recs: list[ImageRecord], tmp: Path,
@@ -210,7 +215,11 @@ def triangulate_fixed(manifest: Manifest, index: FeatureIndex, model: pycolmap.R
 
 def _map(manifest: Manifest, index: FeatureIndex, names: list[str], tmp: Path,
          cfg: ReconstructionConfig, refine: bool) -> tuple[pycolmap.Reconstruction | None, dict]:
-    """Incremental mapping of one sequence; keep the largest model, report the others."""
+    """Incremental mapping of one sequence; keep the largest model, report the others.
+
+    A largest model under `min_model_size` images fails the sequence (COLMAP keeps its first model
+    whatever its size, e.g. two images joined by matches on the ego-vehicle).
+    """
     if len(names) < 2:
         return None, {"ok": False, "reason": f"{len(names)} readable image(s): nothing to map"}
     with tempfile.TemporaryDirectory(dir=tmp) as out:
@@ -218,6 +227,10 @@ def _map(manifest: Manifest, index: FeatureIndex, names: list[str], tmp: Path,
     models = sorted(found.values(), key=lambda m: m.num_reg_images(), reverse=True)
     if not models:
         return None, {"ok": False, "reason": "incremental mapping found no initial pair / model"}
+    if models[0].num_reg_images() < cfg.min_model_size:
+        sizes = [m.num_reg_images() for m in models]
+        return None, {"ok": False, "reason": f"incremental mapping found only models of {sizes} images "
+                                             f"(< min_model_size {cfg.min_model_size})"}
     best = models[0]
     return best, {
         "ok": True, "points": best.num_points3D(), "images": best.num_reg_images(),
