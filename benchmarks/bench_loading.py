@@ -5,7 +5,9 @@
 "our reader, mmap" is `open_dataset(path).matches(pair_id)` (memory-mapped Arrow cache, built
 once and timed separately); "our reader, parquet" reads row groups from the Parquet files
 (LRU of 8 decoded row groups); ".mat (h5py)" opens the pair's file and reads its five fields
-the way the reference loader does.
+the way the reference loader does. The readers take turns for `--repeats` rounds, so that load
+from other processes hits all of them; the output gives each reader's range and median, and
+the ratio of medians.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--matches", type=int, default=500, help="mean matches per pair")
-    parser.add_argument("--reads", type=int, default=2000, help="random pair reads per reader")
+    parser.add_argument("--reads", type=int, default=2000, help="random pair reads per reader and round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the readers take turns in each")
     args = parser.parse_args()
     images, pairs, matches = synthetic_tables(args.pairs, args.matches)
     ids = np.random.default_rng(1).choice(pairs["pair_id"].to_numpy(), args.reads)
@@ -48,15 +51,21 @@ def main() -> None:
         t0 = time.perf_counter()
         store.build_cache()
         cache_s = time.perf_counter() - t0
-        mmap_rate = rate(store.matches, ids)
-        parquet_rate = rate(open_dataset(root, random_access="parquet").matches, ids)
         files = {int(p.stem.rsplit("_", 1)[1]): p for p in export_mat(root, Path(tmp) / "mat")}
-        mat_rate = rate(lambda pid: read_mat(files[int(pid)]), ids)
-    print(f"{args.pairs} pairs x ~{args.matches} matches, {args.reads} random reads "
+        readers = {"our reader, mmap": store.matches,
+                   "our reader, parquet": open_dataset(root, random_access="parquet").matches,
+                   ".mat (h5py)": lambda pid: read_mat(files[int(pid)])}
+        rates = {label: [] for label in readers}
+        for _ in range(args.repeats):
+            for label, read in readers.items():
+                rates[label].append(rate(read, ids))
+    median = {label: float(np.median(r)) for label, r in rates.items()}
+    print(f"{args.pairs} pairs x ~{args.matches} matches, {args.reads} random reads x {args.repeats} rounds "
           f"(mmap cache built once in {cache_s:.2f} s)")
-    print(f"{'reader':<26} {'pairs/s':>10} {'vs .mat':>8}")
-    for label, r in (("our reader, mmap", mmap_rate), ("our reader, parquet", parquet_rate), (".mat (h5py)", mat_rate)):
-        print(f"{label:<26} {r:10.0f} {r / mat_rate:7.1f}x")
+    print(f"{'reader':<22} {'pairs/s min-max':>17} {'median':>8} {'vs .mat':>8}")
+    for label, r in rates.items():
+        span = f"{min(r):.0f}-{max(r):.0f}"
+        print(f"{label:<22} {span:>17} {median[label]:8.0f} {median[label] / median['.mat (h5py)']:7.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
 """Bytes per match on disk: our Parquet store vs per-pair .mat (as the reference paper stored them) vs per-pair .npz.
 
     .venv/bin/python benchmarks/bench_storage.py [--pairs 2000] [--matches 500]
+    .venv/bin/python benchmarks/bench_storage.py --dataset build/demo   # a real build, re-written
 
-The match set imitates what the build emits: per pair two images (1024x768 or 640x480),
+The synthetic match set imitates what the build emits: per pair two images (1024x768 or 640x480),
 matches at sub-pixel positions related by a smooth warp plus noise, point ids sorted within a
 pair and drawn from the points that image sees, dist3d small positives, weight = exp(-dist3d),
-reprojection errors ~0.1-1 px, 30 % densified matches.
+reprojection errors ~0.1-1 px, 30 % densified matches. `--dataset` takes the tables of a built
+dataset instead (read-only; every layout is written to a temporary folder; values already
+rounded by its build stay as they are, so "exact" there means "as built").
+
+The last line is the order-0 entropy of the default store's values, column by column
+(point3d_id and pair_id as differences within the table): what a coder of each column alone
+needs when values are independent, as in the synthetic set; a real build goes below it, because
+a point recurs with the same pixel in the pairs of one image.
 """
 
 from __future__ import annotations
@@ -17,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xseason.interop import MatPair, write_mat  # noqa: E402
-from xseason.store import StoreConfig, write_dataset  # noqa: E402
+from xseason.store import StoreConfig, open_dataset, write_dataset  # noqa: E402
 
 
 def synthetic_tables(n_pairs: int = 2000, mean_matches: int = 500, seed: int = 0,
@@ -72,6 +81,28 @@ def synthetic_tables(n_pairs: int = 2000, mean_matches: int = 500, seed: int = 0
     return images, pairs, matches
 
 
+def dataset_tables(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """A built dataset's images / pairs / matches tables, as `write_dataset` takes them (point3d_id null -> -1)."""
+    store = open_dataset(path)
+    table = pq.read_table(store.root / "matches")
+    table = table.set_column(table.schema.get_field_index("point3d_id"), "point3d_id",
+                             pc.fill_null(table.column("point3d_id"), -1))
+    return store.images, store.pairs, {c: table.column(c).to_numpy() for c in table.column_names}
+
+
+def entropy_bytes(values: np.ndarray) -> float:
+    """Order-0 entropy of `values`, in bytes per value."""
+    _, counts = np.unique(values, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum() / 8)
+
+
+def column_entropy(matches: pd.DataFrame) -> dict[str, float]:
+    """Order-0 entropy of every stored column (ids as differences), bytes per match."""
+    return {c: entropy_bytes(np.diff(v, prepend=v[:1]) if c.endswith("_id") else v)
+            for c, v in ((c, matches[c].to_numpy()) for c in matches.columns)}
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -92,14 +123,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--matches", type=int, default=500, help="mean matches per pair")
+    parser.add_argument("--dataset", help="measure a built dataset's tables instead of the synthetic set")
     args = parser.parse_args()
-    images, pairs, matches = synthetic_tables(args.pairs, args.matches)
+    images, pairs, matches = (dataset_tables(args.dataset) if args.dataset
+                              else synthetic_tables(args.pairs, args.matches))
     n = len(matches["pair_id"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         variants = [("parquet, default (1/64 px, 8 mantissa bits)", StoreConfig()),
-                    ("parquet, coarse (1/16 px, 8 mantissa bits)", StoreConfig(coord_step=1 / 16, mantissa_bits=8)),
+                    ("parquet, default precision, zstd level 19", StoreConfig(zstd_level=19)),
+                    ("parquet, coarse (1/32 px, 6 mantissa bits)", StoreConfig(coord_step=1 / 32, mantissa_bits=6)),
                     ("parquet, exact (no rounding)", StoreConfig(coord_step=0, mantissa_bits=23))]
         for k, (label, cfg) in enumerate(variants):
             root = write_dataset(tmp / f"ds{k}", images, pairs, matches, config={}, manifest_checksum=None,
@@ -107,8 +141,10 @@ def main() -> None:
             rows.append((label, folder_bytes(root / "matches")))
             if k == 0:
                 per_column = column_bytes(root / "matches")
+                encodings = open_dataset(root).meta["storage"]["encodings"]
+                entropy = column_entropy(pd.read_parquet(root / "matches"))
         starts = np.r_[0, np.cumsum(pairs["num_matches"].to_numpy())]
-        names = images["image"].to_numpy()
+        names = images.set_index("image_id")["image"]
         (tmp / "mat").mkdir()
         (tmp / "npz").mkdir()
         for k, row in enumerate(tqdm(pairs.itertuples(), total=len(pairs), desc="per-pair files")):
@@ -121,12 +157,14 @@ def main() -> None:
             np.savez_compressed(tmp / "npz" / f"{row.pair_id:06d}.npz", **{c: v[sl] for c, v in matches.items() if c != "pair_id"})
         rows.append((".mat per pair (paper layout: points + distance only)", folder_bytes(tmp / "mat")))
         rows.append((".npz per pair (compressed, all columns)", folder_bytes(tmp / "npz")))
-    print(f"{args.pairs} pairs, {n} matches")
-    print("default parquet, bytes/match by column: "
-          + ", ".join(f"{c} {b / n:.2f}" for c, b in per_column.items()))
+    print(f"{args.dataset or 'synthetic'}: {len(pairs)} pairs, {n} matches")
+    print("default parquet, bytes/match by column (encoding): "
+          + ", ".join(f"{c} {b / n:.2f} ({encodings[c]})" for c, b in per_column.items()))
     print(f"{'store':<54} {'MB':>8} {'bytes/match':>12}")
     for label, size in rows:
         print(f"{label:<54} {size / 1e6:8.2f} {size / n:12.2f}")
+    print(f"order-0 entropy of the default store's columns: {sum(entropy.values()):.2f} bytes/match ("
+          + ", ".join(f"{c} {b:.2f}" for c, b in entropy.items()) + ")")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ import pytest
 
 from xseason.errors import DatasetFormatError
 from xseason.store import (
-    IMAGES_SCHEMA, MATCHES_SCHEMA, PAIRS_SCHEMA, StoreConfig, open_dataset, round_mantissa, write_dataset,
+    ENCODING_CANDIDATES, IMAGES_SCHEMA, MATCHES_SCHEMA, PAIRS_SCHEMA, StoreConfig, open_dataset, round_mantissa,
+    stored_precision, write_dataset,
 )
 
-COORD_BOUND = 1 / 128 + 1e-4  # half the default 1/64 px step (+ float32 rounding at ~1000 px)
-REL_BOUND = 2.0**-9 + 1e-7  # 8 mantissa bits kept
+PRECISION = stored_precision(StoreConfig())
+COORD_BOUND = PRECISION["coord_max_error_px"] + 1e-4  # half the default step (+ float32 rounding at ~1000 px)
+REL_BOUND = PRECISION["max_relative_error"] + 1e-7
 
 
 def make_tables(n_pairs: int = 40, mean: int = 60, seed: int = 0, densified: bool = False, n_images: int = 24):
@@ -136,6 +138,53 @@ def test_unsorted_table_and_streamed_chunks_give_the_same_dataset(tmp_path, tabl
     pd.testing.assert_frame_equal(a.sort_values(["pair_id", "x0", "y0", "x1", "y1"]).reset_index(drop=True),
                                   b.sort_values(["pair_id", "x0", "y0", "x1", "y1"]).reset_index(drop=True))
     assert len(a) == len(matches)
+
+
+def test_dataset_json_records_precision_and_encodings(dataset):
+    storage = json.loads((dataset / "dataset.json").read_text())["storage"]
+    assert storage["coord_max_error_px"] == 1 / 128 and storage["max_relative_error"] == 2.0**-9
+    assert stored_precision(StoreConfig(coord_step=0, mantissa_bits=23)) == {"coord_max_error_px": 0.0,
+                                                                            "max_relative_error": 0.0}
+    assert set(storage["encodings"]) == set(MATCHES_SCHEMA.names)
+    md = pq.read_metadata(sorted((dataset / "matches").glob("*.parquet"))[0])
+    for c in range(md.num_columns):
+        column = md.row_group(0).column(c)
+        assert storage["encodings"][column.path_in_schema] in column.encodings
+
+
+def recurring_tables(n_pairs: int = 30, n_points: int = 400):
+    """Pairs that share image 1 and its points (same id, same pixel there), as in a real build."""
+    images, pairs, _ = make_tables(n_pairs=n_pairs, n_images=3 * n_pairs)
+    rng = np.random.default_rng(1)
+    pairs["image_id1"] = pairs["image_id0"].iloc[0] + 1
+    pairs["num_matches"] = 200
+    seen = np.sort(rng.choice(10**6, n_points, replace=False))
+    pixel = rng.uniform(0, 639, (n_points, 2))
+    pick = np.concatenate([np.sort(rng.choice(n_points, 200, replace=False)) for _ in range(n_pairs)])
+    n = pick.size
+    d = rng.exponential(0.05, n)
+    matches = pd.DataFrame({
+        "pair_id": np.repeat(pairs["pair_id"].to_numpy(), 200), "x0": rng.uniform(0, 639, n),
+        "y0": rng.uniform(0, 479, n), "x1": pixel[pick, 0], "y1": pixel[pick, 1], "weight": np.exp(-d),
+        "point3d_id": seen[pick], "dist3d": d, "err0": rng.gamma(2, 0.2, n), "err1": rng.gamma(2, 0.2, n),
+    })
+    return images, pairs, matches
+
+
+def test_each_column_gets_its_smallest_candidate_encoding(tmp_path):
+    """Recurring pixels pack best as PLAIN values, random ones as BYTE_STREAM_SPLIT; no candidate beats the choice."""
+    root = write(tmp_path, *recurring_tables())
+    encodings = open_dataset(root).meta["storage"]["encodings"]
+    assert encodings["x1"] == encodings["y1"] == "PLAIN" and encodings["x0"] == encodings["y0"] == "BYTE_STREAM_SPLIT"
+    stored = pq.read_table(root / "matches")
+    for field in stored.schema:
+        sizes = {}
+        for encoding in ENCODING_CANDIDATES[field.type]:
+            pq.write_table(stored.select([field.name]), tmp_path / "one.parquet", compression="zstd",
+                           compression_level=StoreConfig().zstd_level, use_dictionary=False,
+                           column_encoding={field.name: encoding}, write_statistics=False)
+            sizes[encoding] = pq.read_metadata(tmp_path / "one.parquet").row_group(0).column(0).total_compressed_size
+        assert sizes[encodings[field.name]] == min(sizes.values()), (field.name, sizes)
 
 
 def test_each_pair_lies_in_one_row_group(tmp_path, tables):

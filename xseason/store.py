@@ -9,14 +9,21 @@ Layout of a dataset folder::
     points3d.parquet    optional
 
 Matches are written sorted by pair_id, and within a pair by point3d_id (nulls last), in row
-groups that hold whole pairs (a pair never straddles two row groups), zstd-compressed, floats with BYTE_STREAM_SPLIT encoding. Before writing, float
-columns are rounded to the precision that matters (``StoreConfig``), which makes them far
-more compressible:
+groups that hold whole pairs (a pair never straddles two row groups), zstd-compressed. Before
+writing, float columns are rounded to the precision that matters (``StoreConfig``), which
+makes them far more compressible:
 
 - ``x0 y0 x1 y1``: to a multiple of ``coord_step`` pixels (default 1/64 px, error <= 1/128 px ~ 0.008 px);
 - ``weight dist3d err0 err1``: to ``mantissa_bits`` bits of float32 mantissa (default 8:
   relative error <= 2**-9 ~ 0.2%).
-Set ``coord_step=0`` and ``mantissa_bits=23`` for a bit-exact store.
+Set ``coord_step=0`` and ``mantissa_bits=23`` for a bit-exact store. Both bounds are recorded
+in dataset.json (``storage``: ``coord_max_error_px``, ``max_relative_error``).
+
+Each column's Parquet encoding is the one of its type's candidates (``ENCODING_CANDIDATES``)
+that compresses the first rows written smallest; it differs with the data: spatially random
+floats pack best as BYTE_STREAM_SPLIT, while a real build's points recur across the pairs of
+one image (same id, same pixel), which zstd finds in PLAIN values. The choice holds for the
+whole dataset and is recorded in dataset.json (``storage.encodings``).
 
 Random per-pair reads (the torch Dataset, DataLoader workers, random order) go through a
 memory-mapped, uncompressed Arrow IPC copy of the match table built once on first use in
@@ -99,6 +106,14 @@ OPTIONAL_IMAGE_FIELDS = {"label": pa.field("label", pa.string())}
 _COORDS = ("x0", "y0", "x1", "y1")
 _MANTISSA_COLUMNS = ("weight", "dist3d", "err0", "err1")
 _FLOAT_MATCH_COLUMNS = _COORDS + _MANTISSA_COLUMNS
+# Parquet encodings tried for every match column, by Arrow type (the first wins ties): only
+# those that pyarrow, DuckDB and Polars have all read for years (no BYTE_STREAM_SPLIT integers).
+ENCODING_CANDIDATES = {
+    pa.float32(): ("BYTE_STREAM_SPLIT", "PLAIN"),
+    pa.int64(): ("DELTA_BINARY_PACKED", "PLAIN"),
+    pa.bool_(): ("PLAIN",),
+}
+_ENCODING_SAMPLE_GROUPS = 4  # encodings are chosen on the first chunk's first row groups
 _RESERVED_META = {"format", "version", "created", "tool_version", "config", "manifest_sha256",
                   "image_root", "image_root_relative", "counts", "storage"}
 
@@ -159,7 +174,7 @@ def write_dataset(
     image_root = Path(image_root).resolve()
     with atomic_path(out_dir) as tmp:
         (tmp / "matches").mkdir(parents=True)
-        counts, has_densified = _write_matches(tmp / "matches", _match_chunks(matches), pair_ids, cfg)
+        counts, encodings = _write_matches(tmp / "matches", _match_chunks(matches), pair_ids, cfg)
         expected = pairs_t.column("num_matches").to_numpy()
         bad = np.flatnonzero(counts != expected)
         if bad.size:
@@ -187,7 +202,8 @@ def write_dataset(
             "image_root_relative": os.path.relpath(image_root, out_dir.resolve()),
             "counts": {"images": images_t.num_rows, "pairs": pairs_t.num_rows,
                        "matches": int(counts.sum()), "points3d": n_points},
-            "storage": {**to_dict(cfg), "densified_column": has_densified},
+            "storage": {**to_dict(cfg), **stored_precision(cfg), "densified_column": "densified" in encodings,
+                        "encodings": encodings},
         }
         for key, value in (extra_meta or {}).items():
             if key in _RESERVED_META:
@@ -273,11 +289,15 @@ def _arrow_column(values: Any) -> pa.Array | pa.ChunkedArray:
 
 
 def _write_matches(folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarray,
-                   cfg: StoreConfig) -> tuple[np.ndarray, bool]:
-    """Stream match chunks into row groups of whole pairs; return per-pair counts (in `pair_ids` order)."""
+                   cfg: StoreConfig) -> tuple[np.ndarray, dict[str, str]]:
+    """Stream match chunks into row groups of whole pairs.
+
+    Returns per-pair counts (in `pair_ids` order) and the encoding of every column (empty: no match).
+    """
     counts = np.zeros(pair_ids.size, dtype=np.int64)
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
+    encodings: dict[str, str] = {}
     file_rows = 0
     n_files = 0
     last_pair = None
@@ -300,11 +320,13 @@ def _write_matches(folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarra
                 raise DatasetFormatError(f"matches: pair_id {bad} is not in the pairs table")
             counts += np.bincount(pos, minlength=pair_ids.size)
             chunk = _round_for_storage(_sort_within_pairs(chunk), cfg)
+            encodings = encodings or choose_encodings(chunk.slice(0, _ENCODING_SAMPLE_GROUPS * cfg.row_group_rows), cfg)
             for start, stop in _row_groups(ids, cfg.row_group_rows):
                 if writer is None or file_rows >= cfg.file_rows:
                     if writer is not None:
                         writer.close()
-                    writer = pq.ParquetWriter(folder / f"part-{n_files:05d}.parquet", schema, **_parquet_options(schema, cfg))
+                    writer = pq.ParquetWriter(folder / f"part-{n_files:05d}.parquet", schema,
+                                              **_parquet_options(encodings, cfg))
                     n_files += 1
                     file_rows = 0
                 writer.write_table(chunk.slice(start, stop - start), row_group_size=stop - start)
@@ -314,7 +336,7 @@ def _write_matches(folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarra
             writer.close()
     if writer is None:  # no match at all: still one valid (empty) file, so readers see the schema
         pq.write_table(MATCHES_SCHEMA.empty_table(), folder / "part-00000.parquet")
-    return counts, schema is not None and "densified" in schema.names
+    return counts, encodings
 
 
 def _sort_within_pairs(chunk: pa.Table) -> pa.Table:
@@ -375,14 +397,33 @@ def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
     return np.where(np.isfinite(values) & np.isfinite(rounded), rounded, values)
 
 
-def _parquet_options(schema: pa.Schema, cfg: StoreConfig) -> dict[str, Any]:
-    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
+def stored_precision(cfg: StoreConfig) -> dict[str, float]:
+    """Worst-case rounding error of stored values beyond float32's: coordinates in px, other floats relative."""
+    return {"coord_max_error_px": cfg.coord_step / 2,
+            "max_relative_error": 0.0 if cfg.mantissa_bits == 23 else 2.0 ** -(cfg.mantissa_bits + 1)}
+
+
+def choose_encodings(sample: pa.Table, cfg: StoreConfig) -> dict[str, str]:
+    """For every column of `sample`, the candidate encoding under which it compresses smallest."""
+    return {field.name: min(ENCODING_CANDIDATES[field.type],
+                            key=lambda encoding: _compressed_size(sample.select([field.name]), encoding, cfg))
+            for field in sample.schema}
+
+
+def _compressed_size(column: pa.Table, encoding: str, cfg: StoreConfig) -> int:
+    """Bytes of a one-column table written as Parquet with `encoding`, in row groups and with zstd as `cfg` says."""
+    sink = pa.BufferOutputStream()
+    options = {**_parquet_options({column.column_names[0]: encoding}, cfg), "write_statistics": False}
+    pq.write_table(column, sink, row_group_size=cfg.row_group_rows, **options)
+    return sink.getvalue().size
+
+
+def _parquet_options(encodings: dict[str, str], cfg: StoreConfig) -> dict[str, Any]:
     return {
         "compression": "zstd",
         "compression_level": cfg.zstd_level,
         "use_dictionary": False,
-        "column_encoding": {**{name: "BYTE_STREAM_SPLIT" for name in floats},
-                            **{name: "DELTA_BINARY_PACKED" for name in ("pair_id", "point3d_id") if name in schema.names}},
+        "column_encoding": encodings,
         "write_statistics": ["pair_id"],
     }
 
@@ -667,5 +708,6 @@ def _empty_dtypes(columns: Sequence[str]) -> dict[str, np.dtype]:
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "IMAGES_SCHEMA", "PAIRS_SCHEMA", "MATCHES_SCHEMA", "OPTIONAL_MATCH_FIELDS",
-    "StoreConfig", "write_dataset", "open_dataset", "CorrespondenceStore", "round_mantissa",
+    "StoreConfig", "ENCODING_CANDIDATES", "write_dataset", "open_dataset", "CorrespondenceStore", "round_mantissa",
+    "choose_encodings", "stored_precision",
 ]
