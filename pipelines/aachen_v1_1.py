@@ -12,15 +12,7 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts.aachen import DAY, aachen_rows
-
-
-def add_arguments(parser):
-    parser.add_argument("--day-queries", action="store_true", help="also use the day queries (unposed)")
-
+from xseason.layouts.aachen import DAY
 
 if __name__ == "__main__":
-    sys.exit(run_pipeline(
-        __doc__, lambda a: aachen_rows(a.dataset, day_queries=a.day_queries), "pipeline_aachen.yaml",
-        [DAY.condition], add_arguments,
-    ))
+    sys.exit(run_pipeline(__doc__, "aachen", "pipeline_aachen.yaml", [DAY.condition]))

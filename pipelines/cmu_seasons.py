@@ -14,17 +14,7 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts.cmu import REFERENCE, cmu_rows
-
-
-def add_arguments(parser):
-    parser.add_argument("--slice", type=int, action="append", help="slice to use (repeatable; default all)")
-    parser.add_argument("--queries", choices=("posed", "all", "none"), default="posed",
-                        help="query images: with ground truth only (default), all, or none")
-
+from xseason.layouts.cmu import REFERENCE
 
 if __name__ == "__main__":
-    sys.exit(run_pipeline(
-        __doc__, lambda a: cmu_rows(a.dataset, a.slice, a.queries), "pipeline_cmu.yaml",
-        [REFERENCE.condition], add_arguments,
-    ))
+    sys.exit(run_pipeline(__doc__, "cmu", "pipeline_cmu.yaml", [REFERENCE.condition]))

@@ -13,19 +13,5 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts import parse_condition_args
-from xseason.layouts.fourseasons import fourseasons_rows
-
-
-def add_arguments(parser):
-    parser.add_argument("--only", action="append", metavar="RECORDING", help="recording to use (repeatable; default all)")
-    parser.add_argument("--condition", action="append", default=[], metavar="RECORDING=CONDITION")
-    parser.add_argument("--pose-file", default="GNSSPoses.txt", help="pose file of each recording (default: %(default)s)")
-
-
 if __name__ == "__main__":
-    sys.exit(run_pipeline(
-        __doc__,
-        lambda a: fourseasons_rows(a.dataset, a.only, parse_condition_args(a.condition), pose_file=a.pose_file),
-        "pipeline_4seasons.yaml", None, add_arguments,
-    ))
+    sys.exit(run_pipeline(__doc__, "4seasons", "pipeline_4seasons.yaml", None))

@@ -12,20 +12,5 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts import conditions_from
-from xseason.layouts.kapture import kapture_rows
-
-
-def add_arguments(parser):
-    parser.add_argument("--condition", action="append", default=[], metavar="SEQ=COND")
-    parser.add_argument("--conditions", metavar="FILE.csv")
-    parser.add_argument("--default-condition", metavar="COND")
-    parser.add_argument("--images", help="image folder (default: records_data/)")
-
-
-def layout(a):
-    return kapture_rows(a.dataset, *conditions_from(a.condition, a.conditions, a.default_condition), images=a.images)
-
-
 if __name__ == "__main__":
-    sys.exit(run_pipeline(__doc__, layout, "pipeline_kapture.yaml", None, add_arguments))
+    sys.exit(run_pipeline(__doc__, "kapture", "pipeline_kapture.yaml", None))

@@ -14,17 +14,7 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts.robotcar import CAMERAS, REFERENCE, robotcar_rows
-
-
-def add_arguments(parser):
-    parser.add_argument("--only", action="append", metavar="CONDITION", help="query condition (repeatable; default all)")
-    parser.add_argument("--camera", action="append", choices=CAMERAS, help="camera (repeatable; default all three)")
-    parser.add_argument("--queries", choices=("posed", "all"), default="posed")
-
+from xseason.layouts.robotcar import REFERENCE
 
 if __name__ == "__main__":
-    sys.exit(run_pipeline(
-        __doc__, lambda a: robotcar_rows(a.dataset, a.only, a.queries, a.camera or CAMERAS),
-        "pipeline_robotcar.yaml", [REFERENCE], add_arguments,
-    ))
+    sys.exit(run_pipeline(__doc__, "robotcar", "pipeline_robotcar.yaml", [REFERENCE]))

@@ -75,7 +75,7 @@ def _decode(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
 ])
 def test_matches_stay_on_the_same_content(ramp_dataset, augment):
     ds = CorrespondenceDataset(ramp_dataset, augment=augment, with_labels=False)
-    errors, kept, flips = [], 0, 0
+    errors, kept = [], 0
     for seed in range(12):
         for index in range(len(ds)):
             s = ds[(index, seed)]

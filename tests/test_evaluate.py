@@ -73,3 +73,15 @@ def test_report_puts_checkpoints_side_by_side(two_runs):
     md = (root / "report" / "report.md").read_text()
     assert "label_agreement [baseline]" in md and "label_agreement [corr]" in md
     print(report.pairs.to_string(), report.conditions.to_string(), sep="\n")
+
+
+def test_cli_eval_writes_the_report(two_runs, tmp_path, capsys):
+    from xseason.cli import main
+
+    ds, runs, _ = two_runs
+    assert main(["eval", *map(str, runs), "--dataset", str(ds), "--out", str(tmp_path / "r"),
+                 "--set", "short_side=36", "--set", "progress=false"]) == 0
+    out = capsys.readouterr().out
+    assert "label_agreement [baseline]" in out and "miou [corr]" in out and f"report written to {tmp_path / 'r'}" in out
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "conditions.csv", "label_agreement.png", "miou.png", "pairs.csv", "report.md"]

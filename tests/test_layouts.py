@@ -153,6 +153,12 @@ def test_cli_writes_valid_7scenes_manifest(tmp_path, capsys):
         assert_same_pose(rec.pose, rows[rec.image])
     assert main(["manifest", "folder", str(root), "--out", str(root / "f.csv")]) == 2
     assert "no condition for sequence(s) seq-01" in capsys.readouterr().err
+    # the same folders as plain sequences: --pattern keeps the colour images (not the depth PNGs)
+    assert main(["manifest", "folder", str(root), "--pattern", "*.color.jpg", "--condition", "seq-02=night",
+                 "--default-condition", "indoor", "--out", str(root / "f.csv")]) == 0
+    f = read_manifest(root / "f.csv")
+    assert sorted(r.image for r in f.images) == sorted(rows) and not any(f.is_posed(s) for s in f.sequences())
+    assert [f.sequences()[s][0].condition for s in ("seq-01", "seq-02")] == ["indoor", "night"]
 
 
 # ---------------------------------------------------------------- kapture

@@ -104,6 +104,17 @@ def test_class_loss(threshold):
     assert got.item() == pytest.approx(num / den, rel=1e-6)
 
 
+def test_class_loss_applies_one_softmax():
+    """Target logits that confidently agree with the reference give a loss near 0. A softmax applied
+    before the cross-entropy (the reference code's defect) would floor it at log(e + K - 1) - 1 = 0.90 for K = 5."""
+    out0, out1, m, w, v = _batch()
+    out0["logits"][:, 2] += 10.0  # the reference says class 2 everywhere; the target agrees, confidently
+    out1["logits"] = torch.zeros_like(out1["logits"])
+    out1["logits"][:, 2] = 40.0
+    got = correspondence_loss(out0, out1, m, w, v, (12, 16), LossConfig(kind="class", moving_classes=[]))
+    assert got.item() < 1e-12
+
+
 def test_class_loss_has_no_gradient_through_reference():
     out0, out1, m, w, v = _batch()
     for o in (out0, out1):

@@ -1,8 +1,7 @@
-"""The image manifest (CONTRACTS.md section 2): validation messages, round trip, speed."""
+"""The image manifest (CONTRACTS.md section 2): validation messages, round trip, large files."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -207,18 +206,19 @@ def test_write_rejects_unknown_columns(tmp_path):
     assert not (tmp_path / "m.csv").exists()
 
 
-def test_100k_rows_timing(tmp_path, capsys):
+def test_100k_rows_are_read_exactly_with_their_line_numbers(tmp_path):
+    """A 100,000-row manifest (poses, priors, file checks) reads completely and exactly (timing: bench_manifest.py)."""
     n = 100_000
     rng = np.random.default_rng(0)
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     t = rng.normal(size=(n, 3))
     seq = np.arange(n) % 10
-    q, t = q.tolist(), t.tolist()
+    qs, ts = q.tolist(), t.tolist()
     lines = [HEADER.replace(",mask", "")]
     lines += [
         f"s{s}/{i:06d}.png,s{s},c{s % 3},{i * 0.1!r},,SIMPLE_RADIAL,500 320 240 0.01,"
-        f"{q[i][0]!r},{q[i][1]!r},{q[i][2]!r},{q[i][3]!r},{t[i][0]!r},{t[i][1]!r},{t[i][2]!r},1.0,2.0,3.0"
+        f"{qs[i][0]!r},{qs[i][1]!r},{qs[i][2]!r},{qs[i][3]!r},{ts[i][0]!r},{ts[i][1]!r},{ts[i][2]!r},1.0,2.0,3.0"
         for i, s in enumerate(seq.tolist())
     ]
     path = tmp_path / "big.csv"
@@ -227,9 +227,10 @@ def test_100k_rows_timing(tmp_path, capsys):
         (tmp_path / f"s{s}").mkdir()
     for line in lines[1:]:
         (tmp_path / line.split(",", 1)[0]).touch()
-    start = time.perf_counter()
     m = read_manifest(path)
-    seconds = time.perf_counter() - start
-    assert len(m.images) == n and m.images[-1].row == n + 1
-    with capsys.disabled():
-        print(f"\nread_manifest: {n} rows with poses, priors and file checks in {seconds:.2f} s")
+    assert len(m.images) == n and [r.row for r in m.images] == list(range(2, n + 2))
+    assert list(m.sequences()) == [f"s{s}" for s in range(10)] and m.conditions() == ["c0", "c1", "c2"]
+    got_t = np.array([r.pose.t for r in m.images])
+    got_R = np.array([r.pose.R for r in m.images[::997]])
+    assert np.array_equal(got_t, t) and np.allclose(got_R, [qvec_to_rotmat(v) for v in q[::997]], atol=1e-15, rtol=0)
+    assert all(r.timestamp == i * 0.1 and r.camera == f"s{i % 10}" for i, r in enumerate(m.images))

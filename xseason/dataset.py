@@ -349,8 +349,10 @@ class PadCollate:
             if key in out:
                 continue
             values = [s[key] for s in samples]
-            out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else (
-                torch.tensor(values) if isinstance(values[0], int) else list(values))
+            if isinstance(values[0], torch.Tensor):  # numpy's one-thread copy: torch.stack's threads stall on a busy CPU
+                out[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
+            else:
+                out[key] = torch.tensor(values) if isinstance(values[0], int) else list(values)
         return out
 
 

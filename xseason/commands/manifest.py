@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from ..layouts import Condition, LayoutRows, conditions_from, parse_condition_args, write_layout_manifest
+from ..manifest import Manifest
 
 
 def _conditions(args: argparse.Namespace) -> tuple[dict[str, Condition], Condition | None]:
@@ -15,7 +16,7 @@ def _conditions(args: argparse.Namespace) -> tuple[dict[str, Condition], Conditi
 def _folder(args: argparse.Namespace) -> LayoutRows:
     from ..layouts.folder import folder_rows
 
-    return folder_rows(args.root, *_conditions(args))
+    return folder_rows(args.root, *_conditions(args), pattern=args.pattern)
 
 
 def _sevenscenes(args: argparse.Namespace) -> LayoutRows:
@@ -69,6 +70,46 @@ LAYOUTS: dict[str, tuple[str, Callable[[argparse.Namespace], LayoutRows]]] = {
 _CONDITION_OPTIONS = {"folder", "7scenes", "kapture", "4seasons"}
 
 
+def add_layout_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options of layout `name` (everything but ROOT and the output), for `xseason manifest` and pipelines/."""
+    if name in _CONDITION_OPTIONS | {"cmu"}:
+        parser.add_argument("--condition", action="append", metavar="DATE=COND" if name == "cmu" else "SEQ=COND",
+                            help="condition of one sequence (repeatable)" if name != "cmu"
+                            else "condition of one capture date, e.g. 2010-12-21=winter-snow (repeatable)")
+    if name in _CONDITION_OPTIONS:
+        parser.add_argument("--conditions", metavar="FILE.csv",
+                            help="CSV with header sequence,condition[,season,daytime,weather]")
+    if name in ("folder", "7scenes", "kapture"):
+        parser.add_argument("--default-condition", metavar="COND",
+                            help="condition of every sequence not named otherwise"
+                            + (" (default: indoor)" if name == "7scenes" else ""))
+    if name == "folder":
+        parser.add_argument("--pattern", default="*", metavar="GLOB",
+                            help="image file names to take, e.g. '*.color.jpg' (default: every image)")
+    if name == "kapture":
+        parser.add_argument("--images", metavar="DIR", help="image folder (default: records_data/ beside the files)")
+        parser.add_argument("--sequence-depth", type=int, default=1, metavar="K",
+                            help="a sequence is the first K folders of an image path (default: %(default)s)")
+    if name in ("cmu", "robotcar"):
+        parser.add_argument("--queries", choices=("posed", "all") + (("none",) if name == "cmu" else ()), default="posed",
+                            help="query images: with ground truth only (default), or all (the rest unposed)")
+    if name == "cmu":
+        parser.add_argument("--slice", type=int, action="append", metavar="N", help="slice to convert (repeatable; default all)")
+    if name in ("robotcar", "4seasons"):
+        parser.add_argument("--only", action="append", metavar="NAME",
+                            help="query condition (robotcar) or recording (4seasons) to convert (repeatable; default all)")
+    if name == "robotcar":
+        parser.add_argument("--camera", action="append", choices=("left", "rear", "right"),
+                            help="camera to convert (repeatable; default all three)")
+        parser.add_argument("--principal-point-offset", type=float, default=0.0, metavar="PX",
+                            help="added to cx, cy of the intrinsics files (0.5 if they use OpenCV's origin)")
+    if name == "aachen":
+        parser.add_argument("--day-queries", action="store_true", help="also the day queries (unposed)")
+    if name == "4seasons":
+        parser.add_argument("--pose-file", default="GNSSPoses.txt", help="pose file in each recording (default: %(default)s)")
+        parser.add_argument("--unposed", action="store_true", help="keep images without a pose (unposed)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="layout", metavar="LAYOUT", required=True)
     for name, (text, _) in LAYOUTS.items():
@@ -76,46 +117,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("root", metavar="ROOT", help="the dataset's folder")
         p.add_argument("--out", default="data_manifest.csv",
                        help="manifest to write; it must be in the image folder or above it (default: %(default)s)")
-        if name in _CONDITION_OPTIONS | {"cmu"}:
-            p.add_argument("--condition", action="append", metavar="DATE=COND" if name == "cmu" else "SEQ=COND",
-                           help="condition of one sequence (repeatable)" if name != "cmu"
-                           else "condition of one capture date, e.g. 2010-12-21=winter-snow (repeatable)")
-        if name in _CONDITION_OPTIONS:
-            p.add_argument("--conditions", metavar="FILE.csv",
-                           help="CSV with header sequence,condition[,season,daytime,weather]")
-        if name in ("folder", "7scenes", "kapture"):
-            p.add_argument("--default-condition", metavar="COND",
-                           help="condition of every sequence not named otherwise"
-                           + (" (default: indoor)" if name == "7scenes" else ""))
-        if name == "kapture":
-            p.add_argument("--images", metavar="DIR", help="image folder (default: records_data/ beside the files)")
-            p.add_argument("--sequence-depth", type=int, default=1, metavar="K",
-                           help="a sequence is the first K folders of an image path (default: %(default)s)")
-        if name in ("cmu", "robotcar"):
-            p.add_argument("--queries", choices=("posed", "all") + (("none",) if name == "cmu" else ()), default="posed",
-                           help="query images: with ground truth only (default), or all (the rest unposed)")
-        if name == "cmu":
-            p.add_argument("--slice", type=int, action="append", metavar="N", help="slice to convert (repeatable; default all)")
-        if name in ("robotcar", "4seasons"):
-            p.add_argument("--only", action="append", metavar="NAME",
-                           help="query condition (robotcar) or recording (4seasons) to convert (repeatable; default all)")
-        if name == "robotcar":
-            p.add_argument("--camera", action="append", choices=("left", "rear", "right"),
-                           help="camera to convert (repeatable; default all three)")
-            p.add_argument("--principal-point-offset", type=float, default=0.0, metavar="PX",
-                           help="added to cx, cy of the intrinsics files (0.5 if they use OpenCV's origin)")
-        if name == "aachen":
-            p.add_argument("--day-queries", action="store_true", help="also the day queries (unposed)")
-        if name == "4seasons":
-            p.add_argument("--pose-file", default="GNSSPoses.txt", help="pose file in each recording (default: %(default)s)")
-            p.add_argument("--unposed", action="store_true", help="keep images without a pose (unposed)")
+        add_layout_arguments(p, name)
+
+
+def describe(manifest: Manifest) -> str:
+    """What a written manifest holds: its file and image count, then one line per sequence."""
+    lines = [f"wrote {manifest.path}: {len(manifest.images)} images"]
+    lines += [f"  {seq}: {len(recs)} images, {recs[0].condition}, {'posed' if manifest.is_posed(seq) else 'unposed'}"
+              for seq, recs in manifest.sequences().items()]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    layout = LAYOUTS[args.layout][1](args)
-    manifest = write_layout_manifest(args.out, layout)
-    print(f"wrote {manifest.path}: {len(manifest.images)} images")
-    for seq, recs in manifest.sequences().items():
-        posed = "posed" if manifest.is_posed(seq) else "unposed"
-        print(f"  {seq}: {len(recs)} images, condition {recs[0].condition}, {posed}")
+    print(describe(write_layout_manifest(args.out, LAYOUTS[args.layout][1](args))))
     return 0

@@ -21,7 +21,5 @@ def run(args: argparse.Namespace) -> int:
     overrides += [f"dataset={args.dataset}"] if args.dataset else []
     overrides += [f"out={args.out}"] if args.out else []
     cfg = load_train_config(args.config, overrides)
-    result = train(cfg)
-    print(f"trained {result.steps} steps -> {result.model_path} "
-          f"({result.seconds_per_step:.3f} s/step, {result.images_per_second:.1f} images/s)")
+    print(f"trained {train(cfg).summary()}")
     return 0
