@@ -1,4 +1,4 @@
-"""Association of per-condition clouds: mutual nearest neighbours, adaptive radius, support, cleaning."""
+"""Association of per-condition clouds: mutual nearest neighbours, adaptive radius, cleaning."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from xseason.association import (
     associate,
     build_point_table,
     clean_points,
-    confirmed,
     decode_point_id,
     encode_point_id,
     mutual_nearest_neighbours,
@@ -25,13 +24,13 @@ from xseason.geometry import Camera, Pose
 CAM = Camera("PINHOLE", 200, 200, (100.0, 100.0, 100.0, 100.0))
 
 
-def _views(conditions: dict[str, str], seasons: dict[str, str] | None = None) -> list[ImageView]:
+def _views(conditions: dict[str, str]) -> list[ImageView]:
     """Two images per sequence at x = 0 and x = 1, looking along +z at the plane z = 10."""
     out = []
     for seq, cond in conditions.items():
         for x in (0.0, 1.0):
             pose = Pose(np.eye(3), np.array([-x, 0.0, 0.0]))
-            out.append(ImageView(f"{seq}/{x}", seq, cond, CAM, pose, season=(seasons or {}).get(cond)))
+            out.append(ImageView(f"{seq}/{x}", seq, cond, CAM, pose))
     return out
 
 
@@ -87,29 +86,13 @@ def test_associate_links_same_places_only():
     other = ref[::3] + np.array([0.02, 0.0, 0.0])  # every third place seen again, 2 cm off
     far = np.array([[0.0, 0.0, 14.0]])  # a place only the winter cloud has
     table = _table(views, {"a": ref, "b": np.concatenate([other, far])})
-    cfg = AssociationConfig(radius_factor=0.5, radius_depth=0.0, radius_max=0.2, support="condition")
+    cfg = AssociationConfig(radius_factor=0.5, radius_depth=0.0, radius_max=0.2)
     assoc = associate(table, "summer", cfg)
     part, dist = assoc.partner["winter"], assoc.partner_dist["winter"]
     linked = np.flatnonzero(part >= 0)
     assert len(linked) == len(other)
     np.testing.assert_allclose(table.xyz[part[linked]] - table.xyz[assoc.ref_points[linked]], [[0.02, 0, 0]] * len(linked), atol=1e-9)
     np.testing.assert_allclose(dist[linked], 0.02, atol=1e-9)
-    # Support: every reference point within its radius (0.5 * spacing) of a winter point.
-    sup = np.isfinite(assoc.support_dist["winter"])
-    assert sup.sum() == len(other)
-    assert assoc.counts()["winter"] == (len(other), len(other))
-
-
-def test_season_support_backs_a_sparse_condition():
-    conds = {"a": "summer-day", "b": "summer-night", "c": "winter-day"}
-    views = _views(conds, {"summer-day": "summer", "summer-night": "summer", "winter-day": "winter"})
-    table = _table(views, {"a": _plane(0.25), "b": _plane(1.5), "c": _plane(1.5)})
-    cfg = AssociationConfig(radius_depth=0.0, radius_max=0.1)
-    assoc = associate(table, "summer-day", cfg)
-    assert np.isfinite(assoc.support_dist["summer-night"]).all()  # same season: geometry of summer
-    assert np.isfinite(assoc.support_dist["winter-day"]).sum() < 0.1 * len(assoc.ref_points)
-    strict = associate(table, "summer-day", AssociationConfig(radius_depth=0.0, radius_max=0.1, support="condition"))
-    assert np.isfinite(strict.support_dist["summer-night"]).sum() < 0.1 * len(strict.ref_points)
 
 
 def test_clean_points_drops_outliers_and_weak_points():
@@ -141,20 +124,3 @@ def test_point_ids_and_errors():
         build_point_table(views, np.zeros((1, 3)), ["a"], [1], [0], [5], [[0.0, 0.0]])
 
 
-def test_confirmation_by_another_sequence():
-    """A reference point is confirmed when another sequence has a point within the radius; a
-    mistriangulated point (1 m in front of the wall) that no other traversal made is not."""
-    views = _views({"a": "summer", "a2": "summer", "b": "winter"})
-    wall = _plane(0.5)
-    stray = np.array([[0.1, 0.2, 9.0]])
-    table = _table(views, {"a": np.concatenate([wall, stray]), "a2": wall[::2] + [0.01, 0, 0], "b": wall[1::2] + [0, 0.01, 0]})
-    ref = np.flatnonzero(table.point_sequence == table.sequences.index("a"))
-    ok = confirmed(table, ref, np.full(len(ref), 0.05))
-    is_stray = table.xyz[ref, 2] < 9.5
-    assert is_stray.sum() == 1 and not ok[is_stray].any() and ok[~is_stray].all()
-    assert not confirmed(table, ref, np.full(len(ref), 0.005)).any()  # 1 cm away > 5 mm radius
-    cfg = AssociationConfig(confirm_factor=1.0, outlier_neighbors=0, radius_max=0.05, radius_depth=0.0)
-    assoc = associate(table, "summer", cfg)
-    stray_ref = table.xyz[assoc.ref_points, 2] < 9.5
-    assert not assoc.confirmed[stray_ref].any() and assoc.confirmed[~stray_ref].mean() > 0.99
-    assert associate(table, "summer", AssociationConfig(outlier_neighbors=0)).confirmed.all()  # off by default

@@ -52,6 +52,8 @@ def test_resume_is_bit_identical(toy, tmp_path, kind):
     rows_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows_b] == list(range(1, 7))
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+    # poly learning rate: base * (1 - step / steps) ** 0.9 after each step
+    assert [r["lr"] for r in rows_b] == pytest.approx([2e-3 * (1 - s / 6) ** 0.9 for s in range(1, 7)], abs=1e-15)
     assert "corr" in rows_a[-1] and "corr" not in rows_a[0]  # correspondence loss from step 2 on
     assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
     assert (tmp_path / "a" / "metrics.csv").read_text().startswith("step,")
@@ -63,7 +65,26 @@ def test_training_reduces_the_supervised_loss(toy, tmp_path):
     first = sum(r["supervised"] for r in rows[:5]) / 5
     last = sum(r["supervised"] for r in rows[-5:]) / 5
     assert last < 0.6 * first, (first, last)
-    assert result.seconds_per_step > 0
+    assert result.seconds_per_step > 0 and result.steps_run == 40
+    # Rerun of the finished run: nothing is trained; speed and metrics come from its log (no NaN).
+    again = train(_cfg(toy, tmp_path / "r", steps=40, corr_weight=0.0, lr=0.01))
+    assert again.steps == 40 and again.steps_run == 0 and again.weights_digest == result.weights_digest
+    assert again.seconds_per_step == pytest.approx(sum(r["seconds_per_step"] for r in rows) / len(rows))
+    assert again.last_metrics == rows[-1] and "(already trained)" in again.summary()
+
+
+def test_cli_trains_then_reports_a_finished_run(toy, tmp_path, capsys):
+    from xseason.cli import main
+
+    args = ["train", "--dataset", str(toy), "--out", str(tmp_path / "cli"), "--set", "steps=3", "--set", "batch_size=1",
+            "--set", "data.num_workers=0", "--set", "progress=false", "--set", "model.widths=[8, 8, 16]",
+            "--set", "model.decoder_width=8", "--set", "loss.moving_classes=[]"]
+    assert main(args) == 0
+    assert "trained 3 steps (3 trained now)" in capsys.readouterr().out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "trained 3 steps (already trained)" in out and "nan" not in out
+    assert (tmp_path / "cli" / "model.pt").is_file()
 
 
 def test_config_errors(tmp_path):
@@ -116,3 +137,21 @@ def test_demo_shares_the_warm_up_exactly(toy, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "corr" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 7)) and "corr" in rows[3] and "corr" not in rows[2]
 
+
+
+def test_a_rebuilt_dataset_is_not_resumed_on(tmp_path):
+    """A checkpoint trained on one build of a dataset is refused for the next build (the trainer),
+    and set aside to train anew (the demo)."""
+    from xseason.commands.demo import set_aside_stale_runs
+
+    data = make_toy_dataset(tmp_path / "ds", places=2, size=(64, 48), matches_per_pair=40)
+    train(_cfg(data, tmp_path / "run", steps=3, max_steps_per_run=2))
+    set_aside_stale_runs([tmp_path / "run"], data)  # same build: left alone
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    meta = data / "dataset.json"
+    meta.write_text(meta.read_text().replace('"created"', '"created" ', 1))  # a rebuild writes a new dataset.json
+    with pytest.raises(ConfigError, match="trained on another dataset"):
+        train(_cfg(data, tmp_path / "run", steps=3))
+    set_aside_stale_runs([tmp_path / "run"], data)
+    assert not (tmp_path / "run").exists() and (tmp_path / "run.previous" / "checkpoints" / "last.pt").is_file()
+    assert train(_cfg(data, tmp_path / "run", steps=3)).steps_run == 3

@@ -10,8 +10,7 @@ Data layout (everything is flat numpy arrays, nothing is a Python object per poi
   (reprojection error, track length, triangulation angle, depth, local spacing) and
   per-observation projections/errors and per-point normals are computed once, vectorised.
 - `Associations`: for one reference condition, per other condition, the mutual-nearest-
-  neighbour partner of each reference point and its distance, plus the distance to the
-  nearest *supporting* geometry (the evidence that the point exists in that condition).
+  neighbour partner of each reference point and its distance.
 
 Global point ids: ``point_id = sequence_index * 2**40 + colmap_point3D_id`` where
 `sequence_index` is the position of the sequence in ``sorted(sequence names)``
@@ -24,20 +23,16 @@ they are mutual nearest neighbours and ``|a - b| <= max(r(a), r(b))`` with the a
 mean distance to the cameras that observe it). A track shared by images of both conditions
 is its own association at distance 0 (no search).
 
-Support rule (used by densification): a reference point exists in condition c when some point
-of the *support clouds* of c lies within its radius. The support clouds are c's own cloud
-and, with ``support="season"``, the clouds of every condition of the same season: scene
-geometry (foliage, snow) follows the season, not the light, so a night cloud too sparse to
-confirm a facade locally is backed by the day cloud of the same season. Visibility and
-free-space tests in each target image (see correspondences.py) then reject what is occluded
-or absent in that very image.
+Where a condition has no partner for a reference point (night, rain), densification does not
+need one: it uses the reference condition's surfaces (surfaces.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -67,8 +62,6 @@ class AssociationConfig:
     radius_depth: float = 0.005  # r(p) >= radius_depth * depth(p)
     radius_min: float = 0.0  # world units
     radius_max: float = 0.5  # world units
-    support: Literal["condition", "season"] = "season"
-    confirm_factor: float = 0.0  # > 0: reference points need a point of another sequence within confirm_factor * r(p)
 
     def validate(self) -> None:
         if self.min_track_length < 2:
@@ -77,8 +70,8 @@ class AssociationConfig:
             raise ValueError("spacing_k must be at least 1")
         if not 0 <= self.radius_min <= self.radius_max:
             raise ValueError("need 0 <= radius_min <= radius_max")
-        if self.voxel_size < 0 or self.radius_factor < 0 or self.radius_depth < 0 or self.confirm_factor < 0:
-            raise ValueError("voxel_size, radius_factor, radius_depth and confirm_factor must be >= 0")
+        if self.voxel_size < 0 or self.radius_factor < 0 or self.radius_depth < 0:
+            raise ValueError("voxel_size, radius_factor and radius_depth must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -94,6 +87,34 @@ class ImageView:
     season: str | None = None
     daytime: str | None = None
     weather: str | None = None
+
+
+@lru_cache(maxsize=256)
+def load_mask(path: Path | None, width: int, height: int) -> np.ndarray | None:
+    """Boolean (H, W) exclusion mask (non-zero = excluded) or None; cached."""
+    if path is None:
+        return None
+    import cv2
+
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise AssociationError(f"{path}: cannot read the mask")
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != (height, width):
+        raise AssociationError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
+    return mask != 0
+
+
+def unmasked(view: ImageView, pixels: np.ndarray) -> np.ndarray:
+    """True where a pixel is not excluded by the view's mask (pixels must be inside the image)."""
+    mask = load_mask(view.mask, view.camera.width, view.camera.height)
+    if mask is None:
+        return np.ones(len(pixels), bool)
+    ij = np.rint(pixels).astype(np.int64)
+    ij[:, 0] = np.clip(ij[:, 0], 0, view.camera.width - 1)
+    ij[:, 1] = np.clip(ij[:, 1], 0, view.camera.height - 1)
+    return ~mask[ij[:, 1], ij[:, 0]]
 
 
 def encode_point_id(sequence_index: np.ndarray, local_id: np.ndarray) -> np.ndarray:
@@ -329,14 +350,19 @@ def local_geometry(
     return spacing, normal, curvature
 
 
-def clean_points(table: PointTable, cfg: AssociationConfig) -> PointTable:
-    """Drop weak points (track length, error, triangulation angle), outliers (open3d SOR) and,
-    with `voxel_size`, all but the lowest-error point of each voxel, per condition cloud."""
-    keep = (
+def well_measured(table: PointTable, cfg: AssociationConfig) -> np.ndarray:
+    """(P,) points with enough observations, a small reprojection error and a wide enough triangulation angle."""
+    return (
         (table.track_length >= cfg.min_track_length)
         & (table.error <= cfg.max_point_error)
         & (table.tri_angle >= cfg.min_tri_angle)
     )
+
+
+def clean_points(table: PointTable, cfg: AssociationConfig) -> PointTable:
+    """Drop weak points (`well_measured`), outliers (open3d SOR) and, with `voxel_size`, all but the
+    lowest-error point of each voxel, per condition cloud."""
+    keep = well_measured(table, cfg)
     for c in range(len(table.conditions)):
         idx = np.flatnonzero(keep & (table.point_condition == c))
         if cfg.outlier_neighbors > 0 and len(idx) > cfg.outlier_neighbors:
@@ -395,37 +421,13 @@ class Associations:
     Arrays are indexed like `ref_points` (indices into the `PointTable`).
     `partner[c]`: index of the associated point of condition c, -1 when none;
     `partner_dist[c]`: its 3D distance (0 for a shared track; inf when none);
-    `support_dist[c]`: distance to the nearest supporting geometry of c, inf when unsupported;
-    `confirmed`: whether the point may be matched (see `confirmed`; all True unless
-    `confirm_factor` > 0). Unconfirmed points still count as occluders.
+
     """
 
     reference: str
     ref_points: np.ndarray
     partner: dict[str, np.ndarray]
     partner_dist: dict[str, np.ndarray]
-    support_dist: dict[str, np.ndarray]
-    confirmed: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.confirmed is None:
-            self.confirmed = np.ones(len(self.ref_points), bool)
-
-    def counts(self) -> dict[str, tuple[int, int]]:
-        """Per condition: (associated points, supported points)."""
-        return {
-            c: (int((self.partner[c] >= 0).sum()), int(np.isfinite(self.support_dist[c]).sum()))
-            for c in self.partner
-        }
-
-
-def condition_seasons(views: Sequence[ImageView]) -> dict[str, str | None]:
-    """Condition -> its season tag (the first non-empty one among its images), else None."""
-    out: dict[str, str | None] = {}
-    for v in views:
-        if out.get(v.condition) is None:
-            out[v.condition] = v.season or None
-    return out
 
 
 def associate(table: PointTable, reference: str, cfg: AssociationConfig) -> Associations:
@@ -436,14 +438,11 @@ def associate(table: PointTable, reference: str, cfg: AssociationConfig) -> Asso
     if len(ref) == 0:
         raise AssociationError(f"the reference condition {reference!r} has no 3D points")
 
-    seasons = condition_seasons(table.views)
     shared = _shared_track_partners(table, ref)
-    partner, partner_dist, support_dist = {}, {}, {}
+    partner, partner_dist = {}, {}
     for c_idx, cond in enumerate(table.conditions):
         if cond == reference:
-            partner[cond] = ref.copy()
-            partner_dist[cond] = np.zeros(len(ref))
-            support_dist[cond] = np.zeros(len(ref))
+            partner[cond], partner_dist[cond] = ref.copy(), np.zeros(len(ref))
             continue
         other = np.flatnonzero(table.point_condition == c_idx)
         i, j, d = mutual_nearest_neighbours(table.xyz[ref], table.xyz[other], radius[ref], radius[other])
@@ -454,50 +453,7 @@ def associate(table: PointTable, reference: str, cfg: AssociationConfig) -> Asso
             has = shared[cond] >= 0
             part[has], dist[has] = shared[cond][has], 0.0
         partner[cond], partner_dist[cond] = part, dist
-        # Support: nearest point of the support clouds within the radius.
-        if cfg.support == "season" and seasons.get(cond) is not None:
-            sup_conds = [k for k, c in enumerate(table.conditions) if seasons.get(c) == seasons[cond]]
-        else:
-            sup_conds = [c_idx]
-        sup = np.flatnonzero(np.isin(table.point_condition, sup_conds))
-        sdist = np.full(len(ref), np.inf)
-        if r_c in sup_conds:
-            sdist[:] = 0.0
-        elif len(sup):
-            d_s, q = cKDTree(table.xyz[sup]).query(table.xyz[ref], k=1, distance_upper_bound=cfg.radius_max * (1 + 1e-9))
-            ok = np.isfinite(d_s)
-            ok[ok] &= d_s[ok] <= np.maximum(radius[ref][ok], radius[sup[q[ok]]])
-            sdist[ok] = d_s[ok]
-        sdist = np.minimum(sdist, dist)
-        support_dist[cond] = sdist
-    ok = confirmed(table, ref, cfg.confirm_factor * radius[ref]) if cfg.confirm_factor > 0 else np.ones(len(ref), bool)
-    return Associations(reference, ref, partner, partner_dist, support_dist, ok)
-
-
-def confirmed(table: PointTable, points: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Whether each point is confirmed by an independent reconstruction: a point of another
-    sequence (any condition) lies within `radius`, or its own track has images of another sequence.
-
-    A feature mismatch triangulated consistently along the epipolar lines of a forward-moving
-    camera makes a point off every surface; two traversals rarely make the same mistake.
-    """
-    out = np.zeros(len(points), bool)
-    seq = table.point_sequence[points]
-    for s in np.unique(seq):
-        mine = np.flatnonzero(seq == s)
-        others = np.flatnonzero(table.point_sequence != s)
-        if len(others) == 0:
-            continue
-        bound = float(radius[mine].max()) * (1 + 1e-9) + 1e-12
-        d, _ = cKDTree(table.xyz[others]).query(table.xyz[points[mine]], k=1, distance_upper_bound=bound)
-        out[mine] = d <= radius[mine]
-    view_seq = np.array([table.sequences.index(v.sequence) for v in table.views], np.int32)
-    foreign = view_seq[table.obs_image] != table.point_sequence[table.obs_point]
-    pos = np.full(table.num_points, -1, np.int64)
-    pos[points] = np.arange(len(points))
-    hit = pos[table.obs_point[foreign]]
-    out[hit[hit >= 0]] = True
-    return out
+    return Associations(reference, ref, partner, partner_dist)
 
 
 def _shared_track_partners(table: PointTable, ref: np.ndarray) -> dict[str, np.ndarray]:
@@ -526,8 +482,7 @@ __all__ = [
     "associate",
     "build_point_table",
     "clean_points",
-    "condition_seasons",
-    "confirmed",
+    "well_measured",
     "decode_point_id",
     "encode_point_id",
     "local_geometry",

@@ -27,6 +27,7 @@ from .manifest import Manifest, read_manifest
 from .reconstruction import ReconstructionConfig, reconstruct
 from .registration import RegistrationConfig, load_registered, register
 from .store import StoreConfig, write_dataset
+from .surfaces import SurfaceConfig
 
 DEFAULT_MANIFEST = Path("data_manifest.csv")
 DEFAULT_SCENE = Path("data/demo")
@@ -52,6 +53,7 @@ class BuildConfig:
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     association: AssociationConfig = field(default_factory=AssociationConfig)
     correspondences: CorrespondenceConfig = field(default_factory=CorrespondenceConfig)
+    surfaces: SurfaceConfig = field(default_factory=SurfaceConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
@@ -110,7 +112,8 @@ def run_build(
     registration = register(manifest, models, work, cfg, refs)
     recs = load_registered(work)
     views = views_from_manifest(manifest, recs)
-    tables = build_correspondences(recs, views, refs, cfg.association, cfg.correspondences, progress=progress)
+    tables = build_correspondences(recs, views, refs, cfg.association, cfg.correspondences, cfg.surfaces,
+                                   progress=progress)
     images = _with_labels(tables.images, manifest)
     condition_of = {r.sequence: r.condition for r in manifest.images}
     write_dataset(

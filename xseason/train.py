@@ -9,8 +9,8 @@ correspondence loss (`losses.correspondence_loss`) once `step >= corr_start_step
 Outputs under `cfg.out`: `checkpoints/last.pt` (everything needed for an exact resume: model,
 optimizer, scheduler, RNG states, step, cluster centroids), `model.pt` (the final network),
 `metrics.jsonl` / `metrics.csv` (one row per `log_every` steps) and `curves.png`.
-A rerun with the same `out` resumes from `last.pt` (`resume: true`); on CPU the result is
-bit-identical to an uninterrupted run. Under `torchrun` (WORLD_SIZE > 1) it trains with
+A rerun with the same `out` resumes from `last.pt` (`resume: true`; refused when the dataset was
+rebuilt since: `dataset_fingerprint`); on CPU the result is bit-identical to an uninterrupted run. Under `torchrun` (WORLD_SIZE > 1) it trains with
 DistributedDataParallel (NCCL on CUDA, gloo on CPU), each rank taking its share of the batch.
 """
 
@@ -37,7 +37,7 @@ from .config import load_config, to_dict
 from .dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler, PairFilter
 from .errors import ConfigError
 from .plots import draw_line_chart
-from .files import atomic_path
+from .files import atomic_path, sha256_file
 from .losses import LossConfig, correspondence_loss, kmeans, sample_at
 from .models import (
     ModelConfig, build_model, load_weights, model_payload, read_checkpoint, state_digest, upsample_to,
@@ -104,10 +104,17 @@ class TrainResult:
     out: Path
     model_path: Path
     steps: int  # steps done so far (== cfg.steps once finished)
+    steps_run: int  # steps trained by this call (0: the run was already finished)
     last_metrics: dict
-    seconds_per_step: float  # mean over the steps run in this call (after the first)
+    seconds_per_step: float  # mean over the steps run in this call (after the first); else over the logged ones
     images_per_second: float  # 2 x pairs per step / seconds per step (both images of a pair are loaded)
     weights_digest: str  # models.state_digest of the final network (of this rank)
+
+    def summary(self) -> str:
+        """One line for the command line: steps, how many were trained now, speed, the model file."""
+        now = f"{self.steps_run} trained now" if self.steps_run else "already trained"
+        return (f"{self.steps} steps ({now}), {self.seconds_per_step:.3f} s/step, "
+                f"{self.images_per_second:.1f} images/s -> {self.model_path}")
 
 
 class _Runtime:
@@ -153,7 +160,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: max(1.0 - s / cfg.steps, 0.0) ** cfg.poly_power)
     state = {"step": 0, "centroids": None}
+    fingerprint = dataset_fingerprint(cfg.dataset)
     if cfg.resume and ckpt_path.is_file():
+        trained_on = checkpoint_dataset(ckpt_path)
+        if trained_on not in (None, fingerprint):
+            raise ConfigError(f"{ckpt_path} was trained on another dataset than {cfg.dataset} (rebuilt since?): "
+                              "train into a new 'out', or set resume=false to start over")
         state = _load_state(ckpt_path, model, optimizer, scheduler, rt)
     net = model
     if rt.world > 1:
@@ -194,7 +206,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             log.write(metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
         if rt.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
-            _save_state(ckpt_path, model, optimizer, scheduler, step + 1, centroids, cfg)
+            _save_state(ckpt_path, model, optimizer, scheduler, step + 1, centroids, cfg, fingerprint)
     bar.close()
     if rt.world > 1:  # BN statistics differ per rank; make every rank hold rank 0's
         for buf in model.buffers():
@@ -206,10 +218,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         log.finish()
     if rt.world > 1:
         dist.barrier()
-    steady = times[1:] or times
-    spp = float(np.mean(steady)) if steady else math.nan
-    return TrainResult(out, model_path, end, metrics, spp, 2 * cfg.batch_size * rt.world / spp if steady else math.nan,
-                       state_digest(model))
+    logged = log.rows()
+    spp = float(np.mean(times[1:] or times)) if times else _logged_seconds_per_step(logged)
+    return TrainResult(out, model_path, end, len(times), metrics or (logged[-1] if logged else {}), spp,
+                       2 * cfg.batch_size * rt.world / spp, state_digest(model))
+
+
+def _logged_seconds_per_step(rows: list[dict]) -> float:
+    """Mean seconds per step of a run's metrics.jsonl rows (NaN without any), for a call that trained nothing."""
+    values = [r["seconds_per_step"] for r in rows if "seconds_per_step" in r]
+    return float(np.mean(values)) if values else math.nan
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -281,10 +299,21 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _save_state(path: Path, model, optimizer, scheduler, step: int, centroids, cfg: TrainConfig) -> None:
+def dataset_fingerprint(dataset: str | os.PathLike) -> str:
+    """Identity of a dataset build: the SHA-256 of its dataset.json (which records when it was written)."""
+    return sha256_file(Path(dataset) / "dataset.json")
+
+
+def checkpoint_dataset(path: Path) -> str | None:
+    """The `dataset_fingerprint` a checkpoint was trained on (None: a checkpoint from before it was recorded)."""
+    return read_checkpoint(path).get("dataset_sha256")
+
+
+def _save_state(path: Path, model, optimizer, scheduler, step: int, centroids, cfg: TrainConfig,
+                dataset_sha256: str) -> None:
     state = {
         **model_payload(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "step": step, "centroids": centroids, "train_config": to_dict(cfg),
+        "step": step, "centroids": centroids, "train_config": to_dict(cfg), "dataset_sha256": dataset_sha256,
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
     }

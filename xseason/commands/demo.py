@@ -3,7 +3,8 @@
 synth (data/demo) -> build (build/demo) -> train a baseline (no correspondence loss) and a
 model with it -> evaluate both on held-out pairs and images -> comparison table, charts and
 the HTML report of the dataset. Every step is resumable: rerunning reuses what a previous run
-finished (the build reuses a complete dataset, the trainer resumes from its checkpoints).
+finished (the build reuses a complete dataset, the trainer resumes from its checkpoints). Runs
+trained on an earlier build of the dataset are moved aside (`<run>.previous`) and trained anew.
 
 The two runs share one configuration except `corr_weight`, so their supervised warm-up (the
 steps before `corr_start_step`) is the same computation: it is trained once, in the baseline's
@@ -26,7 +27,7 @@ from ..evaluate import EvalReport, evaluate, load_eval_config, markdown_table
 from ..files import atomic_path
 from ..models import read_checkpoint
 from ..report import write_report
-from ..train import TrainConfig, TrainResult, load_train_config, train
+from ..train import TrainConfig, TrainResult, checkpoint_dataset, dataset_fingerprint, load_train_config, train
 
 RUNS = ("baseline", "correspondence")
 
@@ -49,6 +50,18 @@ def _config(path: Path) -> Path | None:
 def _checkpoint_step(run: Path) -> int:
     path = run / "checkpoints" / "last.pt"
     return int(read_checkpoint(path)["step"]) if path.is_file() else 0
+
+
+def set_aside_stale_runs(runs: list[Path], dataset: Path) -> None:
+    """Move runs whose checkpoint was not trained on this build of `dataset` to `<run>.previous`."""
+    current = dataset_fingerprint(dataset)
+    for run in runs:
+        ckpt = run / "checkpoints" / "last.pt"
+        if ckpt.is_file() and checkpoint_dataset(ckpt) != current:
+            aside = run.with_name(run.name + ".previous")
+            shutil.rmtree(aside, ignore_errors=True)
+            run.rename(aside)
+            print(f"{run} was trained on an earlier build of {dataset}: moved to {aside}, training anew", flush=True)
 
 
 def train_pair(baseline: TrainConfig, corr: TrainConfig) -> dict[str, TrainResult]:
@@ -97,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
                                        [*common, f"out={args.out / name}"] + (["corr_weight=0"] if name == RUNS[0] else []))
                for name in RUNS}
     t_train = time.time()
+    set_aside_stale_runs([args.out / name for name in RUNS], args.dataset)
     results = train_pair(configs["baseline"], configs["correspondence"])
     for name, r in results.items():
-        print(f"{name}: {r.steps} steps, {r.seconds_per_step:.3f} s/step -> {r.model_path}", flush=True)
+        print(f"{name}: {r.summary()}", flush=True)
     t_eval = time.time()
 
     eval_cfg = load_eval_config(_config(args.eval_config), [f"out={args.out / 'eval'}", f"names=[{', '.join(RUNS)}]"])

@@ -1,0 +1,157 @@
+"""The surface model of densification: planes, merging, free-space carving, clutter, samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xseason.association import ImageView, build_point_table
+from xseason.geometry import Camera, Pose, in_image
+from xseason.surfaces import DROPPED, SurfaceConfig, build_surfaces
+
+CAM = Camera("PINHOLE", 200, 150, (150.0, 150.0, 100.0, 75.0))
+
+
+def _look_at(centre, target) -> Pose:
+    """Camera at `centre` looking at `target`, image y pointing down (-z world)."""
+    fwd = np.asarray(target, float) - centre
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    R = np.stack([right, np.cross(fwd, right), fwd])
+    return Pose(R, -R @ np.asarray(centre, float))
+
+
+def _table(points: dict[str, np.ndarray], cameras: dict[str, list[np.ndarray]], target=(0.0, 10.0, 2.0)):
+    """Points per condition, each observed (exactly) by every camera of its condition that sees it."""
+    views, xyz, seq, obs_image, obs_point, obs_xy = [], [], [], [], [], []
+    for cond, centres in cameras.items():
+        for c in centres:
+            views.append(ImageView(f"{cond}/{len(views)}", cond, cond, CAM, _look_at(np.asarray(c, float), target)))
+    offset = 0
+    for cond, pts in points.items():
+        xyz.append(pts)
+        seq += [cond] * len(pts)
+        for k, view in enumerate(views):
+            if view.condition != cond:
+                continue
+            uv = view.camera.project(view.pose.transform(pts))
+            seen = np.flatnonzero(np.isfinite(uv).all(axis=1) & in_image(CAM, np.nan_to_num(uv, nan=-1.0), 1.0))
+            obs_image.append(np.full(len(seen), k))
+            obs_point.append(seen + offset)
+            obs_xy.append(uv[seen])
+        offset += len(pts)
+    c = np.concatenate
+    return build_point_table(views, c(xyz), np.array(seq, object), np.arange(offset), c(obs_image), c(obs_point), c(obs_xy))
+
+
+def _grid(u, v, make) -> np.ndarray:
+    uu, vv = np.meshgrid(u, v)
+    return make(uu.ravel(), vv.ravel())
+
+
+WALL = _grid(np.arange(-6, 6.01, 0.25), np.arange(0.2, 5.01, 0.25), lambda x, z: np.c_[x, np.full_like(x, 10.0), z])
+GROUND = _grid(np.arange(-6, 6.01, 0.3), np.arange(2, 9.51, 0.3), lambda x, y: np.c_[x, y, np.zeros_like(x)])
+SUMMER_CAMS = [np.array([x, 0.0, 1.6]) for x in (-2.0, -1.0, 0.0, 1.0, 2.0)]
+
+
+def test_planes_are_found_exactly_and_samples_lie_on_them():
+    table = _table({"summer": np.concatenate([WALL, GROUND])}, {"summer": SUMMER_CAMS})
+    model = build_surfaces(table, "summer")
+    normals = sorted((np.abs(r.normal).round(6).tolist(), len(r.points)) for r in model.regions)
+    assert [n for n, _ in normals] == [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    view = table.views[2]
+    uv = np.stack(np.meshgrid(np.arange(5, 195, 7.3), np.arange(5, 145, 7.3)), -1).reshape(-1, 2)
+    region, xyz = model.samples(view, uv, True, (0,))
+    ok = region >= 0
+    assert ok.mean() > 0.5
+    on_wall = np.abs(xyz[ok, 1] - 10.0) < 1e-4  # open3d casts in float32
+    on_ground = np.abs(xyz[ok, 2]) < 1e-4
+    assert (on_wall | on_ground).all() and on_wall.any() and on_ground.any()
+    # Samples next to the wall-ground crease (another region within edge_px) are dropped when strict.
+    crease = view.camera.project(view.pose.transform(np.array([[0.0, 10.0, 0.0]])))
+    near = np.linalg.norm(uv - crease, axis=1) < 3
+    if near.any():
+        assert (region[near] == DROPPED).all()
+
+
+def test_coplanar_pieces_merge_and_parallel_planes_do_not():
+    left = WALL[WALL[:, 0] < -0.1]
+    right = WALL[WALL[:, 0] > 0.1] + np.array([0.0, 0.002, 0.0])  # 2 mm: the same wall
+    behind = GROUND + np.array([0.0, 0.0, 0.3])  # a parallel plane 30 cm above the ground
+    table = _table({"summer": np.concatenate([left, right, GROUND, behind])}, {"summer": SUMMER_CAMS})
+    model = build_surfaces(table, "summer", SurfaceConfig(min_points=30))
+    vertical = [r for r in model.regions if abs(r.normal[1]) > 0.99]
+    horizontal = sorted(abs(float(r.normal @ r.origin)) for r in model.regions if abs(r.normal[2]) > 0.99)
+    assert len(vertical) == 1 and len(vertical[0].points) == len(left) + len(right)
+    assert len(horizontal) == 2 and horizontal[0] < 1e-6 and abs(horizontal[1] - 0.3) < 1e-6
+
+
+def test_a_surface_other_cameras_see_through_is_carved_and_becomes_an_occluder():
+    """A summer-only board in front of the wall: the winter cameras see the wall through it, so its
+    cells go; its points stay an occluder for summer images, not for winter ones."""
+    board = _grid(np.arange(-1.0, 1.01, 0.1), np.arange(1.0, 3.01, 0.1), lambda x, z: np.c_[x, np.full_like(x, 6.0), z])
+    winter_cams = [np.array([x, 0.5, 1.6]) for x in (-1.5, -0.5, 0.5, 1.5)]
+    table = _table({"summer": np.concatenate([WALL, board]), "winter": WALL.copy()},
+                   {"summer": SUMMER_CAMS, "winter": winter_cams})
+    model = build_surfaces(table, "summer")
+    offsets = np.array([abs(float(r.normal @ r.origin)) for r in model.regions])
+    areas = model.areas()
+    assert areas[np.abs(offsets - 6.0) < 0.1].sum() == 0 and areas[np.abs(offsets - 10.0) < 0.1].sum() > 30
+    centre = np.array([[0.0, 10.0, 2.0]])  # wall point straight behind the board
+    for k, solid, sparse in ((2, (0,), ()), (len(SUMMER_CAMS) + 1, (0,), (1,))):
+        view = table.views[k]
+        uv = view.camera.project(view.pose.transform(centre))
+        region, xyz = model.samples(view, uv, False, solid, sparse)
+        assert region[0] == DROPPED  # summer board solid: the wall behind it is not sampled
+    without_board = build_surfaces(_table({"summer": WALL.copy()}, {"summer": SUMMER_CAMS}), "summer")
+    view = table.views[2]
+    region, xyz = without_board.samples(view, view.camera.project(view.pose.transform(centre)), False, (0,))
+    assert region[0] >= 0 and np.allclose(xyz[0], centre[0], atol=1e-4)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="must be > 0"):
+        SurfaceConfig(cell_size=0).validate()
+    with pytest.raises(ValueError, match="min_points"):
+        SurfaceConfig(min_points=2).validate()
+
+
+def test_clutter_solids_are_the_same_in_blocks_as_in_one_grid(monkeypatch):
+    """A scene too large for one grid is processed in blocks: the solid is exactly the same."""
+    from xseason import surfaces
+
+    rng = np.random.default_rng(0)
+    trees = np.concatenate([c + rng.normal(0, 0.6, (40, 3)) for c in np.c_[np.arange(0, 60, 7.0), np.zeros(9), np.full(9, 4.0)]])
+    cameras = np.array([[3.0, -5.0, 1.6]])
+    one = surfaces._clutter_mesh(trees, 0.25, 2.0, 1.0, cameras, 0)
+    monkeypatch.setattr(surfaces, "_BLOCK", 8)
+    assert len(surfaces._tiles(np.floor(trees / 0.25).astype(np.int64), 10)) > 1
+    tiled = surfaces._clutter_mesh(trees, 0.25, 2.0, 1.0, cameras, 0)
+    key = lambda mesh: np.unique(np.sort(mesh[0][mesh[1]].round(6).reshape(-1, 9), axis=1), axis=0)  # noqa: E731
+    np.testing.assert_array_equal(key(one), key(tiled))
+    # Gaps inside each crown are closed, the camera's surroundings stay free.
+    assert len(one[1]) > 0 and not np.any(np.linalg.norm(one[0] - cameras[0], axis=1) < 1.0)
+
+
+def test_points_on_surfaces_and_flat_points_on_removed_cells():
+    """Points on a region are surface, points off it clutter. A winter point under the ground
+    carves the ground cells its rays cross: a winter point flat on such a cell is still surface (the
+    ground remains), while winter points flat on the board, a region removed as a whole, and the
+    board's own (reference) points stay clutter."""
+    board = _grid(np.arange(-1.0, 1.01, 0.1), np.arange(1.0, 3.01, 0.1), lambda x, z: np.c_[x, np.full_like(x, 6.0), z])
+    winter_cams = [np.array([x, 0.5, 1.6]) for x in (-1.5, -0.5, 0.5, 1.5)]
+    winter_board = board[::3] + np.array([0.0, 0.001, 0.0])  # a few winter points flat on the carved board
+    under = np.array([[0.0, 6.0, -0.3]])  # a (noisy) point under the ground, seen by every winter camera
+    crossing = winter_cams[1] + 1.6 / 1.9 * (under[0] - winter_cams[1])  # where camera 1's ray to it meets z = 0
+    flat = (crossing + np.array([0.0, 0.0, 0.005]))[None]
+    table = _table({"summer": np.concatenate([WALL, GROUND, board]),
+                    "winter": np.concatenate([WALL, winter_board, under, flat])},
+                   {"summer": SUMMER_CAMS, "winter": winter_cams})
+    model = build_surfaces(table, "summer")
+    on = model.on_surfaces(np.array([[0.0, 10.0, 2.0], [0.0, 9.0, 2.0], [0.0, 6.0, 2.0], [2.0, 4.0, 0.0], crossing]))
+    assert on.tolist() == [True, False, False, True, False]  # wall; 1 m before it; board; ground; carved cell
+    summer_clutter, winter_clutter = model._points((0,)), model._points((1,))
+    assert len(summer_clutter) == len(board) and np.allclose(summer_clutter[:, 1], 6.0)
+    assert len(winter_clutter) == len(winter_board) + 1
+    assert np.allclose(winter_clutter[:-1, 1], 6.001) and np.allclose(winter_clutter[-1], under[0])
