@@ -327,7 +327,7 @@ def _connected_parts(uv: np.ndarray, eps: float, min_points: int = 5) -> np.ndar
     links = cKDTree(uv[core]).query_pairs(eps, output_type="ndarray")
     graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(len(core), len(core)))
     _, core_label = connected_components(graph, directed=False)
-    dist, nearest = cKDTree(uv[core]).query(uv, distance_upper_bound=eps)
+    dist, nearest = cKDTree(uv[core]).query(uv, distance_upper_bound=np.nextafter(eps, np.inf))  # <= eps, as the counts
     near = np.isfinite(dist)
     labels[near] = core_label[nearest[near]]
     return labels
