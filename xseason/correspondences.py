@@ -409,7 +409,7 @@ def _surface_matches(ctx: _Context, j: int, side: _Side) -> dict:
         uv = view.camera.project(view.pose.transform(side.sample_xyz))
         keep = np.flatnonzero(np.isfinite(uv).all(axis=1))
         keep = keep[in_image(view.camera, uv[keep], cfg.image_margin)]
-        region, xyz = ctx.surfaces.samples(view, uv[keep], False, *_looking(ctx, j))
+        region, xyz = ctx.surfaces.samples(view, uv[keep], False, *_looking(ctx, j), expected=side.sample_region[keep])
         dist = np.linalg.norm(side.sample_xyz[keep] - view.pose.center, axis=1)
         same = (region == side.sample_region[keep]) & (
             np.linalg.norm(xyz - side.sample_xyz[keep], axis=1) <= cfg.surface_depth_tol * dist)

@@ -192,20 +192,24 @@ class SurfaceModel:
         return np.concatenate([self._clutter.get(c, np.zeros((0, 3))) for c in conditions] or [np.zeros((0, 3))])
 
     def samples(self, view, pixels: np.ndarray, strict: bool, solid: tuple[int, ...],
-                sparse: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+                sparse: tuple[int, ...] = (), expected: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Surface samples at `pixels` of `view` (module doc) in `scene(solid, sparse)`: region
-        index per pixel (DROPPED when no valid sample) and the world point hit."""
+        index per pixel (DROPPED when no valid sample, or not the `expected` region) and the world
+        point hit. Neighbourhoods are cast only for the pixels still valid."""
         scene = self.scene(solid, sparse)
         centre = view.pose.center
         rays = _world_rays(view, pixels)
         t, what = scene.cast(centre, rays)
         keep = (what >= 0) & in_image(view.camera, pixels, 1.0)
+        if expected is not None:
+            keep &= what == expected
         keep[keep] = unmasked(view, pixels[keep])
         r = self.cfg.edge_px
         for offset in ((r, 0.0), (-r, 0.0), (0.0, r), (0.0, -r)):
-            t2, what2 = scene.cast(centre, _world_rays(view, pixels + np.array(offset)))
-            same = what2 == what
-            keep &= same if strict else same | (t2 >= t * (1 - self.cfg.edge_tolerance))
+            k = np.flatnonzero(keep)
+            t2, what2 = scene.cast(centre, _world_rays(view, pixels[k] + np.array(offset)))
+            same = what2 == what[k]
+            keep[k] = same if strict else same | (t2 >= t[k] * (1 - self.cfg.edge_tolerance))
         xyz = centre + rays * np.where(np.isfinite(t), t, 0.0)[:, None]
         return np.where(keep, what, DROPPED), xyz
 
