@@ -256,3 +256,24 @@ def test_streamed_chunks_are_the_match_table(scene):
     ids = [c.pair_id.to_numpy() for c in chunks]
     assert all(a[-1] < b[0] for a, b in zip(ids[:-1], ids[1:]))  # no pair split across chunks
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), out.matches)
+
+
+def test_surface_probe_changes_the_estimate_not_the_matches(scene):
+    """A pair's surface matches are the first `max_surface_matches` hits in its seeded order: the
+    same whether its candidates were probed with a few samples or with every one (exact overlap)."""
+    _, exact = _generate(scene, surface_probe=10**6, max_surface_matches=50)
+    _, probed = _generate(scene, surface_probe=32, max_surface_matches=50)
+    both = exact.pairs.merge(probed.pairs, on=["image_id0", "image_id1"], suffixes=("", "_probed"))
+    assert len(both) >= 0.8 * len(exact.pairs) and len(both) > 20
+    cols = ["x0", "y0", "x1", "y1"]
+    dense = {name: out.matches[out.matches.densified].groupby("pair_id") for name, out in
+             (("exact", exact), ("probed", probed))}
+    capped = 0
+    for r in both.itertuples():
+        a = dense["exact"].get_group(r.pair_id)[cols].to_numpy()
+        b = dense["probed"].get_group(r.pair_id_probed)[cols].to_numpy()
+        np.testing.assert_array_equal(a, b)
+        capped += len(a) == 50
+    assert capped >= len(both) / 2  # most pairs have more surface matches than they keep
+    # the probed overlap is a binomial estimate from 32 samples: standard error <= 0.09
+    assert np.median(np.abs(both.overlap - both.overlap_probed)) < 0.09

@@ -1,7 +1,7 @@
 """Pair selection, reprojection and densification: associated 3D points -> 2D-2D matches.
 
 For every image j of a non-reference condition c (and, with `self_pairs`, of the reference
-condition itself), one vectorised pass per candidate pair:
+condition itself), one vectorised pass over all its candidate pairs:
 
 1. Candidate reference images: the (at most `max_candidates`) nearest registered images of
    the reference condition whose camera centre is within ``pair_distance * scene_depth`` of
@@ -21,12 +21,19 @@ condition itself), one vectorised pass per candidate pair:
    planar region of the reference condition, away from region borders and occluders. It is
    projected into j and kept when j's own ray at that pixel, cast against the regions, the
    reference's clutter as solids and c's clutter as points, hits the same region within
-   ``surface_depth_tol`` (relative) of the sample. At most `max_surface_matches` per pair
-   (seeded subsample). ``densified = True``, ``point3d_id`` null, ``dist3d = err0 = err1 = 0``.
+   ``surface_depth_tol`` (relative) of the sample. A pair tries i's samples in a seeded
+   order of them, from its own seeded start: every candidate its first `surface_probe`
+   (cast for all candidates of j at once), which estimates how many of all would be kept; a
+   candidate chosen as a pair then tries more, in the same order, until it has
+   `max_surface_matches` (or none is left), and keeps those: a seeded uniform subsample of all
+   the pair's surface matches, found without casting the rest. ``densified = True``,
+   ``point3d_id`` null, ``dist3d = err0 = err1 = 0``.
 4. Pairs: ``overlap`` = the larger of the point overlap (shared points / points each image
-   saw) and the surface overlap (kept samples / samples of i); the `max_pairs_per_image`
-   candidates with most matches, overlap in [min_overlap, max_overlap] and at least
-   `min_matches` matches, become pairs. ``weight = exp(-dist3d / weight_scale)`` (the reference
+   saw) and the surface overlap (estimated surface matches / samples of i; a binomial estimate
+   from `surface_probe` samples, standard error <= 0.5 / sqrt(surface_probe): 3 % at 256); the
+   `max_pairs_per_image` candidates with most matches (surface ones as estimated), overlap in
+   [min_overlap, max_overlap] and at least `min_matches` matches (checked again on the kept
+   matches), become pairs. ``weight = exp(-dist3d / weight_scale)`` (the reference
    paper used exp(-d) with d in metres), clipped to [1e-6, 1].
 
 Splits are by place: the place of a pair is the median of its matched 3D points, projected on
@@ -37,7 +44,6 @@ test by `split_fractions`. All pairs looking at the same stretch of route share 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
@@ -92,6 +98,7 @@ class CorrespondenceConfig:
     surface_stride: float = 4.0  # px, one surface sample per stride x stride cell of a reference image
     surface_depth_tol: float = 0.01  # relative: the target's ray must hit the sample's region this close to it
     max_surface_matches: int = 500  # per pair (seeded subsample)
+    surface_probe: int = 256  # surface samples tried per candidate pair to estimate its surface matches
     split_blocks: int = 20
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
@@ -101,8 +108,8 @@ class CorrespondenceConfig:
             raise ValueError("need 0 <= min_overlap <= max_overlap")
         if self.max_pairs_per_image < 1 or self.min_matches < 1 or self.max_candidates < 1:
             raise ValueError("max_pairs_per_image, max_candidates and min_matches must be >= 1")
-        if self.surface_stride < 1 or self.max_surface_matches < 0 or self.split_blocks < 1:
-            raise ValueError("surface_stride must be >= 1, max_surface_matches >= 0, split_blocks >= 1")
+        if self.surface_stride < 1 or self.max_surface_matches < 0 or self.split_blocks < 1 or self.surface_probe < 1:
+            raise ValueError("surface_stride must be >= 1, max_surface_matches >= 0, surface_probe >= 1, split_blocks >= 1")
         if self.weight_scale <= 0 or self.surface_depth_tol <= 0:
             raise ValueError("weight_scale and surface_depth_tol must be > 0")
         if any(f < 0 for f in self.split_fractions) or abs(sum(self.split_fractions) - 1) > 1e-6:
@@ -234,7 +241,7 @@ class _Context:
     obs_valid: np.ndarray  # (M,) observation usable on the reference side
     reach: float  # candidate distance in world units
     ref_images: np.ndarray  # registered images of the reference condition
-    ref_cache: OrderedDict = field(default_factory=OrderedDict)  # image -> _reference_side(...), LRU
+    ref_cache: dict = field(default_factory=dict)  # image -> _reference_side(...), until its last target
 
 
 def _context(table: PointTable, assoc: Associations, cfg: CorrespondenceConfig,
@@ -277,15 +284,29 @@ class _Side:
     points: np.ndarray  # sorted reference points it observed (valid observations)
     uv: np.ndarray  # (N, 2) their projections
     err: np.ndarray  # (N,) reprojection error of its keypoint
+    on_surface: np.ndarray  # (N,) on a surface region and unoccluded in i (`_point_matches`)
     sample_uv: np.ndarray  # (S, 2) surface samples (pixels)
     sample_region: np.ndarray  # (S,) their regions
     sample_xyz: np.ndarray  # (S, 3) their world points
+    sample_order: np.ndarray  # (S,) a seeded permutation: pairs try the samples in it, from their own start
+    matchable: dict = field(default_factory=dict)  # condition -> `_matchable(...)`
+
+
+def _matchable(ctx: _Context, side: _Side, condition: str) -> dict:
+    """The side's points that can make a point match with an image of `condition`: on a surface,
+    unoccluded in i, with a partner in `condition` within max_dist3d (cached per condition)."""
+    if condition not in side.matchable:
+        pos = ctx.ref_pos[side.points]
+        partner, dist3d = ctx.assoc.partner[condition][pos], ctx.assoc.partner_dist[condition][pos]
+        k = np.flatnonzero((partner >= 0) & (dist3d <= ctx.cfg.max_dist3d) & side.on_surface)
+        side.matchable[condition] = {"point": side.points[k], "x0": side.uv[k], "err0": side.err[k],
+                                     "partner": partner[k], "dist3d": dist3d[k]}
+    return side.matchable[condition]
 
 
 def _reference_side(ctx: _Context, i: int) -> _Side:
     """Reference image i's observed reference points and its surface samples (module doc)."""
     if i in ctx.ref_cache:
-        ctx.ref_cache.move_to_end(i)
         return ctx.ref_cache[i]
     t, cfg, view = ctx.table, ctx.cfg, ctx.table.views[i]
     own = np.arange(t.image_ptr[i], t.image_ptr[i + 1])
@@ -294,6 +315,9 @@ def _reference_side(ctx: _Context, i: int) -> _Side:
     own = own[np.argsort(t.obs_point[own], kind="stable")]
     points, first = np.unique(t.obs_point[own], return_index=True)
     own = own[first]
+    on_surface = np.ones(len(points), bool)
+    if ctx.surfaces.regions:  # a scene too sparse for any plane has no model to check points against
+        on_surface = ctx.surfaces.on_surfaces(t.xyz[points]) & _unoccluded(ctx, i, t.xyz[points])
     if cfg.densify:
         uv = sample_grid(view.camera, cfg.surface_stride, seed=(cfg.split_seed, i))
         region, xyz = ctx.surfaces.samples(view, uv, True, *_looking(ctx, i))
@@ -301,10 +325,9 @@ def _reference_side(ctx: _Context, i: int) -> _Side:
         samples = uv[ok], region[ok], xyz[ok]
     else:
         samples = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3))
-    out = _Side(points, t.obs_proj[own].astype(np.float32), t.obs_err[own], *samples)
+    order = np.random.default_rng((cfg.split_seed, i)).permutation(len(samples[0]))
+    out = _Side(points, t.obs_proj[own].astype(np.float32), t.obs_err[own], on_surface, *samples, order)
     ctx.ref_cache[i] = out
-    if len(ctx.ref_cache) > 4 * cfg.max_candidates:  # targets come in route order: nearby images stay cached
-        ctx.ref_cache.popitem(last=False)
     return out
 
 
@@ -317,28 +340,31 @@ def sample_grid(camera: Camera, stride: float, seed) -> np.ndarray:
     return uv[in_image(camera, uv)]
 
 
-def _target_matches(ctx: _Context, j: int, ref_images: np.ndarray, condition: str) -> list[dict]:
-    """Pairs and matches of target image j against its candidate reference images."""
+def _target_matches(ctx: _Context, j: int, cand_i: np.ndarray, condition: str) -> list[dict]:
+    """Pairs and matches of target image j against its candidate reference images (`_neighbours`)."""
     t, cfg = ctx.table, ctx.cfg
-    cand_i = _neighbours(ctx, j, ref_images)
     if len(cand_i) == 0:
         return []
     sides = [_reference_side(ctx, i) for i in cand_i]
-    point_sets = [_point_matches(ctx, j, i, side, condition) for i, side in zip(cand_i, sides)]
-    surface_sets = [_surface_matches(ctx, j, side) for side in sides]
+    point_sets = _point_matches(ctx, j, cand_i, sides, condition)
+    scans = [_SurfaceScan(int(np.random.default_rng((cfg.split_seed, j, int(i))).integers(max(len(side.sample_order), 1))))
+             for i, side in zip(cand_i, sides)]  # each pair's seeded start in i's sample order
+    _try_samples(ctx, j, [(side, scan, cfg.surface_probe) for side, scan in zip(sides, scans)])
     n_j = max(int(np.diff(t.image_ptr)[j]), 1)
-    shared = np.array([len(p["point"]) + len(s["x0"]) for p, s in zip(point_sets, surface_sets)])
+    shared = np.array([len(p["point"]) + s.estimate(side) for p, s, side in zip(point_sets, scans, sides)])
     with np.errstate(divide="ignore", invalid="ignore"):
         point_overlap = np.array([min(len(p["point"]) / max(len(side.points), 1), len(p["point"]) / n_j)
                                   for p, side in zip(point_sets, sides)])
-        surface_overlap = np.array([len(s["x0"]) / max(len(side.sample_uv), 1) for s, side in zip(surface_sets, sides)])
+        surface_overlap = np.array([s.estimate(side) / max(len(side.sample_uv), 1) for s, side in zip(scans, sides)])
     overlap = np.maximum(point_overlap, surface_overlap)
     good = (shared >= cfg.min_matches) & (overlap >= cfg.min_overlap) & (overlap <= cfg.max_overlap)
     chosen = np.flatnonzero(good)
     chosen = chosen[np.argsort(-shared[chosen], kind="stable")][: cfg.max_pairs_per_image]
     out = []
     for c in chosen:
-        p, s = point_sets[c], _subsample(surface_sets[c], cfg.max_surface_matches, seed=(cfg.split_seed, j, int(cand_i[c])))
+        p, s = point_sets[c], _surface_matches(ctx, j, sides[c], scans[c])
+        if len(p["point"]) + len(s["x0"]) < cfg.min_matches:  # the estimate promised more than there are
+            continue
         out.append({
             "i": int(cand_i[c]), "j": int(j), "overlap": float(overlap[c]),
             **{k: np.concatenate([p[k], s[k]]) for k in ("x0", "x1", "point", "xyz", "dist3d", "err0", "err1", "densified")},
@@ -346,40 +372,44 @@ def _target_matches(ctx: _Context, j: int, ref_images: np.ndarray, condition: st
     return out
 
 
-def _point_matches(ctx: _Context, j: int, i: int, side: _Side, condition: str) -> dict:
-    """Matches from associated points: a reference point i observed whose partner in `condition` j
-    observed, kept only on a surface region and occluded in neither image (measured on `demo`:
-    points off the surfaces, phantoms from repeated texture floating before facades or in the
-    sky, were 2.6 % of these matches off by > 5 px)."""
-    t, cfg, assoc = ctx.table, ctx.cfg, ctx.assoc
-    pts = side.points
-    pos = ctx.ref_pos[pts]
-    partner = assoc.partner[condition][pos]
-    dist3d = assoc.partner_dist[condition][pos]
-    j_obs = np.arange(t.image_ptr[j], t.image_ptr[j + 1])
-    j_obs = j_obs[np.argsort(t.obs_point[j_obs], kind="stable")]
-    j_pts = t.obs_point[j_obs]
-    at = np.minimum(np.searchsorted(j_pts, partner), max(len(j_pts) - 1, 0))
-    seen = (partner >= 0) & (len(j_pts) > 0) & (j_pts[at] == partner if len(j_pts) else False)
-    keep = np.flatnonzero(seen & (dist3d <= cfg.max_dist3d))
+def _point_matches(ctx: _Context, j: int, cand_i: np.ndarray, sides: list[_Side], condition: str) -> list[dict]:
+    """Matches from associated points, for each candidate i of j (all candidates in one pass): a
+    reference point i observed whose partner in `condition` j observed, kept only on a surface
+    region and occluded in neither image (measured on `demo`: points off the surfaces, phantoms
+    from repeated texture floating before facades or in the sky, were 2.6 % of these matches off
+    by > 5 px)."""
+    t, cfg = ctx.table, ctx.cfg
+    ready = [_matchable(ctx, side, condition) for side in sides]
+    owner = np.repeat(np.arange(len(sides)), [len(m["point"]) for m in ready])  # candidate of each entry
+    pts, uv0, err0, partner, dist3d = (np.concatenate([m[key] for m in ready])
+                                       for key in ("point", "x0", "err0", "partner", "dist3d"))
+    j_points, first = np.unique(t.obs_point[t.image_ptr[j]: t.image_ptr[j + 1]], return_index=True)
+    obs_in_j = np.full(t.num_points, -1, np.int64)  # point -> j's first observation of it
+    obs_in_j[j_points] = t.image_ptr[j] + first
+    at = obs_in_j[partner]
+    keep = np.flatnonzero(at >= 0)
     view_j = t.views[j]
     uv1 = view_j.camera.project(view_j.pose.transform(t.xyz[pts[keep]]))
     inside = np.isfinite(uv1).all(axis=1)
     inside[inside] = in_image(view_j.camera, uv1[inside], cfg.image_margin)
     inside[inside] = unmasked(view_j, uv1[inside])
-    err1 = np.linalg.norm(uv1 - t.obs_xy[j_obs[at[keep]]], axis=1)
+    err1 = np.linalg.norm(uv1 - t.obs_xy[at[keep]], axis=1)
     fine = inside & (err1 <= cfg.max_reproj_error)
-    fine[fine] = predicted_error(t, pts[keep[fine]], t.views[i], view_j, uv1[fine], cfg) <= cfg.max_predicted_error
+    focal = np.array([_focal(t.views[i].camera) for i in cand_i])
+    c = owner[keep[fine]]
+    fine[fine] = predicted_error(t, pts[keep[fine]], ctx.centres[cand_i][c], focal[c], view_j, uv1[fine], cfg) \
+        <= cfg.max_predicted_error
     keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
-    if ctx.surfaces.regions:  # a scene too sparse for any plane has no model to check points against
-        xyz = t.xyz[pts[keep]]
-        fine = ctx.surfaces.on_surfaces(xyz) & _unoccluded(ctx, i, xyz) & _unoccluded(ctx, j, xyz)
+    if ctx.surfaces.regions:  # (i's side of the check is `_Side.on_surface`; one cast per point here)
+        points, inverse = np.unique(pts[keep], return_inverse=True)
+        fine = _unoccluded(ctx, j, t.xyz[points])[inverse]
         keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
-    return {
-        "x0": side.uv[keep], "x1": uv1.astype(np.float32), "point": pts[keep], "xyz": t.xyz[pts[keep]],
-        "dist3d": dist3d[keep].astype(np.float32), "err0": side.err[keep].astype(np.float32),
-        "err1": err1.astype(np.float32), "densified": np.zeros(len(keep), bool),
-    }
+    ends = np.searchsorted(owner[keep], np.arange(1, len(sides)))
+    return [{
+        "x0": uv0[k], "x1": u1.astype(np.float32), "point": pts[k], "xyz": t.xyz[pts[k]],
+        "dist3d": dist3d[k].astype(np.float32), "err0": err0[k].astype(np.float32),
+        "err1": e1.astype(np.float32), "densified": np.zeros(len(k), bool),
+    } for k, u1, e1 in zip(np.split(keep, ends), np.split(uv1, ends), np.split(err1, ends))]
 
 
 def _looking(ctx: _Context, k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -400,20 +430,64 @@ def _unoccluded(ctx: _Context, k: int, xyz: np.ndarray) -> np.ndarray:
     return t >= dist * (1 - ctx.cfg.surface_depth_tol)
 
 
-def _surface_matches(ctx: _Context, j: int, side: _Side) -> dict:
-    """Surface samples of a reference image that image j sees on the same region at the same place."""
-    cfg, view = ctx.cfg, ctx.table.views[j]
-    keep = np.zeros(0, np.int64)
-    uv1 = np.zeros((0, 2))
-    if len(side.sample_uv):
-        uv = view.camera.project(view.pose.transform(side.sample_xyz))
-        keep = np.flatnonzero(np.isfinite(uv).all(axis=1))
-        keep = keep[in_image(view.camera, uv[keep], cfg.image_margin)]
-        region, xyz = ctx.surfaces.samples(view, uv[keep], False, *_looking(ctx, j), expected=side.sample_region[keep])
-        dist = np.linalg.norm(side.sample_xyz[keep] - view.pose.center, axis=1)
-        same = (region == side.sample_region[keep]) & (
-            np.linalg.norm(xyz - side.sample_xyz[keep], axis=1) <= cfg.surface_depth_tol * dist)
-        keep, uv1 = keep[same], uv[keep][same]
+@dataclass
+class _SurfaceScan:
+    """Reference image i's surface samples tried in target image j, in a seeded order (module doc)."""
+
+    start: int  # position in `_Side.sample_order` of the first sample tried
+    tried: int = 0  # how many of the side's `sample_order` were tried (projected into j; cast when inside)
+    hits: list = field(default_factory=list)  # (sample indices, their pixels in j) of each batch's matches
+
+    def next(self, side: _Side, n: int) -> np.ndarray:
+        """The next `n` samples to try (at most all of them, once each), counted as tried."""
+        size = len(side.sample_order)
+        k = side.sample_order[(self.start + np.arange(self.tried, min(self.tried + n, size))) % size]
+        self.tried += len(k)
+        return k
+
+    def num_hits(self) -> int:
+        return sum(len(k) for k, _ in self.hits)
+
+    def estimate(self, side: _Side) -> float:
+        """Surface matches of the pair if every sample were tried (exact once all are)."""
+        return self.num_hits() / self.tried * len(side.sample_order) if self.tried else 0.0
+
+
+def _try_samples(ctx: _Context, j: int, batch: list[tuple[_Side, _SurfaceScan, int]]) -> None:
+    """Try the next `n` samples of each (side, scan, n) in one cast: projected inside j, j's own ray
+    at that pixel must hit the sample's region within ``surface_depth_tol`` of it."""
+    view = ctx.table.views[j]
+    tried = []
+    for side, scan, n in batch:
+        k = scan.next(side, n)
+        uv = view.camera.project(view.pose.transform(side.sample_xyz[k]))
+        inside = np.isfinite(uv).all(axis=1)
+        inside[inside] = in_image(view.camera, uv[inside], ctx.cfg.image_margin)
+        tried.append((k[inside], uv[inside]))
+    uv = np.concatenate([u for _, u in tried] + [np.zeros((0, 2))])
+    if len(uv) == 0:
+        return
+    expected = np.concatenate([side.sample_region[k] for (side, _, _), (k, _) in zip(batch, tried)])
+    target = np.concatenate([side.sample_xyz[k] for (side, _, _), (k, _) in zip(batch, tried)])
+    region, xyz = ctx.surfaces.samples(view, uv, False, *_looking(ctx, j), expected=expected)
+    hit = (region == expected) & (
+        np.linalg.norm(xyz - target, axis=1) <= ctx.cfg.surface_depth_tol * np.linalg.norm(target - view.pose.center, axis=1))
+    ends = np.cumsum([len(k) for k, _ in tried])
+    for (_, scan, _), (k, u), h in zip(batch, tried, np.split(hit, ends[:-1])):
+        scan.hits.append((k[h], u[h]))
+
+
+def _surface_matches(ctx: _Context, j: int, side: _Side, scan: _SurfaceScan) -> dict:
+    """The pair's surface matches: the first `max_surface_matches` hits of its scan, trying more
+    samples (in batches sized by the hit rate so far) until it has them or none is left."""
+    limit = ctx.cfg.max_surface_matches
+    while (found := scan.num_hits()) < limit and scan.tried < len(side.sample_order):
+        rate = max(found / scan.tried if scan.tried else 0.0, 0.05)
+        _try_samples(ctx, j, [(side, scan, max(int(1.2 * (limit - found) / rate), 256))])
+    keep = np.concatenate([k for k, _ in scan.hits] + [np.zeros(0, np.int64)])[:limit]
+    uv1 = np.concatenate([uv for _, uv in scan.hits] + [np.zeros((0, 2))])[:limit]
+    by_sample = np.argsort(keep, kind="stable")
+    keep, uv1 = keep[by_sample], uv1[by_sample]
     n = len(keep)
     return {
         "x0": side.sample_uv[keep].astype(np.float32), "x1": uv1.astype(np.float32),
@@ -423,30 +497,23 @@ def _surface_matches(ctx: _Context, j: int, side: _Side) -> dict:
     }
 
 
-def _subsample(matches: dict, limit: int, seed) -> dict:
-    n = len(matches["x0"])
-    if n <= limit:
-        return matches
-    pick = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-    return {k: v[pick] for k, v in matches.items()}
-
-
 def predicted_error(
-    table: PointTable, points: np.ndarray, view_i: ImageView, view_j: ImageView, uv_j: np.ndarray,
-    cfg: CorrespondenceConfig,
+    table: PointTable, points: np.ndarray, centre_i: np.ndarray, focal_i: np.ndarray | float, view_j: ImageView,
+    uv_j: np.ndarray, cfg: CorrespondenceConfig,
 ) -> np.ndarray:
-    """Pixel shift in image j of each point moved by its depth uncertainty along i's ray.
+    """Pixel shift in image j of each point moved by its depth uncertainty along the ray from the
+    camera centre of image i (`centre_i`, (3,) or one per point; focal length `focal_i` likewise).
 
     Depth uncertainty of a triangulated point: ``depth * sigma / (f_i * sin(tri_angle))`` with
     sigma = max(its mean reprojection error, keypoint_sigma) pixels; a point seen from i at a
     small triangulation angle lands far off in j when j looks at it from another side.
     """
     X = table.xyz[points]
-    ray = X - view_i.pose.center
+    ray = X - centre_i
     depth = np.linalg.norm(ray, axis=1)
     sigma = np.maximum(table.error[points], cfg.keypoint_sigma)
     sin = np.sin(np.radians(np.clip(table.tri_angle[points], 1e-3, 90.0)))
-    shift = depth * sigma / (_focal(view_i.camera) * sin)
+    shift = depth * sigma / (focal_i * sin)
     moved = X + ray / depth[:, None] * shift[:, None]
     uv = view_j.camera.project(view_j.pose.transform(moved))
     return np.where(np.isfinite(uv).all(axis=1), np.linalg.norm(uv - uv_j, axis=1), np.inf)
@@ -468,21 +535,32 @@ def make_correspondences(
     seq_of = np.array([v.sequence for v in table.views], dtype=object)
     done_refs: list[str] = []
     raw = []
+    origin, route = _route_axis(table)
     for assoc in associations:
         surfaces = build_surfaces(surface_table or table, assoc.reference, surface_cfg)
         ctx = _context(table, assoc, cfg, surfaces)
         ref_images = np.flatnonzero((cond_of == assoc.reference) & registered)
-        targets = [c for c in table.conditions if c not in done_refs and (c != assoc.reference or cfg.self_pairs)]
-        for cond in targets:
-            own_images = np.flatnonzero((cond_of == cond) & registered)
-            label = f"matches {assoc.reference} -> {cond}"
-            for j in tqdm(own_images, desc=label, disable=not progress, leave=False):
+        jobs = []  # (condition, target image, its candidates) in the tables' order: by condition, then image
+        for cond in (c for c in table.conditions if c not in done_refs and (c != assoc.reference or cfg.self_pairs)):
+            for j in np.flatnonzero((cond_of == cond) & registered):
                 cands = ref_images
                 if cond == assoc.reference:
                     cands = cands[cands < j]
                     if not cfg.same_sequence:
                         cands = cands[seq_of[cands] != seq_of[j]]
-                raw.extend(_target_matches(ctx, j, cands, cond))
+                jobs.append((cond, int(j), _neighbours(ctx, j, cands)))
+        # Targets run in route order, so that a reference image's side is computed once and dropped
+        # after its last target, while the few nearby ones are in memory.
+        order = np.argsort([(ctx.centres[j] - origin) @ route for _, j, _ in jobs], kind="stable")
+        last_use = {int(i): rank for rank, k in enumerate(order) for i in jobs[k][2]}
+        found: list[list[dict]] = [[] for _ in jobs]
+        for rank, k in enumerate(tqdm(order, desc=f"matches {assoc.reference}", disable=not progress, leave=False)):
+            cond, j, cands = jobs[k]
+            found[k] = _target_matches(ctx, j, cands, cond)
+            for i in cands:
+                if last_use[int(i)] == rank:
+                    ctx.ref_cache.pop(int(i), None)
+        raw.extend(r for pairs in found for r in pairs)
         done_refs.append(assoc.reference)
     return _tables(table, raw, cfg)
 

@@ -323,18 +323,34 @@ def _connected_parts(uv: np.ndarray, eps: float, min_points: int = 5) -> np.ndar
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    tree = cKDTree(uv)
-    core = np.flatnonzero(np.array([len(n) for n in tree.query_ball_point(uv, eps)]) >= min_points)
+    kth, _ = cKDTree(uv).query(uv, k=min_points)  # distances to the nearest min_points, itself included
+    core = np.flatnonzero(kth.reshape(len(uv), -1)[:, -1] <= eps)
     labels = np.full(len(uv), -1, np.int64)
     if len(core) == 0:
         return labels
-    links = cKDTree(uv[core]).query_pairs(eps, output_type="ndarray")
+    links = _links_within(uv[core], eps)
     graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(len(core), len(core)))
     _, core_label = connected_components(graph, directed=False)
     dist, nearest = cKDTree(uv[core]).query(uv, distance_upper_bound=np.nextafter(eps, np.inf))  # <= eps, as the counts
     near = np.isfinite(dist)
     labels[near] = core_label[nearest[near]]
     return labels
+
+
+def _links_within(uv: np.ndarray, eps: float) -> np.ndarray:
+    """(L, 2) pairs of 2D points within `eps` that connect every component of the graph linking
+    all such pairs (the same components, far fewer pairs than all of them on dense points): the
+    Delaunay edges no longer than `eps` (every minimum spanning tree is one of them), plus each
+    point the triangulation left out (a duplicate) to its nearest vertex."""
+    from scipy.spatial import Delaunay, QhullError
+
+    try:
+        tri = Delaunay(uv)
+    except (QhullError, ValueError):  # fewer than 3 points, or all on a line: few enough for all pairs
+        return cKDTree(uv).query_pairs(eps, output_type="ndarray")
+    s = tri.simplices  # (an edge of two triangles comes twice: harmless for connectivity)
+    edges = np.concatenate([s[:, [0, 1]], s[:, [1, 2]], s[:, [0, 2]], tri.coplanar[:, [0, 2]]])
+    return edges[np.linalg.norm(uv[edges[:, 0]] - uv[edges[:, 1]], axis=1) <= eps]
 
 
 def _merge(regions: list[Region], xyz: np.ndarray, cfg: SurfaceConfig, scale: float) -> list[Region]:
