@@ -155,3 +155,22 @@ def test_points_on_surfaces_and_flat_points_on_removed_cells():
     assert len(summer_clutter) == len(board) and np.allclose(summer_clutter[:, 1], 6.0)
     assert len(winter_clutter) == len(winter_board) + 1
     assert np.allclose(winter_clutter[:-1, 1], 6.001) and np.allclose(winter_clutter[-1], under[0])
+
+
+def test_a_second_layer_just_above_a_larger_surface_is_dropped():
+    """Points triangulated a little high over part of the road make a parallel plane too close to
+    the road for carving (rays reach the road points within 3 x plane_distance of it): its cells
+    over the road go, and the road is sampled where it lay."""
+    scale = build_surfaces(_table({"summer": GROUND}, {"summer": SUMMER_CAMS}), "summer").scale
+    height = 2 * SurfaceConfig().plane_distance * scale
+    patch = GROUND[(np.abs(GROUND[:, 0]) <= 2.5) & (GROUND[:, 1] >= 4.5) & (GROUND[:, 1] <= 7.5)]
+    table = _table({"summer": np.concatenate([GROUND, patch + [0.0, 0.0, height]])}, {"summer": SUMMER_CAMS})
+    model = build_surfaces(table, "summer")
+    offset = np.array([abs(float(r.normal @ r.origin)) for r in model.regions])
+    layer, road = np.abs(offset - height) < 1e-6, offset < 1e-6
+    assert layer.sum() == 1 and road.sum() == 1 and len(model.regions[np.argmax(layer)].points) >= 0.9 * len(patch)
+    assert model.areas()[layer].sum() == 0 and model.areas()[road].sum() > 50
+    view = table.views[2]
+    uv = view.camera.project(view.pose.transform(np.array([[0.0, 6.0, 0.0]])))  # road under the layer
+    region, xyz = model.samples(view, uv, True, (0,))
+    assert region[0] == np.argmax(road) and abs(xyz[0, 2]) < 1e-4
