@@ -123,10 +123,12 @@ class _Runtime:
     def __init__(self, cfg: TrainConfig) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        self.owns_group = False  # this run started the process group, so it ends it
         cuda = torch.cuda.is_available() if cfg.device == "auto" else cfg.device.startswith("cuda")
         if self.world > 1:
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if cuda else "gloo")
+                self.owns_group = True
             local = int(os.environ.get("LOCAL_RANK", "0"))
             self.device = torch.device(f"cuda:{local}" if cuda else "cpu")
             if cuda:
@@ -218,6 +220,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         log.finish()
     if rt.world > 1:
         dist.barrier()
+        if rt.owns_group:  # a group left to the interpreter's exit can abort a rank (gloo threads)
+            dist.destroy_process_group()
     logged = log.rows()
     spp = float(np.mean(times[1:] or times)) if times else _logged_seconds_per_step(logged)
     return TrainResult(out, model_path, end, len(times), metrics or (logged[-1] if logged else {}), spp,
