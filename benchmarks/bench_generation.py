@@ -38,8 +38,9 @@ build's surface table (the well-measured raw points) is the cleaned table itself
   neighbour rays at the first failure (as ours does, batch-wise); it gets our chosen pairs, so
   its pair selection is free (ours evaluates every candidate image of a target, about 6x as
   many pairs as it keeps at 10 per image, trying `surface_probe` surface samples of each); and
-  it gets our `SurfaceModel` (captured from our run, scenes built). Against it: it re-projects i's points, which ours takes from the point
-  table (`obs_proj`, computed when the table is built; a few ms per image).
+  it gets our `SurfaceModel` (captured from our run, scenes built). Against it: it re-projects
+  i's points, which ours takes from the point table (`obs_proj`, computed when the table is
+  built; a few ms per image).
   It is timed on `--baseline-pairs` random pairs of ours and extrapolated linearly (said in the
   output): per-pair time / timed pairs x all pairs + per-reference-image time / timed reference
   images x the distinct reference images of all pairs. Its point and surface match counts on

@@ -237,6 +237,7 @@ class _Context:
     surfaces: SurfaceModel
     centres: np.ndarray  # (I, 3), NaN when unregistered
     axes: np.ndarray  # (I, 3) optical axes in the world
+    focals: np.ndarray  # (I,) focal lengths (pixels)
     ref_pos: np.ndarray  # (P,) position in assoc.ref_points or -1
     obs_valid: np.ndarray  # (M,) observation usable on the reference side
     reach: float  # candidate distance in world units
@@ -263,7 +264,8 @@ def _context(table: PointTable, assoc: Associations, cfg: CorrespondenceConfig,
     depth = table.depth[np.isfinite(table.depth) & (table.track_length > 0)]
     reach = cfg.pair_distance * (float(np.median(depth)) if len(depth) else 1.0)
     ref_images = np.flatnonzero([v.condition == assoc.reference and v.pose is not None for v in table.views])
-    return _Context(table, assoc, cfg, surfaces, centres, axes, ref_pos, obs_valid, reach, ref_images)
+    focals = np.array([_focal(v.camera) for v in table.views])
+    return _Context(table, assoc, cfg, surfaces, centres, axes, focals, ref_pos, obs_valid, reach, ref_images)
 
 
 def _neighbours(ctx: _Context, j: int, candidates: np.ndarray) -> np.ndarray:
@@ -389,15 +391,12 @@ def _point_matches(ctx: _Context, j: int, cand_i: np.ndarray, sides: list[_Side]
     at = obs_in_j[partner]
     keep = np.flatnonzero(at >= 0)
     view_j = t.views[j]
-    uv1 = view_j.camera.project(view_j.pose.transform(t.xyz[pts[keep]]))
-    inside = np.isfinite(uv1).all(axis=1)
-    inside[inside] = in_image(view_j.camera, uv1[inside], cfg.image_margin)
+    uv1, inside = _projected_inside(view_j, t.xyz[pts[keep]], cfg.image_margin)
     inside[inside] = unmasked(view_j, uv1[inside])
     err1 = np.linalg.norm(uv1 - t.obs_xy[at[keep]], axis=1)
     fine = inside & (err1 <= cfg.max_reproj_error)
-    focal = np.array([_focal(t.views[i].camera) for i in cand_i])
-    c = owner[keep[fine]]
-    fine[fine] = predicted_error(t, pts[keep[fine]], ctx.centres[cand_i][c], focal[c], view_j, uv1[fine], cfg) \
+    i = cand_i[owner[keep[fine]]]
+    fine[fine] = predicted_error(t, pts[keep[fine]], ctx.centres[i], ctx.focals[i], view_j, uv1[fine], cfg) \
         <= cfg.max_predicted_error
     keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
     if ctx.surfaces.regions:  # (i's side of the check is `_Side.on_surface`; one cast per point here)
@@ -410,6 +409,14 @@ def _point_matches(ctx: _Context, j: int, cand_i: np.ndarray, sides: list[_Side]
         "dist3d": dist3d[k].astype(np.float32), "err0": err0[k].astype(np.float32),
         "err1": e1.astype(np.float32), "densified": np.zeros(len(k), bool),
     } for k, u1, e1 in zip(np.split(keep, ends), np.split(uv1, ends), np.split(err1, ends))]
+
+
+def _projected_inside(view: ImageView, xyz: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of world points in `view` and whether each lands in front of it, inside by `margin`."""
+    uv = view.camera.project(view.pose.transform(xyz))
+    inside = np.isfinite(uv).all(axis=1)
+    inside[inside] = in_image(view.camera, uv[inside], margin)
+    return uv, inside
 
 
 def _looking(ctx: _Context, k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -460,9 +467,7 @@ def _try_samples(ctx: _Context, j: int, batch: list[tuple[_Side, _SurfaceScan, i
     tried = []
     for side, scan, n in batch:
         k = scan.next(side, n)
-        uv = view.camera.project(view.pose.transform(side.sample_xyz[k]))
-        inside = np.isfinite(uv).all(axis=1)
-        inside[inside] = in_image(view.camera, uv[inside], ctx.cfg.image_margin)
+        uv, inside = _projected_inside(view, side.sample_xyz[k], ctx.cfg.image_margin)
         tried.append((k[inside], uv[inside]))
     uv = np.concatenate([u for _, u in tried] + [np.zeros((0, 2))])
     if len(uv) == 0:

@@ -232,9 +232,10 @@ def build_surfaces(table: PointTable, reference: str, cfg: SurfaceConfig | None 
     regions = _merge(_extract_planes(table.xyz, ref, cfg, scale), table.xyz, cfg, scale)
     verts, tris, owner, cell, grids = _region_cells(regions, table.xyz, cfg, scale)
     keep = _cells_in_free_space(table, regions, verts, tris, owner, cell, cfg, scale)
-    keep &= ~_stacked(regions, grids, cell[keep], cell, cfg, scale)
     alive = np.zeros(int(cell.max()) + 1 if len(cell) else 0, bool)
     alive[cell[keep]] = True
+    alive &= ~_stacked(regions, grids, alive, cfg, scale)
+    keep &= alive[cell]
     on = _on_surfaces(regions, grids, alive, table.xyz, _surface_tol(cfg) * scale)
     # Points flat on a removed cell of a region that mostly remains are that surface (a road cell a
     # noisy point carved), not obstacles: at a grazing view even a small one hides a lot. A region
@@ -469,17 +470,14 @@ def _cells_in_free_space(table: PointTable, regions: list[Region], verts: np.nda
     return keep
 
 
-def _stacked(regions: list[Region], grids: list[_Grid], alive_cells: np.ndarray, cell: np.ndarray, cfg: SurfaceConfig,
-             scale: float) -> np.ndarray:
-    """Per triangle: whether its cell lies over a remaining cell of a larger region that is parallel
+def _stacked(regions: list[Region], grids: list[_Grid], alive: np.ndarray, cfg: SurfaceConfig, scale: float) -> np.ndarray:
+    """Per cell: whether it lies over an `alive` cell of a larger region that is parallel
     (`merge_angle`) and nearer than 3 x plane_distance: a second layer of the same surface (on
     `demo`, near-camera road points triangulated 5 cm high made a plane over the road), which
     carving cannot remove because rays reach that surface's points within that distance."""
-    alive = np.zeros(int(cell.max()) + 1 if len(cell) else 0, bool)
-    alive[alive_cells] = True
     stacked = np.zeros(len(alive), bool)
     near = 3 * cfg.plane_distance * scale
-    for b, (upper, grid) in enumerate(zip(regions, grids)):
+    for upper, grid in zip(regions, grids):
         ij = np.argwhere(grid.cell_id >= 0)
         centre = (ij + 0.5) * grid.size + grid.low
         xyz = upper.origin + centre[:, :1] * upper.axes[0] + centre[:, 1:] * upper.axes[1]
@@ -491,7 +489,7 @@ def _stacked(regions: list[Region], grids: list[_Grid], alive_cells: np.ndarray,
             over = (under >= 0) & (np.abs(lower.residuals(xyz)) <= near)
             over[over] = alive[under[over]]
             stacked[grid.cell_id[ij[over, 0], ij[over, 1]]] = True
-    return stacked[cell]
+    return stacked
 
 
 def _on_surfaces(regions: list[Region], grids: list[_Grid], cells: np.ndarray, xyz: np.ndarray,
