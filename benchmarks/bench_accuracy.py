@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from xseason.files import atomic_path
-from xseason.groundtruth import SceneTruth, exact_depth_known, load_truth, true_matches, true_overlap
+from xseason.core.files import atomic_path
+from xseason.synth.groundtruth import SceneTruth, exact_depth_known, load_truth, true_matches, true_overlap
 from xseason.synth.world import VEGETATION
 
 MIN_OVERLAP, MIN_MATCHES, OFF_PX = 0.3, 100, 5.0
@@ -82,7 +82,7 @@ def true_overlaps(truth: SceneTruth, pairs: list[tuple[str, str]], cache: Path, 
 
 def evaluate(dataset: Path, truth: SceneTruth, out: Path, max_distance: float = 20.0) -> pd.DataFrame:
     """The per-condition-pair table of the module doc (plus an 'all' row) for a dataset on disk."""
-    from xseason.store import open_dataset
+    from xseason.store.format import open_dataset
 
     store = open_dataset(dataset)
     return evaluate_tables(store.images, store.pairs, store.iter_matches(), truth, out, max_distance)
@@ -142,8 +142,8 @@ def _row(key: tuple[str, str], g: pd.DataFrame, cov: pd.DataFrame) -> dict:
 
 def build(scene: Path, mode: str, out: Path, overrides: list[str]) -> Path:
     """Build a dataset of the scene into `out/dataset` with its poses given (posed) or hidden."""
-    from xseason.build import load_build_config, run_build
-    from xseason.manifest import read_manifest
+    from xseason.pipeline.build import load_build_config, run_build
+    from xseason.inputs.manifest import read_manifest
 
     manifest = scene / "manifest.csv"
     if mode == "hidden":

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xseason.features import extract, match  # noqa: E402
-from xseason.groundtruth import load_truth, sample_depth  # noqa: E402
-from xseason.manifest import POSE_COLUMNS, read_manifest  # noqa: E402
-from xseason.reconstruction import candidate_pairs, point_observations, sequence_model  # noqa: E402
-from xseason.registration import SfMConfig, load_registered, pose_errors, register  # noqa: E402
+from xseason.sfm.features import extract, match  # noqa: E402
+from xseason.synth.groundtruth import load_truth, sample_depth  # noqa: E402
+from xseason.inputs.manifest import POSE_COLUMNS, read_manifest  # noqa: E402
+from xseason.sfm.reconstruction import candidate_pairs, point_observations, sequence_model  # noqa: E402
+from xseason.sfm.registration import SfMConfig, load_registered, pose_errors, register  # noqa: E402
 
 
 def scene_manifest(scene: Path, posed: bool, out: Path) -> Path:

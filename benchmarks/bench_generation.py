@@ -75,11 +75,11 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-import xseason.correspondences as corr
-from xseason.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
-from xseason.correspondences import CorrespondenceConfig, make_correspondences, sample_grid
-from xseason.geometry import Camera, Pose
-from xseason.surfaces import SurfaceModel
+import xseason.matching.correspondences as corr
+from xseason.matching.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
+from xseason.matching.correspondences import CorrespondenceConfig, make_correspondences, sample_grid
+from xseason.core.geometry import Camera, Pose
+from xseason.matching.surfaces import SurfaceModel
 
 CAM = Camera("PINHOLE", 1024, 768, (700.0, 700.0, 512.0, 384.0))
 SEQUENCES = [("ref-a", "summer", 0.0), ("ref-b", "summer", 0.8), ("oth-a", "winter", -0.6), ("oth-b", "winter", 0.5)]
@@ -327,7 +327,7 @@ def _fingerprint() -> str:
     import hashlib
     from pathlib import Path
 
-    import xseason.surfaces as surf
+    import xseason.matching.surfaces as surf
 
     return " ".join(f"{Path(m.__file__).name}:{hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:12]}"
                     for m in (corr, surf))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from xseason.dataset import AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler, make_toy_dataset
+from xseason.learn.dataset import AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler, make_toy_dataset
 
 
 def main() -> None:

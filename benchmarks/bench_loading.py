@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_storage import synthetic_tables  # noqa: E402
-from xseason.interop import export_mat, read_mat  # noqa: E402
-from xseason.store import open_dataset, write_dataset  # noqa: E402
+from xseason.store.interop import export_mat, read_mat  # noqa: E402
+from xseason.store.format import open_dataset, write_dataset  # noqa: E402
 
 
 def rate(read, ids: np.ndarray) -> float:

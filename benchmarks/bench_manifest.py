@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xseason.manifest import read_manifest, write_manifest
+from xseason.inputs.manifest import read_manifest, write_manifest
 
 
 def manifest_rows(n: int, sequences: int, seed: int = 0) -> list[dict]:

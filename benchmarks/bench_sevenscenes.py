@@ -80,9 +80,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xseason.geometry import Camera, Pose  # noqa: E402
-from xseason.layouts.sevenscenes import read_pose_file  # noqa: E402
-from xseason.store import open_dataset  # noqa: E402
+from xseason.core.geometry import Camera, Pose  # noqa: E402
+from xseason.inputs.layouts.sevenscenes import read_pose_file  # noqa: E402
+from xseason.store.format import open_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "7scenes-stairs"
@@ -195,12 +195,12 @@ def stages(dataset: Path, variant: Variant, manifest: Path) -> tuple[str, dict]:
     as `build_correspondences` does): 3D points per 7-Scenes sequence folder (triangulated / well
     measured), points after cleaning, reference points with a partner in each other condition, and
     the planar regions of the reference's surface model (with each region's sequence folders)."""
-    from xseason.association import associate, clean_points, point_table_from_reconstructions, well_measured
-    from xseason.build import default_work_dir, load_build_config
-    from xseason.correspondences import views_from_manifest
-    from xseason.manifest import read_manifest
-    from xseason.registration import load_registered
-    from xseason.surfaces import build_surfaces
+    from xseason.matching.association import associate, clean_points, point_table_from_reconstructions, well_measured
+    from xseason.pipeline.build import default_work_dir, load_build_config
+    from xseason.matching.correspondences import views_from_manifest
+    from xseason.inputs.manifest import read_manifest
+    from xseason.sfm.registration import load_registered
+    from xseason.matching.surfaces import build_surfaces
 
     cfg = load_build_config(None, list(variant.sets))
     man = read_manifest(manifest)
@@ -370,7 +370,7 @@ def reference_matches(manifest: Path, ratio: float = 0.75, ransac_px: float = 1.
     ground truth: frames whose images are identical while their poses differ (within a sequence)
     and real, verified matches, scored with the same warp.
     """
-    from xseason.manifest import read_manifest
+    from xseason.inputs.manifest import read_manifest
 
     recs = read_manifest(manifest).images
     sift = cv2.SIFT_create()

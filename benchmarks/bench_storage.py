@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xseason.interop import MatPair, write_mat  # noqa: E402
-from xseason.store import StoreConfig, open_dataset, write_dataset  # noqa: E402
+from xseason.store.interop import MatPair, write_mat  # noqa: E402
+from xseason.store.format import StoreConfig, open_dataset, write_dataset  # noqa: E402
 
 
 def synthetic_tables(n_pairs: int = 2000, mean_matches: int = 500, seed: int = 0,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from xseason.dataset import AugmentConfig, make_toy_dataset
-from xseason.losses import LossConfig
-from xseason.train import DataConfig, TrainConfig, train
+from xseason.learn.dataset import AugmentConfig, make_toy_dataset
+from xseason.learn.losses import LossConfig
+from xseason.learn.train import DataConfig, TrainConfig, train
 
 SETTINGS = {"baseline (lambda=0)": ("class", 0.0), "class": ("class", 1.0), "hinge_feature": ("hinge_feature", 1.0),
             "contrastive": ("contrastive", 1.0)}

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from xseason.commands.manifest import LAYOUTS, add_layout_arguments, describe
-from xseason.errors import XSeasonError
-from xseason.layouts import write_layout_manifest
+from xseason.core.errors import XSeasonError
+from xseason.inputs.layouts import write_layout_manifest
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -39,7 +39,7 @@ def run_pipeline(description: str, layout: str, config: str, references: list[st
         print(describe(manifest))
         if args.manifest_only:
             return 0
-        from xseason.build import load_build_config, run_build
+        from xseason.pipeline.build import load_build_config, run_build
 
         summary = run_build(manifest, args.out, load_build_config(args.config, args.overrides),
                             references=args.reference or references)

@@ -12,7 +12,7 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts.aachen import DAY
+from xseason.inputs.layouts.aachen import DAY
 
 if __name__ == "__main__":
     sys.exit(run_pipeline(__doc__, "aachen", "pipeline_aachen.yaml", [DAY.condition]))

@@ -14,7 +14,7 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts.cmu import REFERENCE
+from xseason.inputs.layouts.cmu import REFERENCE
 
 if __name__ == "__main__":
     sys.exit(run_pipeline(__doc__, "cmu", "pipeline_cmu.yaml", [REFERENCE.condition]))

@@ -14,7 +14,7 @@ import sys
 
 from _common import run_pipeline
 
-from xseason.layouts.robotcar import REFERENCE
+from xseason.inputs.layouts.robotcar import REFERENCE
 
 if __name__ == "__main__":
     sys.exit(run_pipeline(__doc__, "robotcar", "pipeline_robotcar.yaml", [REFERENCE]))

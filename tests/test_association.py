@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xseason.association import (
+from xseason.matching.association import (
     AssociationConfig,
     AssociationError,
     ImageView,
@@ -17,9 +17,9 @@ from xseason.association import (
     encode_point_id,
     mutual_nearest_neighbours,
 )
-from xseason.config import from_dict
-from xseason.errors import ConfigError
-from xseason.geometry import Camera, Pose
+from xseason.core.config import from_dict
+from xseason.core.errors import ConfigError
+from xseason.core.geometry import Camera, Pose
 
 CAM = Camera("PINHOLE", 200, 200, (100.0, 100.0, 100.0, 100.0))
 

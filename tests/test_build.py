@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from xseason.store import open_dataset
+from xseason.store.format import open_dataset
 
 # Files that appear as the build goes: killed right after each, the build is mid-way through
 # feature extraction / sequence models / the correspondences (registration done, dataset not written).

@@ -5,8 +5,8 @@ from typing import Literal, Optional
 
 import pytest
 
-from xseason.config import apply_override, from_dict, load_config, to_dict
-from xseason.errors import ConfigError
+from xseason.core.config import apply_override, from_dict, load_config, to_dict
+from xseason.core.errors import ConfigError
 
 
 @dataclass

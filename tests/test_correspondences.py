@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xseason.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
-from xseason.correspondences import CorrespondenceConfig, assign_splits, make_correspondences, sample_grid
-from xseason.geometry import Camera, Pose, in_image
-from xseason.surfaces import SurfaceConfig
+from xseason.matching.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
+from xseason.matching.correspondences import CorrespondenceConfig, assign_splits, make_correspondences, sample_grid
+from xseason.core.geometry import Camera, Pose, in_image
+from xseason.matching.surfaces import SurfaceConfig
 
 W, H = 160, 120
 CAMERA = Camera("PINHOLE", W, H, (110.0, 110.0, W / 2, H / 2))

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from xseason.dataset import (
+from xseason.learn.dataset import (
     AugmentConfig, CorrespondenceDataset, ImageTransform, PadCollate, PairBatchSampler, PairFilter,
     make_toy_dataset, plan_transform,
 )
-from xseason.losses import sample_at
-from xseason.store import StoreConfig, write_dataset
+from xseason.learn.losses import sample_at
+from xseason.store.format import StoreConfig, write_dataset
 
 SLOPE = 2.5  # ramp: R = SLOPE * u, G = SLOPE * v for canvas coordinates (u, v)
 
@@ -232,7 +232,7 @@ def test_cache_gives_identical_items_and_keeps_small_resized_arrays(tmp_path):
 
 
 def test_array_cache_drops_least_recently_used():
-    from xseason.dataset import ArrayCache
+    from xseason.learn.dataset import ArrayCache
     cache = ArrayCache(max_bytes=300)
     made = []
     def make(k):

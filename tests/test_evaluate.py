@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from xseason.dataset import AugmentConfig, make_toy_dataset
-from xseason.evaluate import EvalConfig, evaluate, match_metrics, segmentation_scores
-from xseason.losses import LossConfig
-from xseason.models import ModelConfig
-from xseason.train import DataConfig, TrainConfig, train
+from xseason.learn.dataset import AugmentConfig, make_toy_dataset
+from xseason.learn.evaluate import EvalConfig, evaluate, match_metrics, segmentation_scores
+from xseason.learn.losses import LossConfig
+from xseason.learn.models import ModelConfig
+from xseason.learn.train import DataConfig, TrainConfig, train
 
 
 def test_match_metrics_on_constructed_maps():

@@ -17,12 +17,12 @@ import pandas as pd
 import pycolmap
 import pytest
 
-from xseason.exports import (
+from xseason.reports.exports import (
     CONDITION_PALETTE, ExportError, condition_colors, export_colmap, export_ply, load_models, model_points,
 )
-from xseason.reconstruction import sequence_folder
-from xseason.geometry import Camera, Pose, in_image, project_points
-from xseason.store import write_dataset
+from xseason.sfm.reconstruction import sequence_folder
+from xseason.core.geometry import Camera, Pose, in_image, project_points
+from xseason.store.format import write_dataset
 
 W, H = 160, 120
 CAMERA = Camera("PINHOLE", W, H, (110.0, 110.0, W / 2, H / 2))
@@ -206,7 +206,7 @@ def test_export_errors_are_clear(fake, tmp_path):
 
 
 def test_find_build_dir_uses_dataset_json_then_the_sibling_work_folder(fake, tmp_path):
-    from xseason.exports import find_build_dir
+    from xseason.reports.exports import find_build_dir
 
     assert find_build_dir(fake["dataset"]) is None  # neither dataset.json's work_dir nor dataset.work exists
     sibling = fake["dataset"].parent / "dataset.work"

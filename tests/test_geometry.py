@@ -4,7 +4,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from xseason.geometry import Camera, Pose, in_image, project_points, qvec_to_rotmat, rotmat_to_qvec
+from xseason.core.geometry import Camera, Pose, in_image, project_points, qvec_to_rotmat, rotmat_to_qvec
 
 
 def random_quaternions(n, seed=0):

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from xseason.errors import DatasetFormatError
-from xseason.geometry import Camera, Pose
-from xseason.groundtruth import exact_depth_known, load_truth, sample_depth, true_matches, true_overlap, world_points
+from xseason.core.errors import DatasetFormatError
+from xseason.core.geometry import Camera, Pose
+from xseason.synth.groundtruth import exact_depth_known, load_truth, sample_depth, true_matches, true_overlap, world_points
 
 CAM = Camera("PINHOLE", 64, 48, (50.0, 50.0, 32.0, 24.0))
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from xseason.cli import main
-from xseason.errors import DatasetFormatError
-from xseason.interop import ImportConfig, MatPair, import_mat, parse_mat_name, read_mat, write_mat
-from xseason.store import open_dataset
+from xseason.core.errors import DatasetFormatError
+from xseason.store.interop import ImportConfig, MatPair, import_mat, parse_mat_name, read_mat, write_mat
+from xseason.store.format import open_dataset
 
 from test_store import make_tables, write
 

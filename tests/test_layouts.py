@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from xseason.cli import main
-from xseason.errors import ManifestError
-from xseason.geometry import Pose, qvec_to_rotmat, rotmat_to_qvec
-from xseason.layouts import Condition, LayoutError, read_conditions_csv, write_layout_manifest
-from xseason.layouts.folder import folder_rows
-from xseason.layouts.kapture import kapture_rows, read_kapture
-from xseason.layouts.sevenscenes import RGB_FROM_DEPTH, read_pose_file, sevenscenes_rows
-from xseason.manifest import read_manifest
+from xseason.core.errors import ManifestError
+from xseason.core.geometry import Pose, qvec_to_rotmat, rotmat_to_qvec
+from xseason.inputs.layouts import Condition, LayoutError, read_conditions_csv, write_layout_manifest
+from xseason.inputs.layouts.folder import folder_rows
+from xseason.inputs.layouts.kapture import kapture_rows, read_kapture
+from xseason.inputs.layouts.sevenscenes import RGB_FROM_DEPTH, read_pose_file, sevenscenes_rows
+from xseason.inputs.manifest import read_manifest
 
 SEVEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "7scenes-stairs"
 needs_7scenes = pytest.mark.skipif(not SEVEN.is_dir(), reason=f"sample data not found at {SEVEN} (../shared/data)")
@@ -285,7 +285,7 @@ def write_cmu(root: Path, rng) -> dict[str, Pose]:
 
 
 def test_cmu_poses_intrinsics_and_conditions(tmp_path):
-    from xseason.layouts.cmu import cmu_rows
+    from xseason.inputs.layouts.cmu import cmu_rows
 
     truth = write_cmu(tmp_path, np.random.default_rng(11))
     m = write_layout_manifest(tmp_path / "m.csv", cmu_rows(tmp_path))
@@ -306,7 +306,7 @@ def test_cmu_poses_intrinsics_and_conditions(tmp_path):
 
 
 def test_cmu_errors(tmp_path):
-    from xseason.layouts.cmu import cmu_rows
+    from xseason.inputs.layouts.cmu import cmu_rows
 
     write_cmu(tmp_path, np.random.default_rng(0))
     with pytest.raises(LayoutError, match=r"unknown slice\(s\) \[7\]; found slices \[2\]"):
@@ -343,7 +343,7 @@ def write_robotcar(root: Path, rng) -> dict[str, Pose]:
 
 
 def test_robotcar_reference_nvm_and_training_poses(tmp_path):
-    from xseason.layouts.robotcar import robotcar_rows
+    from xseason.inputs.layouts.robotcar import robotcar_rows
 
     truth = write_robotcar(tmp_path, np.random.default_rng(5))
     m = write_layout_manifest(tmp_path / "images" / "m.csv", robotcar_rows(tmp_path, cameras=["rear"]))
@@ -358,7 +358,7 @@ def test_robotcar_reference_nvm_and_training_poses(tmp_path):
 
 
 def test_robotcar_errors(tmp_path):
-    from xseason.layouts.robotcar import robotcar_rows
+    from xseason.inputs.layouts.robotcar import robotcar_rows
 
     write_robotcar(tmp_path, np.random.default_rng(5))
     with pytest.raises(LayoutError, match="missing condition folder"):
@@ -374,7 +374,7 @@ def test_robotcar_errors(tmp_path):
 
 
 def test_aachen_model_and_night_queries(tmp_path):
-    from xseason.layouts.aachen import aachen_rows
+    from xseason.inputs.layouts.aachen import aachen_rows
 
     rng = np.random.default_rng(9)
     truth = {"db/1.jpg": random_pose(rng), "db/2.jpg": random_pose(rng)}
@@ -427,7 +427,7 @@ def write_fourseasons(root: Path, rng, recordings: list[str]) -> dict[tuple[str,
 
 
 def test_fourseasons_poses_stereo_and_principal_point(tmp_path):
-    from xseason.layouts.fourseasons import fourseasons_rows, read_calibration, read_stereo
+    from xseason.inputs.layouts.fourseasons import fourseasons_rows, read_calibration, read_stereo
 
     recs = ["recording_2020-03-24_17-36-22", "recording_2020-12-22_11-54-24"]
     truth = write_fourseasons(tmp_path, np.random.default_rng(4), recs)
@@ -468,7 +468,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("config", sorted((REPO / "configs").glob("pipeline_*.yaml")), ids=lambda p: p.name)
 def test_pipeline_configs_are_valid_build_configs(config):
-    from xseason.build import load_build_config
+    from xseason.pipeline.build import load_build_config
 
     cfg = load_build_config(config)
     assert cfg.features.max_num_features >= 1024

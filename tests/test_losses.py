@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xseason.losses import LossConfig, correspondence_loss, kmeans, sample_at
+from xseason.learn.losses import LossConfig, correspondence_loss, kmeans, sample_at
 
 torch.manual_seed(0)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xseason.errors import ManifestError
-from xseason.geometry import Pose, qvec_to_rotmat
-from xseason.manifest import COLUMNS, read_manifest, write_manifest
+from xseason.core.errors import ManifestError
+from xseason.core.geometry import Pose, qvec_to_rotmat
+from xseason.inputs.manifest import COLUMNS, read_manifest, write_manifest
 
 HEADER = "image,sequence,condition,timestamp,camera,camera_model,camera_params,qw,qx,qy,qz,tx,ty,tz,prior_x,prior_y,prior_z,mask"
 GOOD = [

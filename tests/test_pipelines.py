@@ -32,10 +32,10 @@ import numpy as np
 import pytest
 
 from xseason.cli import main
-from xseason.geometry import Camera, Pose, project_points, rotmat_to_qvec
-from xseason.groundtruth import ImageTruth, SceneTruth, load_truth, true_matches
-from xseason.layouts import LayoutError, write_layout_manifest
-from xseason.manifest import Manifest, read_manifest, write_manifest
+from xseason.core.geometry import Camera, Pose, project_points, rotmat_to_qvec
+from xseason.synth.groundtruth import ImageTruth, SceneTruth, load_truth, true_matches
+from xseason.inputs.layouts import LayoutError, write_layout_manifest
+from xseason.inputs.manifest import Manifest, read_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE, OTHER = "00-summer-day", "02-winter-snow"  # the scene's sequences used (8 images each)
@@ -254,32 +254,32 @@ def test_known_manifest_is_the_truth(known, truth):
 
 
 def cmu_layout(root: Path):
-    from xseason.layouts.cmu import cmu_rows
+    from xseason.inputs.layouts.cmu import cmu_rows
 
     return cmu_rows(root, slices=[3])
 
 
 def robotcar_layout(root: Path):
-    from xseason.layouts.robotcar import robotcar_rows
+    from xseason.inputs.layouts.robotcar import robotcar_rows
 
     return robotcar_rows(root)
 
 
 def fourseasons_layout(root: Path):
-    from xseason.layouts.fourseasons import fourseasons_rows
+    from xseason.inputs.layouts.fourseasons import fourseasons_rows
 
     return fourseasons_rows(root)
 
 
 def aachen_layout(root: Path):
-    from xseason.layouts.aachen import aachen_rows
+    from xseason.inputs.layouts.aachen import aachen_rows
 
     return aachen_rows(root)
 
 
 def kapture_layout(root: Path):
-    from xseason.layouts import Condition
-    from xseason.layouts.kapture import kapture_rows
+    from xseason.inputs.layouts import Condition
+    from xseason.inputs.layouts.kapture import kapture_rows
 
     return kapture_rows(root, {"2020-07-15": Condition("summer-day"), "2021-01-20": Condition("winter-snow")})
 
@@ -344,8 +344,8 @@ PIPELINES = {"cmu": "cmu_seasons.py", "robotcar": "robotcar_seasons.py", "4seaso
 
 @pytest.fixture(scope="module")
 def known_build(known, tmp_path_factory):
-    from xseason.build import load_build_config, run_build
-    from xseason.store import open_dataset
+    from xseason.pipeline.build import load_build_config, run_build
+    from xseason.store.format import open_dataset
 
     out = tmp_path_factory.mktemp("known_build") / "ds"
     run_build(known, out, load_build_config(KNOWN_CONFIG), progress=False)
@@ -373,7 +373,7 @@ def test_known_pose_build_is_accurate(known, known_build, truth):
 def test_pipeline_build_equals_known_pose_build(name, known_build, tiny_scene, shots, tmp_path):
     """Each posed dataset's script, run end to end with the known-pose build's config, builds that same
     dataset (same pairs, same matches to 1e-3 px) although names, camera ids, models and timestamps differ."""
-    from xseason.store import open_dataset
+    from xseason.store.format import open_dataset
 
     write, _, _, options = DATASETS[name]
     write(tmp_path / "raw", tiny_scene, shots)
@@ -385,7 +385,7 @@ def test_pipeline_build_equals_known_pose_build(name, known_build, tiny_scene, s
 
 
 def test_aachen_pipeline_registers_night_queries_accurately(known, known_build, truth, tiny_scene, shots, tmp_path):
-    from xseason.store import open_dataset
+    from xseason.store.format import open_dataset
 
     write_aachen(tmp_path / "aachen", tiny_scene, shots)
     run_script(PIPELINES["aachen"], str(tmp_path / "aachen"), "--out", str(tmp_path / "ds"))
@@ -458,7 +458,7 @@ def test_kapture_pipeline_on_real_7scenes_kapture(shared_data, tmp_path):
     pipeline script give the RGB poses of our own 7-Scenes conversion, to 1e-9."""
     import shutil
 
-    from xseason.layouts.sevenscenes import sevenscenes_rows
+    from xseason.inputs.layouts.sevenscenes import sevenscenes_rows
 
     root = tmp_path / "stairs"
     shutil.copytree(shared_data / "7scenes-stairs", root)

@@ -28,11 +28,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from xseason.geometry import Camera, Pose, project_points
-from xseason.groundtruth import load_truth, sample_depth
-from xseason.manifest import read_manifest, write_manifest
-from xseason.reconstruction import point_observations, reconstruct
-from xseason.registration import SfMConfig
+from xseason.core.geometry import Camera, Pose, project_points
+from xseason.synth.groundtruth import load_truth, sample_depth
+from xseason.inputs.manifest import read_manifest, write_manifest
+from xseason.sfm.reconstruction import point_observations, reconstruct
+from xseason.sfm.registration import SfMConfig
 
 
 def depth_at(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_posed_tiny_points_lie_on_true_surfaces(tiny_scene: Path, tmp_path: Path
 
 
 def test_sevenscenes_points_agree_with_kinect_depth(shared_data: Path, tmp_path: Path):
-    from xseason.layouts.sevenscenes import read_pose_file, sevenscenes_rows
+    from xseason.inputs.layouts.sevenscenes import read_pose_file, sevenscenes_rows
 
     root = shared_data / "7scenes-stairs"
     # One traversal of all 12 frames: within a 7-Scenes sequence the 3 frames are ~1 mm apart (no parallax).
@@ -103,7 +103,7 @@ def test_sevenscenes_depth_maps_agree_across_sequences(shared_data: Path):
     depth-camera pose and projected into the first frame of every other sequence, meets that frame's
     depth (within 2%) for most pixels; poses read the wrong way round (world-to-camera taken as
     camera-to-world) would not. Measured: 58.7% vs 2.9% (12 frame pairs; 58% vs 3% over all 132)."""
-    from xseason.layouts.sevenscenes import read_pose_file
+    from xseason.inputs.layouts.sevenscenes import read_pose_file
 
     root = shared_data / "7scenes-stairs"
     depth_cam = Camera("SIMPLE_PINHOLE", 640, 480, (585.0, 320.0, 240.0))

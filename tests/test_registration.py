@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xseason.build import BuildConfig, load_build_config
-from xseason.geometry import qvec_to_rotmat
-from xseason.groundtruth import load_truth
-from xseason.manifest import read_manifest
-from xseason.reconstruction import reconstruct
-from xseason.registration import SfMConfig, apply_sim3, load_registered, pose_errors, register, umeyama
+from xseason.pipeline.build import BuildConfig, load_build_config
+from xseason.core.geometry import qvec_to_rotmat
+from xseason.synth.groundtruth import load_truth
+from xseason.inputs.manifest import read_manifest
+from xseason.sfm.reconstruction import reconstruct
+from xseason.sfm.registration import SfMConfig, apply_sim3, load_registered, pose_errors, register, umeyama
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def build_yaml_text() -> str:
 
     import yaml
 
-    from xseason.config import to_dict
+    from xseason.core.config import to_dict
 
     cfg = BuildConfig()
     out = ["# Every knob of `xseason build` with its default. Generated from xseason.build.BuildConfig by",
@@ -186,9 +186,9 @@ def test_robotcar_night_images_against_day_images(shared_data: Path, tmp_path: P
     can exist (no two day images share a place; the only verified day pairs are db1-db2, zero-displacement
     matches on a static image artefact, and db3-db4, matches on the ego-vehicle), so the build registers
     no image (0 of 3 night images) and says why for each, instead of keeping COLMAP's two-image models."""
-    from xseason.features import verified_matches
-    from xseason.manifest import write_manifest
-    from xseason.reconstruction import feature_index
+    from xseason.sfm.features import verified_matches
+    from xseason.inputs.manifest import write_manifest
+    from xseason.sfm.reconstruction import feature_index
 
     root = shared_data / "robotcar-daynight"
     rows = [{"image": f"db{i}.jpg", "sequence": "day", "condition": "day"} for i in range(1, 6)]

@@ -17,10 +17,10 @@ import pytest
 
 from test_exports import SEQUENCES, make_fake_build
 from xseason.cli import main
-from xseason.exports import condition_colors
-from xseason.plots import draw_histogram
-from xseason.report import ReportConfig, ReportError, truth_errors, write_report
-from xseason.store import open_dataset, write_dataset
+from xseason.reports.exports import condition_colors
+from xseason.core.plots import draw_histogram
+from xseason.reports.report import ReportConfig, ReportError, truth_errors, write_report
+from xseason.store.format import open_dataset, write_dataset
 
 BAR_BGR = (178, 114, 0)
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
@@ -108,7 +108,7 @@ def test_top_view_shows_every_condition_in_its_colour(report):
 
 def test_truth_section_measures_known_pixel_errors(tmp_path):
     """A rendered mini scene; matches placed at the true positions, a quarter of them moved by 4 px."""
-    from xseason.groundtruth import load_truth, true_matches
+    from xseason.synth.groundtruth import load_truth, true_matches
     from xseason.synth import render_scene, synth_config
 
     cfg = synth_config("tiny", overrides=["images_per_sequence=2"])
@@ -180,7 +180,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 
 def test_failed_report_leaves_no_folder_and_errors_are_clear(fake, tmp_path, monkeypatch):
-    import xseason.report as report_module
+    import xseason.reports.report as report_module
 
     def boom(*args, **kwargs):
         raise ReportError("drawing failed")

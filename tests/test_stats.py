@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from xseason.cli import main
-from xseason.errors import XSeasonError
-from xseason.inspect import condition_pair_stats, draw_pair, format_stats
+from xseason.core.errors import XSeasonError
+from xseason.reports.stats import condition_pair_stats, draw_pair, format_stats
 
 from test_store import make_tables, write
 
@@ -92,7 +92,7 @@ def test_show_on_real_day_night_images(tmp_path):
 
 
 def write_dataset_at(tmp_path, images, pairs, matches):
-    from xseason.store import write_dataset
+    from xseason.store.format import write_dataset
 
     return write_dataset(tmp_path / "real", images, pairs, matches, config={}, manifest_checksum=None, image_root=REAL)
 
@@ -102,10 +102,10 @@ def test_show_colours_by_error_against_ground_truth(tmp_path, monkeypatch):
     import sys
     import types
 
-    fake = types.ModuleType("xseason.groundtruth")
+    fake = types.ModuleType("xseason.synth.groundtruth")
     fake.load_truth = lambda scene_dir: {"shift": 3.0}
     fake.true_matches = lambda truth, a, b, pixels: (pixels + truth["shift"], pixels[:, 0] < 600)
-    monkeypatch.setitem(sys.modules, "xseason.groundtruth", fake)
+    monkeypatch.setitem(sys.modules, "xseason.synth.groundtruth", fake)
     images, pairs, matches = make_tables(n_pairs=4, n_images=3)
     pid = int(pairs.loc[pairs["num_matches"].idxmax(), "pair_id"])
     sel = matches["pair_id"] == pid
@@ -116,7 +116,7 @@ def test_show_colours_by_error_against_ground_truth(tmp_path, monkeypatch):
         (tmp_path / "imgs" / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / "imgs" / name), np.zeros((480, 640, 3), np.uint8))
     root = write(tmp_path, images, pairs, matches)
-    from xseason.inspect import match_errors
+    from xseason.reports.stats import match_errors
 
     m = matches[sel]
     err = match_errors(tmp_path, "a", "b", m[["x0", "y0"]].to_numpy(), m[["x1", "y1"]].to_numpy())

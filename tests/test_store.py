@@ -14,8 +14,8 @@ import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 import pytest
 
-from xseason.errors import DatasetFormatError
-from xseason.store import (
+from xseason.core.errors import DatasetFormatError
+from xseason.store.format import (
     ENCODING_CANDIDATES, IMAGES_SCHEMA, MATCHES_SCHEMA, PAIRS_SCHEMA, StoreConfig, open_dataset, round_mantissa,
     stored_precision, write_dataset,
 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xseason.association import ImageView, build_point_table
-from xseason.geometry import Camera, Pose, in_image
-from xseason.surfaces import DROPPED, SurfaceConfig, build_surfaces
+from xseason.matching.association import ImageView, build_point_table
+from xseason.core.geometry import Camera, Pose, in_image
+from xseason.matching.surfaces import DROPPED, SurfaceConfig, build_surfaces
 
 CAM = Camera("PINHOLE", 200, 150, (150.0, 150.0, 100.0, 75.0))
 
@@ -119,7 +119,7 @@ def test_config_validation():
 
 def test_clutter_solids_are_the_same_in_blocks_as_in_one_grid(monkeypatch):
     """A scene too large for one grid is processed in blocks: the solid is exactly the same."""
-    from xseason import surfaces
+    from xseason.matching import surfaces
 
     rng = np.random.default_rng(0)
     trees = np.concatenate([c + rng.normal(0, 0.6, (40, 3)) for c in np.c_[np.arange(0, 60, 7.0), np.zeros(9), np.full(9, 4.0)]])

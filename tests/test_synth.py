@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from xseason.cli import main
-from xseason.errors import ConfigError, XSeasonError
-from xseason.geometry import Pose, project_points
-from xseason.groundtruth import load_truth, world_points
+from xseason.core.errors import ConfigError, XSeasonError
+from xseason.core.geometry import Pose, project_points
+from xseason.synth.groundtruth import load_truth, world_points
 from xseason.synth import CLASS_NAMES, make_views, render_images, render_scene, synth_config
 from xseason.synth.world import CAR, ROAD, SIDEWALK, SKY, build_world, cars_for_sequence, leaves
 

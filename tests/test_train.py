@@ -10,11 +10,11 @@ import textwrap
 import pytest
 import torch
 
-from xseason.dataset import AugmentConfig, make_toy_dataset
-from xseason.errors import ConfigError
-from xseason.losses import LossConfig
-from xseason.models import ModelConfig
-from xseason.train import DataConfig, TrainConfig, load_train_config, train
+from xseason.learn.dataset import AugmentConfig, make_toy_dataset
+from xseason.core.errors import ConfigError
+from xseason.learn.losses import LossConfig
+from xseason.learn.models import ModelConfig
+from xseason.learn.train import DataConfig, TrainConfig, load_train_config, train
 
 TINY = ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16), decoder_width=8)
 
@@ -101,10 +101,10 @@ def test_ddp_two_ranks_end_identical(toy, tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(f"""
         import os
-        from xseason.dataset import AugmentConfig
-        from xseason.losses import LossConfig
-        from xseason.models import ModelConfig
-        from xseason.train import DataConfig, TrainConfig, train
+        from xseason.learn.dataset import AugmentConfig
+        from xseason.learn.losses import LossConfig
+        from xseason.learn.models import ModelConfig
+        from xseason.learn.train import DataConfig, TrainConfig, train
         cfg = TrainConfig(dataset={str(toy)!r}, out={str(tmp_path / "ddp")!r},
                           model=ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16), decoder_width=8),
                           data=DataConfig(num_workers=0, augment=AugmentConfig(short_side=40, crop=(48, 40),

@@ -6,9 +6,9 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .commands import COMMANDS
-from .errors import NotBuiltYet, XSeasonError
+from xseason import __version__
+from xseason.commands import COMMANDS
+from xseason.core.errors import NotBuiltYet, XSeasonError
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..build import DEFAULT_MANIFEST, ensure_default_scene, load_build_config, run_build
+from xseason.pipeline.build import DEFAULT_MANIFEST, ensure_default_scene, load_build_config, run_build
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..build import DEFAULT_MANIFEST, DEFAULT_SCENE, ensure_default_scene, load_build_config, run_build
-from ..evaluate import EvalReport, evaluate, load_eval_config, markdown_table
-from ..files import atomic_path
-from ..models import read_checkpoint
-from ..report import write_report
-from ..train import TrainConfig, TrainResult, checkpoint_dataset, dataset_fingerprint, load_train_config, train
+from xseason.pipeline.build import DEFAULT_MANIFEST, DEFAULT_SCENE, ensure_default_scene, load_build_config, run_build
+from xseason.learn.evaluate import EvalReport, evaluate, load_eval_config, markdown_table
+from xseason.core.files import atomic_path
+from xseason.learn.models import read_checkpoint
+from xseason.reports.report import write_report
+from xseason.learn.train import TrainConfig, TrainResult, checkpoint_dataset, dataset_fingerprint, load_train_config, train
 
 RUNS = ("baseline", "correspondence")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..evaluate import evaluate, load_eval_config
+from xseason.learn.evaluate import evaluate, load_eval_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import XSeasonError
-from ..exports import export_colmap, export_ply, find_build_dir
-from ..store import open_dataset
+from xseason.core.errors import XSeasonError
+from xseason.reports.exports import export_colmap, export_ply, find_build_dir
+from xseason.store.format import open_dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

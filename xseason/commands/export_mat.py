@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..interop import export_mat
+from xseason.store.interop import export_mat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..interop import ImportConfig, import_mat
+from xseason.store.interop import ImportConfig, import_mat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

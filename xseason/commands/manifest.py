@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ..layouts import Condition, LayoutRows, conditions_from, parse_condition_args, write_layout_manifest
-from ..manifest import Manifest
+from xseason.inputs.layouts import Condition, LayoutRows, conditions_from, parse_condition_args, write_layout_manifest
+from xseason.inputs.manifest import Manifest
 
 
 def _conditions(args: argparse.Namespace) -> tuple[dict[str, Condition], Condition | None]:
@@ -14,44 +14,44 @@ def _conditions(args: argparse.Namespace) -> tuple[dict[str, Condition], Conditi
 
 
 def _folder(args: argparse.Namespace) -> LayoutRows:
-    from ..layouts.folder import folder_rows
+    from xseason.inputs.layouts.folder import folder_rows
 
     return folder_rows(args.root, *_conditions(args), pattern=args.pattern)
 
 
 def _sevenscenes(args: argparse.Namespace) -> LayoutRows:
-    from ..layouts.sevenscenes import sevenscenes_rows
+    from xseason.inputs.layouts.sevenscenes import sevenscenes_rows
 
     given, default = _conditions(args)
     return sevenscenes_rows(args.root, given, default or Condition("indoor"))
 
 
 def _kapture(args: argparse.Namespace) -> LayoutRows:
-    from ..layouts.kapture import kapture_rows
+    from xseason.inputs.layouts.kapture import kapture_rows
 
     return kapture_rows(args.root, *_conditions(args), images=args.images, sequence_depth=args.sequence_depth)
 
 
 def _cmu(args: argparse.Namespace) -> LayoutRows:
-    from ..layouts.cmu import cmu_rows
+    from xseason.inputs.layouts.cmu import cmu_rows
 
     return cmu_rows(args.root, args.slice, args.queries, parse_condition_args(args.condition or []))
 
 
 def _robotcar(args: argparse.Namespace) -> LayoutRows:
-    from ..layouts.robotcar import CAMERAS, robotcar_rows
+    from xseason.inputs.layouts.robotcar import CAMERAS, robotcar_rows
 
     return robotcar_rows(args.root, args.only, args.queries, args.camera or CAMERAS, args.principal_point_offset)
 
 
 def _aachen(args: argparse.Namespace) -> LayoutRows:
-    from ..layouts.aachen import aachen_rows
+    from xseason.inputs.layouts.aachen import aachen_rows
 
     return aachen_rows(args.root, day_queries=args.day_queries)
 
 
 def _fourseasons(args: argparse.Namespace) -> LayoutRows:
-    from ..layouts.fourseasons import fourseasons_rows
+    from xseason.inputs.layouts.fourseasons import fourseasons_rows
 
     given, _ = _conditions(args)
     return fourseasons_rows(args.root, args.only, given, pose_file=args.pose_file, unposed=args.unposed)

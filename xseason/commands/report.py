@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import load_config
-from ..exports import find_build_dir
-from ..report import ReportConfig, write_report
+from xseason.core.config import load_config
+from xseason.reports.exports import find_build_dir
+from xseason.reports.report import ReportConfig, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

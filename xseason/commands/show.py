@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..inspect import draw_pair
+from xseason.reports.stats import draw_pair
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..inspect import condition_pair_stats, format_stats
+from xseason.reports.stats import condition_pair_stats, format_stats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

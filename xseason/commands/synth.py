@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synth import make_views, render_scene, synth_config
+    from xseason.synth import make_views, render_scene, synth_config
 
     cfg = synth_config(args.preset, args.config, args.overrides, args.seed)
     views = make_views(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..train import load_train_config, train
+from xseason.learn.train import load_train_config, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,12 +6,12 @@ lighting), `cameras` (trajectories), `render` (ray casting, one view), `writer` 
 See README.md in this folder for the scene, conventions and file layout.
 """
 
-from .cameras import View, make_views, synth_camera
-from .conditions import CONDITIONS, Condition
-from .config import PRESETS, SequenceSpec, SynthConfig, WorldConfig, synth_config
-from .render import Rendered
-from .world import CLASS_NAMES, MOVING_CLASSES
-from .writer import render_images, render_scene, write_manifest
+from xseason.synth.cameras import View, make_views, synth_camera
+from xseason.synth.conditions import CONDITIONS, Condition
+from xseason.synth.config import PRESETS, SequenceSpec, SynthConfig, WorldConfig, synth_config
+from xseason.synth.render import Rendered
+from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES
+from xseason.synth.writer import render_images, render_scene, write_manifest
 
 __all__ = [
     "CLASS_NAMES", "CONDITIONS", "Condition", "MOVING_CLASSES", "PRESETS", "Rendered", "SequenceSpec",

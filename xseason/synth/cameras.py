@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import Camera, Pose
-from .config import SynthConfig
+from xseason.core.geometry import Camera, Pose
+from xseason.synth.config import SynthConfig
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config
-from ..errors import ConfigError
+from xseason.core.config import load_config
+from xseason.core.errors import ConfigError
 
 
 @dataclass
@@ -70,7 +70,7 @@ class SynthConfig:
     sequences: list[SequenceSpec] = field(default_factory=list)
 
     def validate(self) -> None:
-        from .conditions import CONDITIONS
+        from xseason.synth.conditions import CONDITIONS
 
         if self.width < 16 or self.height < 16:
             raise ValueError("width and height must be at least 16 pixels")

@@ -11,10 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..files import atomic_path
-from .conditions import CONDITIONS
-from .config import synth_config
-from .writer import render_images
+from xseason.core.files import atomic_path
+from xseason.synth.conditions import CONDITIONS
+from xseason.synth.config import synth_config
+from xseason.synth.writer import render_images
 
 # Cityscapes-like colours per class id (RGB).
 CLASS_COLOURS = np.array([

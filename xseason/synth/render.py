@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
-from ..geometry import Camera
-from .cameras import View
-from .conditions import CONDITIONS, Condition
-from .config import SynthConfig
-from .shading import Surface, irradiance, materials, sky, weather
-from .world import MOVING_CLASSES, SKY, Mesh, World, cars_for_sequence, leaves
+from xseason.core.geometry import Camera
+from xseason.synth.cameras import View
+from xseason.synth.conditions import CONDITIONS, Condition
+from xseason.synth.config import SynthConfig
+from xseason.synth.shading import Surface, irradiance, materials, sky, weather
+from xseason.synth.world import MOVING_CLASSES, SKY, Mesh, World, cars_for_sequence, leaves
 
 
 @dataclass

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conditions import Condition
-from .noise import cell_random, fbm, hash_unit, octave_weight, pulse, smoothstep
-from .world import (
+from xseason.synth.conditions import Condition
+from xseason.synth.noise import cell_random, fbm, hash_unit, octave_weight, pulse, smoothstep
+from xseason.synth.world import (
     K_CAR, K_CURB, K_FACADE, K_GLASS, K_LAMP, K_LEAF, K_POLE, K_ROAD, K_ROOF, K_SIDEWALK, K_SIGN, K_TRUNK,
     K_WHEEL, Buildings, World,
 )

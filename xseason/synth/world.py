@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import WorldConfig
+from xseason.synth.config import WorldConfig
 
 # Semantic classes (label PNG values); 255 = ignore.
 ROAD, SIDEWALK, BUILDING, VEGETATION, POLE, SIGN, CAR, SKY = range(8)

@@ -26,15 +26,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .. import manifest
-from ..config import to_dict
-from ..errors import XSeasonError
-from ..files import atomic_path, write_json
-from .cameras import View, make_views
-from .conditions import CONDITIONS
-from .config import SynthConfig, synth_config
-from .render import Rendered, SequenceScene, render_view
-from .world import CLASS_NAMES, MOVING_CLASSES, build_world
+from xseason.inputs import manifest
+from xseason.core.config import to_dict
+from xseason.core.errors import XSeasonError
+from xseason.core.files import atomic_path, write_json
+from xseason.synth.cameras import View, make_views
+from xseason.synth.conditions import CONDITIONS
+from xseason.synth.config import SynthConfig, synth_config
+from xseason.synth.render import Rendered, SequenceScene, render_view
+from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES, build_world
 
 TRUTH_FORMAT = "xseason-synth-truth"
 TRUTH_VERSION = 1

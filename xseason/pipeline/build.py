@@ -1,0 +1,190 @@
+"""`xseason build`: manifest -> reconstruction -> registration -> association ->
+correspondences -> dataset, stage by stage, resumable.
+
+Intermediate work lives in a work folder beside the dataset (`<out>.work/` unless given):
+the COLMAP database and per-sequence models (`colmap/`), the registered models (`sfm/`) and
+`registration.json`. Each stage reuses what a previous run finished there. The dataset
+itself is written to a temporary folder and renamed into place only when complete, so a
+crash never leaves a dataset that looks whole; a complete dataset built from the same
+manifest and config is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from xseason.matching.association import AssociationConfig
+from xseason.core.config import load_config, to_dict
+from xseason.matching.correspondences import CorrespondenceConfig, build_correspondences, views_from_manifest
+from xseason.core.errors import ConfigError
+from xseason.sfm.features import FeatureConfig, MatchingConfig
+from xseason.core.files import write_json
+from xseason.inputs.manifest import Manifest, read_manifest
+from xseason.sfm.reconstruction import ReconstructionConfig, reconstruct
+from xseason.sfm.registration import RegistrationConfig, load_registered, register
+from xseason.store.format import StoreConfig, write_dataset
+from xseason.matching.surfaces import SurfaceConfig
+
+DEFAULT_MANIFEST = Path("data_manifest.csv")
+DEFAULT_SCENE = Path("data/demo")
+
+
+def ensure_default_scene(manifest: Path = DEFAULT_MANIFEST, scene: Path = DEFAULT_SCENE) -> None:
+    """Render the built-in `demo` scene into `scene` when the default manifest's images are missing."""
+    if (scene / "manifest.csv").is_file():
+        return
+    from xseason.synth import render_scene, synth_config
+
+    print(f"rendering the built-in demo scene into {scene}/ (once) ...")
+    render_scene(scene, synth_config("demo"), root_manifest=manifest)
+
+
+@dataclass
+class BuildConfig:
+    """Every knob of the build, one section per stage (configs/build.yaml documents them)."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+    correspondences: CorrespondenceConfig = field(default_factory=CorrespondenceConfig)
+    surfaces: SurfaceConfig = field(default_factory=SurfaceConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+@dataclass
+class BuildSummary:
+    """What a build produced: per condition the registration rate, per condition pair the counts."""
+
+    dataset: Path
+    work_dir: Path
+    references: list[str]
+    registered: pd.DataFrame  # condition, images, registered, rate
+    pairs: pd.DataFrame  # reference, condition, pairs, matches, densified_share
+    reused: bool = False
+
+    def format(self) -> str:
+        lines = [f"dataset: {self.dataset}" + ("  (already complete: reused)" if self.reused else ""),
+                 f"work folder: {self.work_dir}", f"reference condition(s): {', '.join(self.references)}", "",
+                 "images registered per condition:", self.registered.to_string(index=False), "",
+                 "pairs and matches per condition pair:",
+                 self.pairs.to_string(index=False) if len(self.pairs) else "  (no pairs)"]
+        return "\n".join(lines)
+
+
+def load_build_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BuildConfig:
+    """The build config from a YAML file (default: all defaults) and `section.key=value` overrides."""
+    return load_config(BuildConfig, path, overrides)
+
+
+def default_work_dir(out: Path) -> Path:
+    return out.parent / f"{out.name}.work"
+
+
+def run_build(
+    manifest: str | Path | Manifest,
+    out: str | Path,
+    config: BuildConfig | None = None,
+    references: list[str] | None = None,
+    work_dir: str | Path | None = None,
+    image_root: str | Path | None = None,
+    progress: bool = True,
+) -> BuildSummary:
+    """Build the correspondence dataset at `out` from `manifest` (resumable; see module doc)."""
+    cfg = config or BuildConfig()
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest, image_root=image_root)
+    out = Path(out)
+    work = Path(work_dir) if work_dir is not None else default_work_dir(out)
+    refs = _references(manifest, references)
+    config_dict = to_dict(cfg)
+
+    if _is_complete(out, manifest.checksum, config_dict, refs):
+        return _summary(out, work, refs, reused=True)
+
+    work.mkdir(parents=True, exist_ok=True)
+    models = reconstruct(manifest, work, cfg)
+    registration = register(manifest, models, work, cfg, refs)
+    recs = load_registered(work)
+    views = views_from_manifest(manifest, recs)
+    tables = build_correspondences(recs, views, refs, cfg.association, cfg.correspondences, cfg.surfaces,
+                                   progress=progress)
+    images = _with_labels(tables.images, manifest)
+    condition_of = {r.sequence: r.condition for r in manifest.images}
+    write_dataset(
+        out, images, tables.pairs, tables.matches,
+        config=config_dict, manifest_checksum=manifest.checksum, image_root=manifest.root,
+        points3d=tables.points3d if len(tables.points3d) else None, store_config=cfg.store,
+        extra_meta={
+            "references": refs,
+            "manifest": str(manifest.path.resolve()),
+            "work_dir": str(work.resolve()),
+            "registration_rate": registration.rate(condition_of),
+        },
+    )
+    summary = _summary(out, work, refs)
+    write_json(work / "build_summary.json", {
+        "dataset": str(out), "references": refs,
+        "registered": summary.registered.to_dict(orient="records"),
+        "pairs": summary.pairs.to_dict(orient="records"),
+    })
+    return summary
+
+
+def _references(manifest: Manifest, references: list[str] | None) -> list[str]:
+    conditions = manifest.conditions()
+    refs = list(references) if references else [manifest.images[0].condition]
+    unknown = [r for r in refs if r not in conditions]
+    if unknown:
+        raise ConfigError(f"reference condition {unknown[0]!r} is not in the manifest; its conditions: "
+                          f"{', '.join(conditions)}")
+    return list(dict.fromkeys(refs))
+
+
+def _with_labels(images: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
+    """Add the optional `label` column (label PNG path relative to the image root) when the manifest has labels."""
+    labels = {r.image: r.label for r in manifest.images if r.label is not None}
+    if not labels:
+        return images
+    out = images.copy()
+    root = manifest.root.resolve()
+    out["label"] = [
+        Path(labels[name]).resolve().relative_to(root).as_posix() if name in labels else None
+        for name in out["image"]
+    ]
+    return out
+
+
+def _is_complete(out: Path, checksum: str, config: dict, refs: list[str]) -> bool:
+    meta_path = out / "dataset.json"
+    if not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return meta.get("manifest_sha256") == checksum and meta.get("config") == config and meta.get("references") == refs
+
+
+def _summary(out: Path, work: Path, refs: list[str], reused: bool = False) -> BuildSummary:
+    from xseason.store.format import open_dataset
+
+    store = open_dataset(out)
+    images = store.images
+    registered = (
+        images.groupby("condition", sort=False)["registered"]
+        .agg(images="size", registered="sum").reset_index()
+    )
+    registered["rate"] = (registered["registered"] / registered["images"]).round(3)
+    cond = images.set_index("image_id")["condition"]
+    pairs = store.pairs.assign(reference=lambda d: d["image_id0"].map(cond), condition=lambda d: d["image_id1"].map(cond))
+    per_pair = (
+        pairs.groupby(["reference", "condition"], sort=False)["num_matches"]
+        .agg(pairs="size", matches="sum").reset_index()
+    )
+    return BuildSummary(out, work, refs, registered, per_pair, reused)
