@@ -129,11 +129,9 @@ class Camera:
             )
 
     def to_pycolmap(self):
-        import pycolmap
+        from xseason.core.colmap import camera_to_colmap  # the pycolmap adapter imports this module
 
-        return pycolmap.Camera(
-            model=self.model, width=int(self.width), height=int(self.height), params=list(self.params)
-        )
+        return camera_to_colmap(self)
 
     def calibration_matrix(self) -> np.ndarray:
         """3x3 K in the OpenCV pixel convention (principal point shifted by -0.5)."""

@@ -1,0 +1,128 @@
+"""The one adapter between xseason and pycolmap.
+
+Everything that converts between pycolmap objects and xseason's own lives here:
+- pixels: COLMAP puts the centre of the top-left pixel at (0.5, 0.5), xseason at (0, 0)
+  (docs/FORMAT.md section 1): `from_colmap_pixels` / `to_colmap_pixels`;
+- poses: `pycolmap.Rigid3d` (cam_from_world) <-> `Pose` (world-to-camera);
+- cameras: `pycolmap.Camera` <-> `Camera` (same model names and parameters);
+- models: `point_observations`, the one walker over a reconstruction's points and their
+  observations (reading the pycolmap containers is the only per-item Python loop);
+- COLMAP's log level (`quiet_logs`), set by the stages that run COLMAP, never on import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pycolmap
+
+from xseason.core.geometry import Camera, Pose
+
+COLMAP_PIXEL_OFFSET = 0.5  # COLMAP pixel = xseason pixel + 0.5
+
+
+def quiet_logs(level: int = 2) -> None:
+    """Keep COLMAP's own log to warnings and errors (2) while xseason logs the stages."""
+    pycolmap.logging.minloglevel = level
+
+
+def from_colmap_pixels(xy: np.ndarray) -> np.ndarray:
+    """COLMAP keypoints -> xseason pixels (top-left pixel centre at (0, 0))."""
+    return np.asarray(xy, np.float64) - COLMAP_PIXEL_OFFSET
+
+
+def to_colmap_pixels(xy: np.ndarray) -> np.ndarray:
+    """xseason pixels -> COLMAP keypoints."""
+    return np.asarray(xy, np.float64) + COLMAP_PIXEL_OFFSET
+
+
+def pose_from_rigid(cam_from_world: pycolmap.Rigid3d) -> Pose:
+    """A pycolmap cam_from_world transform as a world-to-camera `Pose`."""
+    m = np.asarray(cam_from_world.matrix(), np.float64)
+    return Pose(m[:3, :3], m[:3, 3])
+
+
+def rigid_from_pose(pose: Pose) -> pycolmap.Rigid3d:
+    """A world-to-camera `Pose` as a pycolmap cam_from_world transform."""
+    return pycolmap.Rigid3d(pycolmap.Rotation3d(pose.R), pose.t)
+
+
+def camera_from_colmap(camera: pycolmap.Camera) -> Camera:
+    return Camera(camera.model.name, int(camera.width), int(camera.height), tuple(float(p) for p in camera.params))
+
+
+def camera_to_colmap(camera: Camera, camera_id: int | None = None) -> pycolmap.Camera:
+    out = pycolmap.Camera(
+        model=camera.model, width=int(camera.width), height=int(camera.height), params=list(camera.params)
+    )
+    if camera_id is not None:
+        out.camera_id = camera_id
+    return out
+
+
+@dataclass
+class PointObservations:
+    """A reconstruction's 3D points and, one row each, their observations in posed images.
+
+    Points are sorted by COLMAP point3D id; observations follow the model's image order and,
+    within an image, its keypoint order. Pixels are in xseason's convention.
+    """
+
+    point_ids: np.ndarray  # (P,) int64, sorted
+    xyz: np.ndarray  # (P, 3) float64
+    image_names: list[str]  # posed images of the model, in the model's order
+    image_ids: np.ndarray  # (I,) int64, COLMAP image id of each name
+    num_keypoints: np.ndarray  # (I,) int64, keypoints (points2D) of each image
+    obs_image: np.ndarray  # (N,) int64 index into image_names
+    obs_keypoint: np.ndarray  # (N,) int64 keypoint index within its image
+    obs_point: np.ndarray  # (N,) int64 index into point_ids
+    obs_xy: np.ndarray  # (N, 2) float64 pixels
+
+    @property
+    def obs_xyz(self) -> np.ndarray:
+        return self.xyz[self.obs_point]
+
+    def keypoint_points(self, k: int) -> np.ndarray:
+        """Per keypoint of image `k`: the index of its 3D point in `point_ids`, or -1."""
+        out = np.full(int(self.num_keypoints[k]), -1, np.int64)
+        rows = self.obs_image == k
+        out[self.obs_keypoint[rows]] = self.obs_point[rows]
+        return out
+
+
+def point_observations(model: pycolmap.Reconstruction, images: Iterable[str] | None = None) -> PointObservations:
+    """The points of `model` and their observations in its posed images (only in `images` when given)."""
+    wanted = None if images is None else set(images)
+    ids = np.fromiter(model.points3D.keys(), dtype=np.int64, count=model.num_points3D())
+    xyz = np.array([p.xyz for p in model.points3D.values()], np.float64).reshape(-1, 3)
+    order = np.argsort(ids)
+    ids, xyz = ids[order], xyz[order]
+    names, image_ids, counts, o_img, o_kp, o_pt, o_xy = [], [], [], [], [], [], []
+    for image in model.images.values():
+        if not image.has_pose or (wanted is not None and image.name not in wanted):
+            continue
+        p2d = image.points2D
+        k = len(names)
+        names.append(image.name)
+        image_ids.append(int(image.image_id))
+        counts.append(len(p2d))
+        if len(p2d) == 0 or len(ids) == 0:
+            continue
+        pid = np.fromiter((p.point3D_id for p in p2d), dtype=np.uint64, count=len(p2d)).astype(np.int64)
+        pos = np.searchsorted(ids, pid)  # the invalid id (2^64 - 1) reads as -1: never found
+        found = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == pid)
+        kp = np.flatnonzero(found)
+        o_img.append(np.full(len(kp), k, np.int64))
+        o_kp.append(kp)
+        o_pt.append(pos[kp])
+        o_xy.append(np.array([p.xy for p in p2d], np.float64).reshape(-1, 2)[kp])
+    cat = np.concatenate
+    return PointObservations(
+        point_ids=ids, xyz=xyz, image_names=names, image_ids=np.asarray(image_ids, np.int64),
+        num_keypoints=np.asarray(counts, np.int64),
+        obs_image=cat([np.zeros(0, np.int64), *o_img]), obs_keypoint=cat([np.zeros(0, np.int64), *o_kp]),
+        obs_point=cat([np.zeros(0, np.int64), *o_pt]),
+        obs_xy=from_colmap_pixels(cat([np.zeros((0, 2)), *o_xy])),
+    )
