@@ -25,6 +25,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@bash scripts/ensure_system_libs.sh test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -ra tests
 
 clean-venv:

@@ -74,7 +74,9 @@ def true_overlaps(truth: SceneTruth, pairs: list[tuple[str, str]], cache: Path, 
         for a, b in tqdm(todo, desc="true overlaps", leave=False):
             near = np.linalg.norm(truth.images[a].pose.center - truth.images[b].pose.center) <= max_distance
             done[(a, b)] = true_overlap(truth, a, b) if near else 0.0
-        df = pd.DataFrame({"a": [k[0] for k in done], "b": [k[1] for k in done], "overlap": list(done.values())})
+        df = pd.DataFrame(
+            {"a": [k[0] for k in done], "b": [k[1] for k in done], "overlap": list(done.values())}
+        )
         with atomic_path(cache) as tmp:
             df.to_parquet(tmp)
     return done
@@ -82,14 +84,20 @@ def true_overlaps(truth: SceneTruth, pairs: list[tuple[str, str]], cache: Path, 
 
 def evaluate(dataset: Path, truth: SceneTruth, out: Path, max_distance: float = 20.0) -> pd.DataFrame:
     """The per-condition-pair table of the module doc (plus an 'all' row) for a dataset on disk."""
-    from xseason.store.format import open_dataset
+    from xseason.store import open_dataset
 
     store = open_dataset(dataset)
     return evaluate_tables(store.images, store.pairs, store.iter_matches(), truth, out, max_distance)
 
 
-def evaluate_tables(images: pd.DataFrame, pairs: pd.DataFrame, match_batches, truth: SceneTruth, out: Path,
-                    max_distance: float = 20.0) -> pd.DataFrame:
+def evaluate_tables(
+    images: pd.DataFrame,
+    pairs: pd.DataFrame,
+    match_batches,
+    truth: SceneTruth,
+    out: Path,
+    max_distance: float = 20.0,
+) -> pd.DataFrame:
     """Same from the tables: `match_batches` yields dicts/frames of match columns sorted by pair_id."""
     names = truth_names(images, truth)
     cond = images["condition"].to_numpy(object)
@@ -106,21 +114,32 @@ def evaluate_tables(images: pd.DataFrame, pairs: pd.DataFrame, match_batches, tr
             p1 = np.stack([xy["x1"][s:e], xy["y1"][s:e]], 1)
             res = check_matches(truth, names[i], names[j], p0, p1)
             rows.append(pd.DataFrame({"reference": cond[i], "condition": cond[j], **res}))
-    checked = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-        columns=["reference", "condition", "err", "exact", "moving", "changed_veg"])
+    checked = (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=["reference", "condition", "err", "exact", "moving", "changed_veg"])
+    )
     # Coverage: every (reference image, other image) pair of the scene.
     got = {(names[a], names[b]): n for a, b, n in zip(i0, i1, pairs["num_matches"])}
-    cand = [(names[a], names[b]) for a in np.flatnonzero(np.isin(cond, refs)) for b in np.flatnonzero(~np.isin(cond, refs))]
+    cand = [
+        (names[a], names[b])
+        for a in np.flatnonzero(np.isin(cond, refs))
+        for b in np.flatnonzero(~np.isin(cond, refs))
+    ]
     ov = true_overlaps(truth, cand, out / "overlaps.parquet", max_distance)
-    cov = pd.DataFrame({
-        "reference": [truth.images[a].condition for a, _ in cand],
-        "condition": [truth.images[b].condition for _, b in cand],
-        "overlap": [ov[p] for p in cand],
-        "covered": [got.get(p, 0) >= MIN_MATCHES for p in cand],
-    })
+    cov = pd.DataFrame(
+        {
+            "reference": [truth.images[a].condition for a, _ in cand],
+            "condition": [truth.images[b].condition for _, b in cand],
+            "overlap": [ov[p] for p in cand],
+            "covered": [got.get(p, 0) >= MIN_MATCHES for p in cand],
+        }
+    )
     cov = cov[cov.overlap >= MIN_OVERLAP]
-    table = [_row(k, g, cov[(cov.reference == k[0]) & (cov.condition == k[1])]) for k, g in
-             checked.groupby(["reference", "condition"], sort=False)]
+    table = [
+        _row(k, g, cov[(cov.reference == k[0]) & (cov.condition == k[1])])
+        for k, g in checked.groupby(["reference", "condition"], sort=False)
+    ]
     table.append(_row(("all", "all"), checked, cov))
     return pd.DataFrame(table)
 
@@ -128,22 +147,26 @@ def evaluate_tables(images: pd.DataFrame, pairs: pd.DataFrame, match_batches, tr
 def _row(key: tuple[str, str], g: pd.DataFrame, cov: pd.DataFrame) -> dict:
     err, exact = g["err"].to_numpy(float), g["exact"].to_numpy(bool)
     ex = err[exact]
-    pct = (lambda a, q: round(float(np.quantile(a, q)), 3) if len(a) else float("nan"))
+    pct = lambda a, q: round(float(np.quantile(a, q)), 3) if len(a) else float("nan")
     return {
-        "reference": key[0], "condition": key[1], "matches": len(g),
+        "reference": key[0],
+        "condition": key[1],
+        "matches": len(g),
         "fallback_%": round(100 * float((~exact).mean()), 1) if len(g) else float("nan"),
-        "median_px": pct(ex, 0.5), "p95_px": pct(ex, 0.95),
+        "median_px": pct(ex, 0.5),
+        "p95_px": pct(ex, 0.95),
         ">5px_%": round(100 * float((err > OFF_PX).mean()), 3) if len(g) else float("nan"),
         "moving_%": round(100 * float(g["moving"].mean()), 3) if len(g) else float("nan"),
         "changed_veg_%": round(100 * float(g["changed_veg"].mean()), 3) if len(g) else float("nan"),
-        "pairs_ov>=0.3": len(cov), "coverage_%": round(100 * float(cov["covered"].mean()), 1) if len(cov) else float("nan"),
+        "pairs_ov>=0.3": len(cov),
+        "coverage_%": round(100 * float(cov["covered"].mean()), 1) if len(cov) else float("nan"),
     }
 
 
 def build(scene: Path, mode: str, out: Path, overrides: list[str]) -> Path:
     """Build a dataset of the scene into `out/dataset` with its poses given (posed) or hidden."""
-    from xseason.pipeline.build import load_build_config, run_build
     from xseason.inputs.manifest import read_manifest
+    from xseason.pipeline.build import load_build_config, run_build
 
     manifest = scene / "manifest.csv"
     if mode == "hidden":
@@ -163,9 +186,15 @@ def main() -> None:
     ap.add_argument("--scene", type=Path, default=Path("data/demo"))
     ap.add_argument("--dataset", type=Path, help="an existing dataset built from the scene")
     ap.add_argument("--build", choices=["posed", "hidden"], help="build a dataset first (into --out/dataset)")
-    ap.add_argument("--out", type=Path, help="output folder (overlap cache, table); default: beside the dataset")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="build config override section.key=value")
-    ap.add_argument("--max-distance", type=float, default=20.0, help="true overlap computed within this camera distance")
+    ap.add_argument(
+        "--out", type=Path, help="output folder (overlap cache, table); default: beside the dataset"
+    )
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="build config override section.key=value"
+    )
+    ap.add_argument(
+        "--max-distance", type=float, default=20.0, help="true overlap computed within this camera distance"
+    )
     args = ap.parse_args()
     if (args.dataset is None) == (args.build is None):
         ap.error("give exactly one of --dataset and --build")

@@ -12,16 +12,17 @@ destroy it). Ground and facades are what `build_surfaces` must find: the script 
 regions it found (ground = normal along z, facade = normal along y) and their areas.
 Cleaning (`clean_points` without outlier removal, min_tri_angle 0.5 deg: the points are clean,
 and far points ahead of a forward-moving camera triangulate at small angles) and association
-are done first and not timed. `surface_table` is not passed: without outlier removal the
-build's surface table (the well-measured raw points) is the cleaned table itself.
+are done first and not timed. The surface points are the cleaned table itself: without outlier
+removal the build's surface points (the well-measured raw points) are the cleaned points.
 
-- ours: `make_correspondences(table, [assoc], cfg)` with the default configuration except
-  `max_pairs_per_image` (`--pairs-per-image`, 10 as in the pipelines' configs; the build's default
-  is 40). That is the surface model (`build_surfaces`: RANSAC planes of the reference cloud,
-  extent cells carved by every observation ray, clutter meshes, open3d ray-casting scenes), then,
-  for every winter image and every candidate reference image (up to `max_candidates` = 60),
-  point matches and surface (densified) matches, pair ranking and caps; then every match is
-  streamed out as DataFrame chunks (`iter_matches`, what the build hands to the store writer).
+- ours: `make_correspondences(AssociatedPoints(table, [assoc], table), cfg)` with the default
+  configuration except `max_pairs_per_image` (`--pairs-per-image`, 10 as in the pipelines'
+  configs; the build's default is 40). That is the surface model (`build_surfaces`: RANSAC planes
+  of the reference cloud, extent cells carved by every observation ray, clutter meshes, open3d
+  ray-casting scenes), then, for every winter image and every candidate reference image (up to
+  `max_candidates` = 60), point matches and surface (densified) matches, pair ranking and caps;
+  then every match is streamed out as DataFrame chunks (`iter_matches`, what the build hands to
+  the store writer).
 - baseline: the loop peers write, one point / one sample / one ray at a time in Python, doing
   the same work for a pair (i, j). Per reference point of i: valid observation (projection into
   i, bounds, reprojection error, curvature), partner lookup in a dict of j's observations (built
@@ -76,13 +77,25 @@ import numpy as np
 import pandas as pd
 
 import xseason.matching.correspondences as corr
-from xseason.matching.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
-from xseason.matching.correspondences import CorrespondenceConfig, make_correspondences, sample_grid
 from xseason.core.geometry import Camera, Pose
+from xseason.matching.association import (
+    AssociatedPoints,
+    AssociationConfig,
+    associate,
+    build_point_table,
+    clean_points,
+)
+from xseason.matching.correspondences import CorrespondenceConfig, make_correspondences, sample_grid
 from xseason.matching.surfaces import SurfaceModel
+from xseason.matching.views import ImageView
 
 CAM = Camera("PINHOLE", 1024, 768, (700.0, 700.0, 512.0, 384.0))
-SEQUENCES = [("ref-a", "summer", 0.0), ("ref-b", "summer", 0.8), ("oth-a", "winter", -0.6), ("oth-b", "winter", 0.5)]
+SEQUENCES = [
+    ("ref-a", "summer", 0.0),
+    ("ref-b", "summer", 0.8),
+    ("oth-a", "winter", -0.6),
+    ("oth-b", "winter", 0.5),
+]
 SETBACKS = (8.0, 10.0, 12.0)
 
 
@@ -174,8 +187,10 @@ class LoopBaseline:
 
     @staticmethod
     def inside(view, u, margin):
-        return (-0.5 + margin <= u[0] <= view.camera.width - 0.5 - margin
-                and -0.5 + margin <= u[1] <= view.camera.height - 0.5 - margin)
+        return (
+            -0.5 + margin <= u[0] <= view.camera.width - 0.5 - margin
+            and -0.5 + margin <= u[1] <= view.camera.height - 0.5 - margin
+        )
 
     @staticmethod
     def ray(view, u):
@@ -191,7 +206,11 @@ class LoopBaseline:
         ray = np.concatenate([origin - scene.shift, direction]).astype(np.float32)[None]
         ans = scene.scene.cast_rays(o3d.core.Tensor(ray))
         t = float(ans["t_hit"].numpy()[0])
-        return (t, int(scene.owner[int(ans["primitive_ids"].numpy()[0])])) if math.isfinite(t) else (math.inf, -2)
+        return (
+            (t, int(scene.owner[int(ans["primitive_ids"].numpy()[0])]))
+            if math.isfinite(t)
+            else (math.inf, -2)
+        )
 
     def sample(self, scene, view, u, strict):
         """Region and world point of a surface sample at pixel u, or None (surfaces.SurfaceModel.samples)."""
@@ -283,12 +302,15 @@ class LoopBaseline:
             ray = X - vi.pose.center
             depth = float(np.linalg.norm(ray))
             sigma = max(float(t.error[p]), cfg.keypoint_sigma)
-            shift = depth * sigma / (f_i * math.sin(math.radians(min(max(float(t.tri_angle[p]), 1e-3), 90.0))))
+            shift = (
+                depth * sigma / (f_i * math.sin(math.radians(min(max(float(t.tri_angle[p]), 1e-3), 90.0))))
+            )
             u2 = self.project(vj, X + ray / depth * shift)
             if u2 is None or np.linalg.norm(u2 - u1) > cfg.max_predicted_error:
                 continue
-            if self.grids and not (self.on_surface(X) and self.visible(self.scene_ref, vi, X)
-                                   and self.visible(scene, vj, X)):  # (no regions: no model to check with)
+            if self.grids and not (
+                self.on_surface(X) and self.visible(self.scene_ref, vi, X) and self.visible(scene, vj, X)
+            ):  # (no regions: no model to check with)
                 continue
             out_points.append((u0, u1, p, d3, err0, err1))
         out_surface, tried = [], 0
@@ -329,8 +351,10 @@ def _fingerprint() -> str:
 
     import xseason.matching.surfaces as surf
 
-    return " ".join(f"{Path(m.__file__).name}:{hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:12]}"
-                    for m in (corr, surf))
+    return " ".join(
+        f"{Path(m.__file__).name}:{hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()[:12]}"
+        for m in (corr, surf)
+    )
 
 
 def main() -> None:
@@ -342,7 +366,9 @@ def main() -> None:
     ap.add_argument("--baseline-pairs", type=int, default=20)
     ap.add_argument("--pairs-per-image", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="400 images, 100k points")
-    ap.add_argument("--tracemalloc", action="store_true", help="also trace ours' allocations (slows ours ~1.8x)")
+    ap.add_argument(
+        "--tracemalloc", action="store_true", help="also trace ours' allocations (slows ours ~1.8x)"
+    )
     args = ap.parse_args()
     if args.quick:
         args.images, args.points = 400, 100_000
@@ -376,7 +402,7 @@ def main() -> None:
     if args.tracemalloc:
         tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
-    out = make_correspondences(table, [assoc], cfg, progress=False)
+    out = make_correspondences(AssociatedPoints(table, [assoc], table), cfg, progress=False)
     pairs = out.pairs
     rng = np.random.default_rng(1)
     sample = pairs.iloc[np.sort(rng.choice(len(pairs), min(args.baseline_pairs, len(pairs)), replace=False))]
@@ -392,19 +418,32 @@ def main() -> None:
     corr.build_surfaces = real_build
     rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model: SurfaceModel = built["model"]
-    print(f"ours: {t_ours:.1f} s ({c_ours:.1f} CPU s), surface model {built['s']:.1f} s, {len(out.pairs)} pairs, "
-          f"{n_matches} matches; baseline on {len(sample)} pairs ...", file=sys.stderr, flush=True)
+    print(
+        f"ours: {t_ours:.1f} s ({c_ours:.1f} CPU s), surface model {built['s']:.1f} s, "
+        f"{len(out.pairs)} pairs, {n_matches} matches; baseline on {len(sample)} pairs ...",
+        file=sys.stderr,
+        flush=True,
+    )
 
     kinds, area_kind = {"ground": 0, "facade": 0, "other": 0}, {"ground": 0.0, "facade": 0.0, "other": 0.0}
-    for r, a in zip(model.regions, model.areas()):  # the surfaces found: ground (normal z), facades (normal y)
+    for r, a in zip(
+        model.regions, model.areas()
+    ):  # the surfaces found: ground (normal z), facades (normal y)
         n = np.abs(r.normal)
         kind = "ground" if n[2] > 0.99 else "facade" if n[1] > 0.99 else "other"
         kinds[kind], area_kind[kind] = kinds[kind] + 1, area_kind[kind] + float(a)
 
     kept = pd.concat(kept)
     base = LoopBaseline(table, assoc, model, cfg)
-    counts = {"ours_point": 0, "ours_surface": 0, "base_point": 0, "base_surface": 0, "base_tried": 0,
-              "base_point_in_ours": 0, "base_surface_in_ours": 0}
+    counts = {
+        "ours_point": 0,
+        "ours_surface": 0,
+        "base_point": 0,
+        "base_surface": 0,
+        "base_tried": 0,
+        "base_point_in_ours": 0,
+        "base_surface_in_ours": 0,
+    }
     t_side = t_pair = 0.0
     c0 = time.process_time()
     for r in sample.itertuples():
@@ -415,7 +454,11 @@ def main() -> None:
         pts, surf, n_tried = base.pair(i, j, "winter")
         t3 = time.perf_counter()
         t_side, t_pair = t_side + t2 - t1, t_pair + t3 - t2
-        print(f"  baseline pair {i}-{j}: {t2 - t1:.1f} s reference side, {t3 - t2:.1f} s pair", file=sys.stderr, flush=True)
+        print(
+            f"  baseline pair {i}-{j}: {t2 - t1:.1f} s reference side, {t3 - t2:.1f} s pair",
+            file=sys.stderr,
+            flush=True,
+        )
         ours = kept[kept["pair_id"] == r.pair_id]
         dense = ours["densified"].to_numpy()
         xy = ours[["x0", "y0", "x1", "y1"]].to_numpy(np.float64)
@@ -437,9 +480,12 @@ def main() -> None:
         "points (raw / after cleaning)": f"{n_raw} / {table.num_points}",
         "observations": int(table.image_ptr[-1]),
         "setup_s (scene, cleaning, association; not timed)": round(t_setup, 1),
-        "surface regions (ground / facade / other)": f"{kinds['ground']} / {kinds['facade']} / {kinds['other']}",
-        "surface area m2 (ground / facade / other)":
-            f"{area_kind['ground']:.0f} / {area_kind['facade']:.0f} / {area_kind['other']:.0f}",
+        "surface regions (ground / facade / other)": (
+            f"{kinds['ground']} / {kinds['facade']} / {kinds['other']}"
+        ),
+        "surface area m2 (ground / facade / other)": (
+            f"{area_kind['ground']:.0f} / {area_kind['facade']:.0f} / {area_kind['other']:.0f}"
+        ),
         "pairs": len(pairs),
         "reference images in pairs": n_ref,
         "matches": n_matches,
@@ -450,27 +496,37 @@ def main() -> None:
         "surface_model_s (build_surfaces + its 2 ray-casting scenes; part of ours_s)": round(t_model, 1),
         "baseline: timed pairs / their reference images": f"{len(sample)} / {n_side}",
         "baseline: timed s, per-pair part / per-reference-image part": f"{t_pair:.1f} / {t_side:.1f}",
-        "baseline_s, loop extrapolated linearly (pair part x pairs + reference part x reference images)":
-            round(t_base, 1),
-        "speedup, surface model timed on both sides ((baseline_s + surface_model_s) / ours_s)":
-            round((t_base + t_model) / t_ours, 1),
-        "speedup, surface model timed on neither side (baseline_s / (ours_s - surface_model_s))":
-            round(t_base / (t_ours - t_model), 1),
-        "CPU s (process time, both cores): ours / baseline's timed pairs (their wall s)":
-            f"{c_ours:.1f} / {c_base_sample:.1f} ({t_pair + t_side:.1f})",
-        "speedup in CPU time (baseline_s x its CPU/wall ratio, + surface model, / ours' CPU s)":
-            round((t_base * c_base_sample / (t_pair + t_side) + t_model) / c_ours, 1),
-        "timed pairs, point matches: ours / baseline / baseline's found in ours":
-            f"{counts['ours_point']} / {counts['base_point']} / {counts['base_point_in_ours']}",
-        "timed pairs, surface matches: ours / baseline / baseline's found in ours (samples the baseline tried)":
+        "baseline_s, loop extrapolated linearly "
+        "(pair part x pairs + reference part x reference images)": round(t_base, 1),
+        "speedup, surface model timed on both sides ((baseline_s + surface_model_s) / ours_s)": round(
+            (t_base + t_model) / t_ours, 1
+        ),
+        "speedup, surface model timed on neither side (baseline_s / (ours_s - surface_model_s))": round(
+            t_base / (t_ours - t_model), 1
+        ),
+        "CPU s (process time, both cores): ours / baseline's timed pairs (their wall s)": (
+            f"{c_ours:.1f} / {c_base_sample:.1f} ({t_pair + t_side:.1f})"
+        ),
+        "speedup in CPU time (baseline_s x its CPU/wall ratio, + surface model, / ours' CPU s)": round(
+            (t_base * c_base_sample / (t_pair + t_side) + t_model) / c_ours, 1
+        ),
+        "timed pairs, point matches: ours / baseline / baseline's found in ours": (
+            f"{counts['ours_point']} / {counts['base_point']} / {counts['base_point_in_ours']}"
+        ),
+        "timed pairs, surface matches: ours / baseline / baseline's found in ours "
+        "(samples the baseline tried)": (
             f"{counts['ours_surface']} / {counts['base_surface']} / {counts['base_surface_in_ours']}"
-            f" ({counts['base_tried']})",
-        "process_peak_rss_MiB (before ours / after ours / end)":
-            f"{rss_before:.0f} / {rss_ours:.0f} / {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
+            f" ({counts['base_tried']})"
+        ),
+        "process_peak_rss_MiB (before ours / after ours / end)": (
+            f"{rss_before:.0f} / {rss_ours:.0f} / "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+        ),
     }
     if args.tracemalloc:
-        report["ours_tracemalloc_peak_MiB (ours ran under tracemalloc: its time and the speedups are inflated)"] = \
-            round(peak / 2**20, 1)
+        report[
+            "ours_tracemalloc_peak_MiB (ours ran under tracemalloc: its time and the speedups are inflated)"
+        ] = round(peak / 2**20, 1)
     print(json.dumps(report, indent=2))
 
 

@@ -9,13 +9,17 @@ Without --dataset a toy dataset (320x240 images) is generated in a temporary fol
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from xseason.learn.dataset import AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler, make_toy_dataset
+from xseason.learn.dataset import AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from toy import make_toy_dataset  # noqa: E402
 
 
 def main() -> None:
@@ -26,11 +30,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = args.dataset or make_toy_dataset(Path(tmp) / "toy", places=40, size=(320, 240), matches_per_pair=2000)
+        dataset = args.dataset or make_toy_dataset(
+            Path(tmp) / "toy", places=40, size=(320, 240), matches_per_pair=2000
+        )
         aug = AugmentConfig(short_side=120, crop=(160, 120), hflip=0.5, brightness=0.2, max_matches=256)
         steps = max(args.pairs // args.batch, 1)
-        settings = {"decode, no cache": dict(cache_mb=0), "decode, cached": dict(cache_mb=512),
-                    "matches only": dict(load_images=False)}
+        settings = {
+            "decode, no cache": dict(cache_mb=0),
+            "decode, cached": dict(cache_mb=512),
+            "matches only": dict(load_images=False),
+        }
         for label, kwargs in settings.items():
             ds = CorrespondenceDataset(dataset, augment=aug, **kwargs)
             ds.store.build_cache()
@@ -38,8 +47,9 @@ def main() -> None:
                 ds[i]
             for workers in args.workers:
                 sampler = PairBatchSampler(ds.condition_pairs(), args.batch, steps, seed=0)
-                loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollate(aug.max_matches),
-                                    num_workers=workers)
+                loader = DataLoader(
+                    ds, batch_sampler=sampler, collate_fn=PadCollate(aug.max_matches), num_workers=workers
+                )
                 t = time.perf_counter()
                 n = sum(len(b["pair_id"]) for b in loader)
                 dt = time.perf_counter() - t

@@ -23,8 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_storage import synthetic_tables  # noqa: E402
+
+from xseason.store import open_dataset, write_dataset  # noqa: E402
 from xseason.store.interop import export_mat, read_mat  # noqa: E402
-from xseason.store.format import open_dataset, write_dataset  # noqa: E402
 
 
 def rate(read, ids: np.ndarray) -> float:
@@ -37,7 +38,9 @@ def rate(read, ids: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--matches", type=int, default=500, help="mean matches per pair")
     parser.add_argument("--reads", type=int, default=2000, help="random pair reads per reader and round")
@@ -46,22 +49,28 @@ def main() -> None:
     images, pairs, matches = synthetic_tables(args.pairs, args.matches)
     ids = np.random.default_rng(1).choice(pairs["pair_id"].to_numpy(), args.reads)
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_dataset(Path(tmp) / "ds", images, pairs, matches, config={}, manifest_checksum=None, image_root=tmp)
+        root = write_dataset(
+            Path(tmp) / "ds", images, pairs, matches, config={}, manifest_checksum=None, image_root=tmp
+        )
         store = open_dataset(root)
         t0 = time.perf_counter()
         store.build_cache()
         cache_s = time.perf_counter() - t0
         files = {int(p.stem.rsplit("_", 1)[1]): p for p in export_mat(root, Path(tmp) / "mat")}
-        readers = {"our reader, mmap": store.matches,
-                   "our reader, parquet": open_dataset(root, random_access="parquet").matches,
-                   ".mat (h5py)": lambda pid: read_mat(files[int(pid)])}
+        readers = {
+            "our reader, mmap": store.matches,
+            "our reader, parquet": open_dataset(root, random_access="parquet").matches,
+            ".mat (h5py)": lambda pid: read_mat(files[int(pid)]),
+        }
         rates = {label: [] for label in readers}
         for _ in range(args.repeats):
             for label, read in readers.items():
                 rates[label].append(rate(read, ids))
     median = {label: float(np.median(r)) for label, r in rates.items()}
-    print(f"{args.pairs} pairs x ~{args.matches} matches, {args.reads} random reads x {args.repeats} rounds "
-          f"(mmap cache built once in {cache_s:.2f} s)")
+    print(
+        f"{args.pairs} pairs x ~{args.matches} matches, {args.reads} random reads x {args.repeats} rounds "
+        f"(mmap cache built once in {cache_s:.2f} s)"
+    )
     print(f"{'reader':<22} {'pairs/s min-max':>17} {'median':>8} {'vs .mat':>8}")
     for label, r in rates.items():
         span = f"{min(r):.0f}-{max(r):.0f}"

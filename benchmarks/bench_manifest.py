@@ -24,10 +24,25 @@ def manifest_rows(n: int, sequences: int, seed: int = 0) -> list[dict]:
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     t, prior = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
-    return [{"image": f"s{i % sequences}/{i:07d}.png", "sequence": f"s{i % sequences}", "condition": f"c{i % sequences % 3}",
-             "timestamp": i * 0.1, "camera_model": "SIMPLE_RADIAL", "camera_params": [500.0, 320.0, 240.0, 0.01],
-             "qw": a, "qx": b, "qy": c, "qz": d, "tx": x, "ty": y, "tz": z, "prior": p}
-            for i, ((a, b, c, d), (x, y, z), p) in enumerate(zip(q.tolist(), t.tolist(), prior))]
+    return [
+        {
+            "image": f"s{i % sequences}/{i:07d}.png",
+            "sequence": f"s{i % sequences}",
+            "condition": f"c{i % sequences % 3}",
+            "timestamp": i * 0.1,
+            "camera_model": "SIMPLE_RADIAL",
+            "camera_params": [500.0, 320.0, 240.0, 0.01],
+            "qw": a,
+            "qx": b,
+            "qy": c,
+            "qz": d,
+            "tx": x,
+            "ty": y,
+            "tz": z,
+            "prior": p,
+        }
+        for i, ((a, b, c, d), (x, y, z), p) in enumerate(zip(q.tolist(), t.tolist(), prior))
+    ]
 
 
 def main() -> None:
@@ -42,9 +57,11 @@ def main() -> None:
             (root / f"s{s}").mkdir()
         for row in rows:
             (root / row["image"]).touch()
-        steps = {"write_manifest": lambda: write_manifest(root / "m.csv", rows),
-                 "read_manifest, file checks": lambda: read_manifest(root / "m.csv"),
-                 "read_manifest, no file checks": lambda: read_manifest(root / "m.csv", check_files=False)}
+        steps = {
+            "write_manifest": lambda: write_manifest(root / "m.csv", rows),
+            "read_manifest, file checks": lambda: read_manifest(root / "m.csv"),
+            "read_manifest, no file checks": lambda: read_manifest(root / "m.csv", check_files=False),
+        }
         for label, step in steps.items():
             start = time.perf_counter()
             step()

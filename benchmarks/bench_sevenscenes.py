@@ -82,7 +82,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xseason.core.geometry import Camera, Pose  # noqa: E402
 from xseason.inputs.layouts.sevenscenes import read_pose_file  # noqa: E402
-from xseason.store.format import open_dataset  # noqa: E402
+from xseason.store import open_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "7scenes-stairs"
@@ -112,7 +112,10 @@ RELAXED = (
 )
 
 
-SELF = ("correspondences.self_pairs=true", "correspondences.same_sequence=true")  # one condition, one sequence
+SELF = (
+    "correspondences.self_pairs=true",
+    "correspondences.same_sequence=true",
+)  # one condition, one sequence
 
 
 @dataclass
@@ -126,24 +129,59 @@ class Variant:
 
 VARIANTS = [
     Variant("default", "manifest.csv", note="the manifest as written (all `indoor`), default build"),
-    Variant("self-pairs", "manifest.csv", ("correspondences.self_pairs=true",),
-            note="one condition: pairs across its sequences"),
-    Variant("per-sequence", "manifest_per_sequence.csv", ("reconstruction.min_tri_angle=1.0",), "seq-01",
-            note="each sequence its own condition, the test's 1 degree"),
-    Variant("per-sequence-relaxed", "manifest_per_sequence.csv", RELAXED, "seq-01",
-            note="... and every filter that emptied the build loosened"),
-    Variant("one-traversal-defaults", "manifest_one_traversal.csv", SELF,
-            note="the test's layout (one sequence), pairs inside it, default filters"),
-    Variant("one-traversal", "manifest_one_traversal.csv", ("reconstruction.min_tri_angle=1.0",) + SELF,
-            note="... and the test's 1 degree"),
-    Variant("one-traversal-loose", "manifest_one_traversal.csv", LOOSE + SELF,
-            note="... and the filters after triangulation loosened (LOOSE)"),
-    Variant("one-traversal-relaxed", "manifest_one_traversal.csv", RELAXED + SELF,
-            note="... and triangulation down to 0.5 degree too (RELAXED)"),
-    Variant("one-traversal-relaxed-planes", "manifest_one_traversal.csv",
-            tuple("surfaces.plane_distance=0.03" if o.startswith("surfaces.plane_distance=") else o
-                  for o in RELAXED) + SELF,
-            note="... and planes 3x thicker"),
+    Variant(
+        "self-pairs",
+        "manifest.csv",
+        ("correspondences.self_pairs=true",),
+        note="one condition: pairs across its sequences",
+    ),
+    Variant(
+        "per-sequence",
+        "manifest_per_sequence.csv",
+        ("reconstruction.min_tri_angle=1.0",),
+        "seq-01",
+        note="each sequence its own condition, the test's 1 degree",
+    ),
+    Variant(
+        "per-sequence-relaxed",
+        "manifest_per_sequence.csv",
+        RELAXED,
+        "seq-01",
+        note="... and every filter that emptied the build loosened",
+    ),
+    Variant(
+        "one-traversal-defaults",
+        "manifest_one_traversal.csv",
+        SELF,
+        note="the test's layout (one sequence), pairs inside it, default filters",
+    ),
+    Variant(
+        "one-traversal",
+        "manifest_one_traversal.csv",
+        ("reconstruction.min_tri_angle=1.0",) + SELF,
+        note="... and the test's 1 degree",
+    ),
+    Variant(
+        "one-traversal-loose",
+        "manifest_one_traversal.csv",
+        LOOSE + SELF,
+        note="... and the filters after triangulation loosened (LOOSE)",
+    ),
+    Variant(
+        "one-traversal-relaxed",
+        "manifest_one_traversal.csv",
+        RELAXED + SELF,
+        note="... and triangulation down to 0.5 degree too (RELAXED)",
+    ),
+    Variant(
+        "one-traversal-relaxed-planes",
+        "manifest_one_traversal.csv",
+        tuple(
+            "surfaces.plane_distance=0.03" if o.startswith("surfaces.plane_distance=") else o for o in RELAXED
+        )
+        + SELF,
+        note="... and planes 3x thicker",
+    ),
 ]
 
 
@@ -159,15 +197,25 @@ def write_manifests(data: Path, out: Path, env: dict) -> None:
     xseason = [XSEASON]
     cmds = [
         [*xseason, "manifest", "7scenes", str(link), "--out", str(out / "manifest.csv")],
-        [*xseason, "manifest", "7scenes", str(link), "--out", str(out / "manifest_per_sequence.csv"),
-         *[a for s in SEQUENCES for a in ("--condition", f"{s}={s}")]],
+        [
+            *xseason,
+            "manifest",
+            "7scenes",
+            str(link),
+            "--out",
+            str(out / "manifest_per_sequence.csv"),
+            *[a for s in SEQUENCES for a in ("--condition", f"{s}={s}")],
+        ],
     ]
     for cmd in cmds:
         print("$", " ".join(_short(c) for c in cmd))
         subprocess.run(cmd, check=True, env=env, cwd=REPO)
     rows = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
     rows.assign(sequence="stairs").to_csv(out / "manifest_one_traversal.csv", index=False)
-    print(f"wrote {out / 'manifest_one_traversal.csv'}: manifest.csv with sequence = stairs for all {len(rows)} rows")
+    print(
+        f"wrote {out / 'manifest_one_traversal.csv'}: manifest.csv with sequence = stairs "
+        f"for all {len(rows)} rows"
+    )
 
 
 def _short(arg: str) -> str:
@@ -192,20 +240,27 @@ def build(variant: Variant, out: Path, env: dict) -> tuple[Path, float, str]:
 
 def stages(dataset: Path, variant: Variant, manifest: Path) -> tuple[str, dict]:
     """What each stage left of the build (recomputed from its work folder with the variant's config,
-    as `build_correspondences` does): 3D points per 7-Scenes sequence folder (triangulated / well
+    as the build's association stage does): 3D points per 7-Scenes sequence folder (triangulated / well
     measured), points after cleaning, reference points with a partner in each other condition, and
     the planar regions of the reference's surface model (with each region's sequence folders)."""
-    from xseason.matching.association import associate, clean_points, point_table_from_reconstructions, well_measured
-    from xseason.pipeline.build import default_work_dir, load_build_config
-    from xseason.matching.correspondences import views_from_manifest
     from xseason.inputs.manifest import read_manifest
-    from xseason.sfm.registration import load_registered
+    from xseason.matching.association import (
+        associate,
+        clean_points,
+        point_table_from_reconstructions,
+        well_measured,
+    )
     from xseason.matching.surfaces import build_surfaces
+    from xseason.matching.views import views_from_manifest
+    from xseason.pipeline.build import load_build_config
+    from xseason.sfm.paths import BuildPaths
+    from xseason.sfm.registration import load_registered
 
     cfg = load_build_config(None, list(variant.sets))
     man = read_manifest(manifest)
-    recs = load_registered(default_work_dir(dataset))
-    raw = point_table_from_reconstructions(recs, views_from_manifest(man, recs), cfg.association.spacing_k)
+    recs = load_registered(BuildPaths.beside(dataset))
+    views = views_from_manifest(man, recs, cfg.features.default_focal_factor)
+    raw = point_table_from_reconstructions(recs, views, cfg.association.spacing_k)
     names = [Path(v.name).parent.name for v in raw.views]
     folders = sorted(set(names))
     code = np.array([folders.index(n) for n in names])[raw.obs_image]
@@ -217,24 +272,42 @@ def stages(dataset: Path, variant: Variant, manifest: Path) -> tuple[str, dict]:
     good = well_measured(raw, cfg.association)
     table = clean_points(raw, cfg.association)
     reference = variant.reference or man.images[0].condition
-    partners = {c: int((p >= 0).sum()) for c, p in associate(table, reference, cfg.association).partner.items()
-                if c != reference} if np.any(table.point_condition == table.condition_index(reference)) else {}
+    partners = (
+        {
+            c: int((p >= 0).sum())
+            for c, p in associate(table, reference, cfg.association).partner.items()
+            if c != reference
+        }
+        if np.any(table.point_condition == table.condition_index(reference))
+        else {}
+    )
     surf = raw.subset(good)
     regions = build_surfaces(surf, reference, cfg.surfaces).regions
     surf_folder = point_folder[good]
     where = [",".join(sorted(set(surf_folder[r.points]))) for r in regions]
 
-    def depth(k: np.ndarray) -> str:  # median over well-measured points of their mean distance to their cameras
+    def depth(
+        k: np.ndarray,
+    ) -> str:  # median over well-measured points of their mean distance to their cameras
         return f" ({np.nanmedian(raw.depth[k]):.2f} m)" if k.any() else ""
 
-    line = ("3D points (triangulated / well measured (their median distance to their cameras)): "
-            + ", ".join(f"{f} {np.sum(point_folder == f)}/{np.sum(good & (point_folder == f))}"
-                        + depth(good & (point_folder == f))
-                        for f in [*SEQUENCES, "mixed"] if f in SEQUENCES or np.any(point_folder == f))
-            + f"; after cleaning {table.num_points}"
-            + (f"; reference points with a partner: {partners}" if partners else "")
-            + f"; planar regions of {reference}: {len(regions)}"
-            + (" (" + ", ".join(f"{len(r.points)} pts {w}" for r, w in zip(regions, where)) + ")" if regions else ""))
+    line = (
+        "3D points (triangulated / well measured (their median distance to their cameras)): "
+        + ", ".join(
+            f"{f} {np.sum(point_folder == f)}/{np.sum(good & (point_folder == f))}"
+            + depth(good & (point_folder == f))
+            for f in [*SEQUENCES, "mixed"]
+            if f in SEQUENCES or np.any(point_folder == f)
+        )
+        + f"; after cleaning {table.num_points}"
+        + (f"; reference points with a partner: {partners}" if partners else "")
+        + f"; planar regions of {reference}: {len(regions)}"
+        + (
+            " (" + ", ".join(f"{len(r.points)} pts {w}" for r, w in zip(regions, where)) + ")"
+            if regions
+            else ""
+        )
+    )
     return line, {"points": int(good.sum()), "regions": len(regions)}
 
 
@@ -299,7 +372,8 @@ def warp(f0: Frame, f1: Frame, x0: np.ndarray, z0: np.ndarray) -> tuple[np.ndarr
 
 
 def ground_truth(f0: Frame, f1: Frame, x0: np.ndarray, x1: np.ndarray) -> dict[str, np.ndarray]:
-    """Per match: error of x1 against the registered-depth warp, its visibility, and the intrinsics-only error."""
+    """Per match: error of x1 against the registered-depth warp, its visibility, and the
+    intrinsics-only error."""
     z0 = lookup(f0.depth, x0)
     gt, z1 = warp(f0, f1, x0, z0)
     err = np.linalg.norm(gt - x1, axis=1)
@@ -311,8 +385,14 @@ def ground_truth(f0: Frame, f1: Frame, x0: np.ndarray, x1: np.ndarray) -> dict[s
     xd = np.stack([(x0[:, 0] + 0.5 - cx) * fd / fr + dx - 0.5, (x0[:, 1] + 0.5 - cy) * fd / fr + dy - 0.5], 1)
     zs = lookup(f0.raw, xd)
     gt_s, _ = warp(f0, f1, x0, zs)
-    return {"err": err, "valid": np.isfinite(err), "visible": visible & np.isfinite(err),
-            "err_simple": np.linalg.norm(gt_s - x1, axis=1), "z_kinect": z0, "z_match": implied_depth(f0, f1, x0, x1)}
+    return {
+        "err": err,
+        "valid": np.isfinite(err),
+        "visible": visible & np.isfinite(err),
+        "err_simple": np.linalg.norm(gt_s - x1, axis=1),
+        "z_kinect": z0,
+        "z_match": implied_depth(f0, f1, x0, x1),
+    }
 
 
 def implied_depth(f0: Frame, f1: Frame, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
@@ -336,7 +416,9 @@ def evaluate(dataset: Path) -> pd.DataFrame:
     def frame(k: int) -> Frame:
         if k not in frames:
             r = images.loc[k]
-            cam = Camera(r["camera_model"], int(r["width"]), int(r["height"]), tuple(float(p) for p in r["params"]))
+            cam = Camera(
+                r["camera_model"], int(r["width"]), int(r["height"]), tuple(float(p) for p in r["params"])
+            )
             pose = Pose.from_qt([r[c] for c in ("qw", "qx", "qy", "qz")], [r[c] for c in ("tx", "ty", "tz")])
             frames[k] = load_frame(store.image_path(k), cam, pose)
         return frames[k]
@@ -351,18 +433,36 @@ def evaluate(dataset: Path) -> pd.DataFrame:
             x1 = np.stack([chunk["x1"][k], chunk["y1"][k]], 1).astype(np.float64)
             g = ground_truth(frame(i0), frame(i1), x0, x1)
             seq = [Path(images.at[i, "image"]).parent.name for i in (i0, i1)]
-            parts.append(pd.DataFrame({
-                "pair_id": pid, "condition_pair": f"{images.at[i0, 'condition']} -> {images.at[i1, 'condition']}",
-                "sequence_pair": f"{seq[0]} -> {seq[1]}", "densified": chunk["densified"][k].astype(bool), **g,
-            }))
-    columns = ["pair_id", "condition_pair", "sequence_pair", "densified", "err", "valid", "visible", "err_simple",
-               "z_kinect", "z_match"]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "pair_id": pid,
+                        "condition_pair": f"{images.at[i0, 'condition']} -> {images.at[i1, 'condition']}",
+                        "sequence_pair": f"{seq[0]} -> {seq[1]}",
+                        "densified": chunk["densified"][k].astype(bool),
+                        **g,
+                    }
+                )
+            )
+    columns = [
+        "pair_id",
+        "condition_pair",
+        "sequence_pair",
+        "densified",
+        "err",
+        "valid",
+        "visible",
+        "err_simple",
+        "z_kinect",
+        "z_match",
+    ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 # ------------------------------------------------------------------ reference: plain OpenCV matches
-def reference_matches(manifest: Path, ratio: float = 0.75, ransac_px: float = 1.0, min_inliers: int = 15
-                      ) -> pd.DataFrame:
+def reference_matches(
+    manifest: Path, ratio: float = 0.75, ransac_px: float = 1.0, min_inliers: int = 15
+) -> pd.DataFrame:
     """Plain OpenCV SIFT matches of every image pair (i < j) of the manifest, scored like the build's.
 
     Not the build's matcher: Lowe's ratio test, mutual nearest neighbours, fundamental-matrix RANSAC
@@ -390,8 +490,11 @@ def reference_matches(manifest: Path, ratio: float = 0.75, ransac_px: float = 1.
                 continue
             fwd = matcher.knnMatch(d0, d1, k=2)
             back = {m.queryIdx: m.trainIdx for m in matcher.match(d1, d0)}
-            good = [(m.queryIdx, m.trainIdx) for m, n in fwd
-                    if m.distance < ratio * n.distance and back.get(m.trainIdx) == m.queryIdx]
+            good = [
+                (m.queryIdx, m.trainIdx)
+                for m, n in fwd
+                if m.distance < ratio * n.distance and back.get(m.trainIdx) == m.queryIdx
+            ]
             if len(good) < min_inliers:
                 continue
             a, b = (np.array(x) for x in zip(*good))
@@ -402,11 +505,17 @@ def reference_matches(manifest: Path, ratio: float = 0.75, ransac_px: float = 1.
             keep = inl.ravel().astype(bool)
             g = ground_truth(frames[i], frames[j], x0[keep], x1[keep])
             within = recs[i].path.parent == recs[j].path.parent
-            parts.append(pd.DataFrame({
-                "pair_id": i * len(recs) + j, "condition_pair": "within a sequence" if within else "across sequences",
-                "sequence_pair": f"{recs[i].path.parent.name} -> {recs[j].path.parent.name}",
-                "densified": False, **g,
-            }))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "pair_id": i * len(recs) + j,
+                        "condition_pair": "within a sequence" if within else "across sequences",
+                        "sequence_pair": f"{recs[i].path.parent.name} -> {recs[j].path.parent.name}",
+                        "densified": False,
+                        **g,
+                    }
+                )
+            )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -422,11 +531,14 @@ def summarise(m: pd.DataFrame) -> dict[str, object]:
     pct = (lambda x: f"{100 * x:.1f}") if len(e) else (lambda x: "-")
     px = (lambda x: f"{x:.2f}") if len(e) else (lambda x: "-")
     return {
-        "pairs": m["pair_id"].nunique(), "matches": len(m),
+        "pairs": m["pair_id"].nunique(),
+        "matches": len(m),
         "valid GT %": f"{100 * m['valid'].mean():.1f}" if len(m) else "-",
         "visible %": pct(m["visible"].sum() / max(len(e), 1)),
-        "median px": px(np.median(e) if len(e) else 0), "p90 px": px(np.percentile(e, 90) if len(e) else 0),
-        "<=1 px %": pct(np.mean(e <= 1) if len(e) else 0), "<=3 px %": pct(np.mean(e <= 3) if len(e) else 0),
+        "median px": px(np.median(e) if len(e) else 0),
+        "p90 px": px(np.percentile(e, 90) if len(e) else 0),
+        "<=1 px %": pct(np.mean(e <= 1) if len(e) else 0),
+        "<=3 px %": pct(np.mean(e <= 3) if len(e) else 0),
         "<=5 px %": pct(np.mean(e <= 5) if len(e) else 0),
         "median px (intrinsics only)": f"{np.median(s):.2f}" if len(s) else "-",
         "depth ratio": f"{np.nanmedian(ratio):.3f}" if len(ratio) else "-",
@@ -438,12 +550,15 @@ def depth_line(m: pd.DataFrame) -> str:
     if not len(ok):
         return "depth implied by the matches: no match with Kinect depth"
     zm, zk = ok["z_match"].to_numpy(float), ok["z_kinect"].to_numpy(float)
+
     def spread(z: np.ndarray) -> str:
         return f"median {np.median(z):.2f} m (p10-p90 {np.percentile(z, 10):.2f}-{np.percentile(z, 90):.2f})"
 
-    return (f"depth implied by the matches (the depth along x0's ray that lands nearest x1), {len(ok)} matches "
-            f"with Kinect depth: {spread(zm)}; Kinect at x0: {spread(zk)}; "
-            f"median ratio implied / Kinect {np.median(zm / zk):.3f}")
+    return (
+        f"depth implied by the matches (the depth along x0's ray that lands nearest x1), {len(ok)} matches "
+        f"with Kinect depth: {spread(zm)}; Kinect at x0: {spread(zk)}; "
+        f"median ratio implied / Kinect {np.median(zm / zk):.3f}"
+    )
 
 
 def report(m: pd.DataFrame) -> str:
@@ -451,7 +566,9 @@ def report(m: pd.DataFrame) -> str:
     for key in ("condition_pair", "sequence_pair"):
         for value, g in m.groupby(key, sort=True):
             for dens, h in [("all", g), *((d, h) for d, h in g.groupby("densified"))]:
-                rows.append({"group": key.replace("_", " "), "pair": value, "densified": dens, **summarise(h)})
+                rows.append(
+                    {"group": key.replace("_", " "), "pair": value, "densified": dens, **summarise(h)}
+                )
     for dens, h in [("all", m), *((d, h) for d, h in m.groupby("densified"))]:
         rows.append({"group": "overall", "pair": "", "densified": dens, **summarise(h)})
     return pd.DataFrame(rows).to_string(index=False)
@@ -459,11 +576,16 @@ def report(m: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the 7-Scenes stairs sample (default: %(default)s)")
+    ap.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="the 7-Scenes stairs sample (default: %(default)s)"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench_sevenscenes", help="output folder")
-    ap.add_argument("--only", action="append", choices=[v.name for v in VARIANTS],
-                    help="variant(s) to run (default: all)")
-    ap.add_argument("--keep", action="store_true", help="reuse the output folder's builds (default: start afresh)")
+    ap.add_argument(
+        "--only", action="append", choices=[v.name for v in VARIANTS], help="variant(s) to run (default: all)"
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="reuse the output folder's builds (default: start afresh)"
+    )
     args = ap.parse_args()
     if not (args.data / "seq-01").is_dir():
         raise SystemExit(f"{args.data}: not the 7-Scenes stairs sample (no seq-01/)")
@@ -492,18 +614,29 @@ def main() -> None:
             print(depth_line(m))
         else:
             tail = log.strip().splitlines()
-            print("no matches; the build's summary:\n  " + "\n  ".join(tail[tail.index(next(
-                (s for s in tail if s.startswith("images registered")), tail[0])):]))
+            print(
+                "no matches; the build's summary:\n  "
+                + "\n  ".join(
+                    tail[tail.index(next((s for s in tail if s.startswith("images registered")), tail[0])) :]
+                )
+            )
         summary.append({"variant": v.name, "build s": f"{seconds:.1f}", **counts, **summarise(m)})
     t = time.perf_counter()
     ref = reference_matches(out / "manifest.csv")
-    print(f"\n=== reference, not the build: plain OpenCV SIFT (ratio 0.75, mutual, F-RANSAC 1 px, >= 15 inliers) "
-          f"on all 66 image pairs, same ground truth ({time.perf_counter() - t:.1f} s)")
-    rows = [{"pairs of images": k, **summarise(ref[ref["condition_pair"] == k])}
-            for k in ("within a sequence", "across sequences")]
+    print(
+        "\n=== reference, not the build: plain OpenCV SIFT (ratio 0.75, mutual, F-RANSAC 1 px, "
+        f">= 15 inliers) on all 66 image pairs, same ground truth ({time.perf_counter() - t:.1f} s)"
+    )
+    rows = [
+        {"pairs of images": k, **summarise(ref[ref["condition_pair"] == k])}
+        for k in ("within a sequence", "across sequences")
+    ]
     # (no depth ratio: for identical images the depth a match stands for is undetermined)
-    print(pd.DataFrame(rows + [{"pairs of images": "all", **summarise(ref)}]).drop(columns="depth ratio")
-          .to_string(index=False))
+    print(
+        pd.DataFrame(rows + [{"pairs of images": "all", **summarise(ref)}])
+        .drop(columns="depth ratio")
+        .to_string(index=False)
+    )
     print("\n=== all variants (overall)")
     print(pd.DataFrame(summary).to_string(index=False))
     print(f"\ntotal {time.perf_counter() - t_all:.1f} s")

@@ -1,6 +1,6 @@
 """Aachen Day-Night v1.1 -> day/night correspondences.
 
-Layout read (see xseason/layouts/aachen.py): DATASET/images_upright/, the COLMAP model
+Layout read (see xseason/inputs/layouts/aachen.py): DATASET/images_upright/, the COLMAP model
 DATASET/3D-models/aachen_v_1_1/ (day database poses and cameras) and
 DATASET/queries/night_time_queries_with_intrinsics.txt. The night queries have no published
 poses: the build registers them against the posed day database (condition `day`, the reference).

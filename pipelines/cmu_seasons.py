@@ -1,6 +1,6 @@
 """(Extended) CMU Seasons -> cross-season correspondences (the reference paper's first dataset).
 
-Layout read (see xseason/layouts/cmu.py for every convention):
+Layout read (see xseason/inputs/layouts/cmu.py for every convention):
   DATASET/intrinsics.txt, DATASET/slice<N>/{database,query}/*.jpg,
   DATASET/slice<N>/ground-truth-database-images-slice<N>.txt, DATASET/slice<N>/camera-poses/*.txt
 Conditions: the database is the reference `sunny-nofoliage`; each query traversal gets the

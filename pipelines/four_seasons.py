@@ -1,7 +1,8 @@
 """4Seasons -> cross-season correspondences between recordings of one route.
 
-Layout read (see xseason/layouts/fourseasons.py): DATASET/calibration/undistorted_calib_{0,1,stereo}.txt
-and DATASET/recording_<date>_<time>/{undistorted_images/cam0,cam1, GNSSPoses.txt}. Each recording
+Layout read (see xseason/inputs/layouts/fourseasons.py):
+DATASET/calibration/undistorted_calib_{0,1,stereo}.txt and
+DATASET/recording_<date>_<time>/{undistorted_images/cam0,cam1, GNSSPoses.txt}. Each recording
 is a sequence; its condition is its season unless given with --condition RECORDING=CONDITION.
 The reference is the first recording's condition unless --reference is given.
 

@@ -1,6 +1,6 @@
 """Any dataset in kapture format -> cross-condition correspondences.
 
-Layout read (see xseason/layouts/kapture.py): sensors.txt, rigs.txt, trajectories.txt and
+Layout read (see xseason/inputs/layouts/kapture.py): sensors.txt, rigs.txt, trajectories.txt and
 records_camera.txt (in DATASET/sensors/ or DATASET/), images in records_data/. A sequence
 is the first folder of each image path; conditions come from --condition SEQ=COND or
 --conditions FILE.csv (sequence,condition[,season,daytime,weather]).

@@ -1,6 +1,6 @@
 """RobotCar Seasons v2 -> cross-season correspondences (the reference paper's second dataset).
 
-Layout read (see xseason/layouts/robotcar.py for every convention):
+Layout read (see xseason/inputs/layouts/robotcar.py for every convention):
   DATASET/images/<condition>/<camera>/<timestamp>.jpg, DATASET/intrinsics/<camera>_intrinsics.txt,
   DATASET/3D-models/all-merged/all.nvm (reference poses), DATASET/robotcar_v2_train.txt (query poses)
 Conditions: the image folders; `overcast-reference` is the reference, against dawn, dusk,

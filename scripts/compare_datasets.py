@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from xseason.store.digest import content_digests
+from xseason.store import content_digests
 
 
 def main(paths: list[str]) -> int:
@@ -18,7 +18,8 @@ def main(paths: list[str]) -> int:
         values = [d.get(table, "-") for d in digests]
         equal = len(set(values)) == 1
         same &= equal
-        print(f"{table:<9} {'  '.join(v[:16] for v in values)}  {'' if len(paths) == 1 else ('same' if equal else 'DIFFERENT')}")
+        verdict = "" if len(paths) == 1 else ("same" if equal else "DIFFERENT")
+        print(f"{table:<9} {'  '.join(v[:16] for v in values)}  {verdict}")
     return 0 if same else 1
 
 

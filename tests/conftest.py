@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder of the `tiny` preset (seed 0) rendered once per session; manifest at <dir>/manifest.csv, poses given."""
+    """Folder of the `tiny` preset (seed 0) rendered once per session; <dir>/manifest.csv has the poses."""
     from xseason.synth import render_scene, synth_config
 
     out = tmp_path_factory.mktemp("synth") / "tiny"
@@ -21,7 +21,7 @@ def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_scene_hidden(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same scene with a manifest without poses (image, label, mask, depth files are links to tiny_scene's)."""
+    """The same scene with a manifest without poses (image, label, mask, depth: links to tiny_scene's)."""
     from xseason.synth import make_views, synth_config, write_manifest
 
     out = tmp_path_factory.mktemp("synth_hidden") / "tiny"

@@ -5,21 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from xseason.core.config import from_dict
+from xseason.core.errors import ConfigError
+from xseason.core.geometry import Camera, Pose
 from xseason.matching.association import (
     AssociationConfig,
     AssociationError,
-    ImageView,
     adaptive_radius,
     associate,
+    associate_clouds,
     build_point_table,
     clean_points,
     decode_point_id,
     encode_point_id,
     mutual_nearest_neighbours,
 )
-from xseason.core.config import from_dict
-from xseason.core.errors import ConfigError
-from xseason.core.geometry import Camera, Pose
+from xseason.matching.views import ImageView
 
 CAM = Camera("PINHOLE", 200, 200, (100.0, 100.0, 100.0, 100.0))
 
@@ -65,7 +66,7 @@ def test_mutual_nearest_neighbours_and_radius():
     assert i.tolist() == [0] and j.tolist() == [0] and np.allclose(d, [0.1])
     # A larger radius on either side admits the far pair.
     i, j, _ = mutual_nearest_neighbours(a, b, np.array([0.2, 0.2, 0.6]), np.full(3, 0.2))
-    assert sorted(zip(i.tolist(), j.tolist())) == [(0, 0), (2, 2)]
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 0), (2, 2)]
 
 
 def test_adaptive_radius_follows_spacing():
@@ -91,7 +92,8 @@ def test_associate_links_same_places_only():
     part, dist = assoc.partner["winter"], assoc.partner_dist["winter"]
     linked = np.flatnonzero(part >= 0)
     assert len(linked) == len(other)
-    np.testing.assert_allclose(table.xyz[part[linked]] - table.xyz[assoc.ref_points[linked]], [[0.02, 0, 0]] * len(linked), atol=1e-9)
+    offset = table.xyz[part[linked]] - table.xyz[assoc.ref_points[linked]]
+    np.testing.assert_allclose(offset, [[0.02, 0, 0]] * len(linked), atol=1e-9)
     np.testing.assert_allclose(dist[linked], 0.02, atol=1e-9)
 
 
@@ -99,7 +101,8 @@ def test_clean_points_drops_outliers_and_weak_points():
     views = _views({"a": "summer"})
     pts = np.concatenate([_plane(0.2, 0.002), [[0.0, 0.0, 30.0], [2.0, 2.0, 20.0]]])
     table = _table(views, {"a": pts})
-    out = clean_points(table, AssociationConfig(min_tri_angle=0.0, outlier_neighbors=8, outlier_std_ratio=2.0))
+    cfg = AssociationConfig(min_tri_angle=0.0, outlier_neighbors=8, outlier_std_ratio=2.0)
+    out = clean_points(table, cfg)
     assert out.num_points == len(pts) - 2 and (out.xyz[:, 2] < 10.1).all()
     # The baseline of 1 unit at depth 10 gives ~5.7 degrees: a 10 degree floor removes all.
     assert clean_points(table, AssociationConfig(min_tri_angle=10.0, outlier_neighbors=0)).num_points == 0
@@ -124,3 +127,15 @@ def test_point_ids_and_errors():
         build_point_table(views, np.zeros((1, 3)), ["a"], [1], [0], [5], [[0.0, 0.0]])
 
 
+def test_the_association_stage_cleans_associates_and_keeps_the_surface_points():
+    views = _views({"a": "summer", "b": "winter"})
+    pts = np.concatenate([_plane(0.2, 0.002), [[0.0, 0.0, 30.0]]])  # one outlier far behind the plane
+    table = _table(views, {"a": pts, "b": _plane(0.2) + [0.02, 0.0, 0.0]})
+    cfg = AssociationConfig(min_tri_angle=0.0, outlier_neighbors=8, outlier_std_ratio=2.0)
+    out = associate_clouds(table, ["summer", "winter"], cfg)
+    np.testing.assert_array_equal(out.points.point_id, clean_points(table, cfg).point_id)
+    assert [a.reference for a in out.associations] == ["summer", "winter"]
+    # surfaces see every well-measured point: outlier removal does not apply to them
+    assert out.surface_points.num_points == table.num_points > out.points.num_points
+    with pytest.raises(AssociationError, match="at least one reference"):
+        associate_clouds(table, [], cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from xseason.store.format import open_dataset
+from xseason.store import open_dataset
 
 # Files that appear as the build goes: killed right after each, the build is mid-way through
 # feature extraction / sequence models / the correspondences (registration done, dataset not written).
@@ -21,14 +21,26 @@ KILL_AFTER = ["colmap/database.db", "sfm", "registration.json"]
 
 
 def _build_command(manifest: Path, out: Path) -> list[str]:
-    return [sys.executable, "-c", "import sys; from xseason.cli import main; sys.exit(main())",
-            "build", str(manifest), "--out", str(out), "--quiet"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from xseason.cli import main; sys.exit(main())",
+        "build",
+        str(manifest),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def _kill_when(manifest: Path, out: Path, marker: str, timeout: float = 600.0) -> None:
     """Start a build and SIGKILL it as soon as `OUT.work/<marker>` exists."""
-    proc = subprocess.Popen(_build_command(manifest, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _build_command(manifest, out),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     work = out.parent / f"{out.name}.work"
     start = time.monotonic()
     while not (work / marker).exists():

@@ -1,7 +1,7 @@
 """Typed configuration: YAML + overrides -> dataclasses, with clear errors."""
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -24,7 +24,7 @@ class Outer:
     name: str = "x"
     steps: int = 10
     conditions: list[str] = field(default_factory=list)
-    limit: Optional[int] = None
+    limit: int | None = None
     inner: Inner = field(default_factory=Inner)
 
 
@@ -38,7 +38,13 @@ def test_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("steps: 5\ninner:\n  radius: 2\n")
     cfg = load_config(Outer, path, ["inner.mode=exact", "conditions=[a, b]", "limit=3"])
-    assert (cfg.steps, cfg.inner.radius, cfg.inner.mode, cfg.conditions, cfg.limit) == (5, 2.0, "exact", ["a", "b"], 3)
+    assert (cfg.steps, cfg.inner.radius, cfg.inner.mode, cfg.conditions, cfg.limit) == (
+        5,
+        2.0,
+        "exact",
+        ["a", "b"],
+        3,
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,21 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from toy import CAMERA, H, W
 
-from xseason.matching.association import AssociationConfig, ImageView, associate, build_point_table, clean_points
-from xseason.matching.correspondences import CorrespondenceConfig, assign_splits, make_correspondences, sample_grid
-from xseason.core.geometry import Camera, Pose, in_image
+from xseason.core.geometry import Pose, in_image
+from xseason.matching.association import (
+    AssociatedPoints,
+    AssociationConfig,
+    associate,
+    build_point_table,
+    clean_points,
+)
+from xseason.matching.correspondences import CorrespondenceConfig, make_correspondences, sample_grid
+from xseason.matching.splits import RouteAxis, assign_splits
 from xseason.matching.surfaces import SurfaceConfig
+from xseason.matching.views import ImageView
 
-W, H = 160, 120
-CAMERA = Camera("PINHOLE", W, H, (110.0, 110.0, W / 2, H / 2))
 # Boxes (min corner, max corner). Ground is the plane z = 0.
 FACADES = [((-10, 7, 0), (40, 9, 12)), ((-10, -9, 0), (40, -7, 12))]
 POLE = ((9.6, 2.5, 0), (10.4, 3.3, 6))  # occluder, both conditions
@@ -107,7 +114,8 @@ class Scene:
         n = 0
         for k, v in enumerate(self.views):
             s = step[v.condition]
-            g = np.stack(np.meshgrid(np.arange(3, W - 3, s), np.arange(3, H - 3, s)), -1).reshape(-1, 2).astype(float)
+            g = np.stack(np.meshgrid(np.arange(3, W - 3, s), np.arange(3, H - 3, s)), -1)
+            g = g.reshape(-1, 2).astype(float)
             X = self.lift(k, g)
             ok = np.isfinite(X).all(axis=1)
             X = X[ok]
@@ -116,7 +124,8 @@ class Scene:
                 if u.sequence != v.sequence:
                     continue
                 uv, vis = self.true_match(k, m, g[ok])
-                vis &= np.isfinite(uv).all(axis=1) & (uv[:, 0] > 0) & (uv[:, 0] < W - 1) & (uv[:, 1] > 0) & (uv[:, 1] < H - 1)
+                vis &= np.isfinite(uv).all(axis=1) & (uv[:, 0] > 0) & (uv[:, 0] < W - 1)
+                vis &= (uv[:, 1] > 0) & (uv[:, 1] < H - 1)
                 o_img.append(np.full(vis.sum(), m))
                 o_pt.append(idx[vis])
                 o_xy.append(uv[vis])
@@ -140,7 +149,7 @@ def _generate(scene: Scene, surfaces: SurfaceConfig | None = None, **kw):
     table = clean_points(scene.table({"summer": 6, "winter": 10}), ASSOC)
     assoc = associate(table, "summer", ASSOC)
     cfg = CorrespondenceConfig(**{"min_matches": 5, **kw})
-    return table, make_correspondences(table, [assoc], cfg, surfaces, progress=False)
+    return table, make_correspondences(AssociatedPoints(table, [assoc], table), cfg, surfaces, progress=False)
 
 
 def _errors(scene: Scene, tables) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +225,9 @@ def test_pair_selection_cap_and_overlap(scene):
     assert (out.pairs.overlap >= 0.3).all()
     _, same = _generate(scene, self_pairs=True)
     seq = np.array([v.sequence for v in scene.views])
-    both_ref = (seq[same.pairs.image_id1] != "w1")
-    assert both_ref.any() and (seq[same.pairs.image_id0][both_ref] != seq[same.pairs.image_id1][both_ref]).all()
+    both_ref = seq[same.pairs.image_id1] != "w1"
+    assert both_ref.any()
+    assert (seq[same.pairs.image_id0][both_ref] != seq[same.pairs.image_id1][both_ref]).all()
 
 
 def test_surface_samples_cover_the_facades_at_exact_positions(scene):
@@ -226,7 +236,7 @@ def test_surface_samples_cover_the_facades_at_exact_positions(scene):
     _, out = _generate(scene)
     dens = out.matches[out.matches.densified].merge(out.pairs[["pair_id", "image_id0"]], on="pair_id")
     assert dens.image_id0.nunique() >= 10
-    for k, sub in dens.groupby("image_id0"):
+    for _, sub in dens.groupby("image_id0"):
         assert np.ptp(sub.x0) > W / 3 and (sub.x0 % 1 != 0).mean() > 0.9  # spread, not on integer pixels
     grid = sample_grid(CAMERA, 4.0, seed=(0, 3))
     assert len(grid) == (W // 4) * (H // 4) and in_image(CAMERA, grid).all()
@@ -237,7 +247,8 @@ def test_splits_are_by_place():
     cfg = CorrespondenceConfig(split_blocks=10)
     rng = np.random.default_rng(0)
     place = np.c_[rng.uniform(0, 100, 500), rng.normal(0, 1, 500), np.zeros(500)]
-    split = assign_splits(place, (np.zeros(3), np.array([1.0, 0, 0])), cfg)
+    axis = RouteAxis(np.zeros(3), np.array([1.0, 0, 0]))
+    split = assign_splits(place, axis, cfg.split_blocks, cfg.split_fractions, cfg.split_seed)
     assert set(split) == {"train", "val", "test"}
     block = np.clip((place[:, 0] - place[:, 0].min()) / np.ptp(place[:, 0]) * 10, 0, 9).astype(int)
     for b in range(10):
@@ -254,7 +265,7 @@ def test_streamed_chunks_are_the_match_table(scene):
     biggest_pair = int(out.pairs.num_matches.max())
     assert (sizes[:-1] <= max(300, biggest_pair)).all()
     ids = [c.pair_id.to_numpy() for c in chunks]
-    assert all(a[-1] < b[0] for a, b in zip(ids[:-1], ids[1:]))  # no pair split across chunks
+    assert all(a[-1] < b[0] for a, b in zip(ids[:-1], ids[1:], strict=True))  # no pair split across chunks
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), out.matches)
 
 
@@ -266,8 +277,10 @@ def test_surface_probe_changes_the_estimate_not_the_matches(scene):
     both = exact.pairs.merge(probed.pairs, on=["image_id0", "image_id1"], suffixes=("", "_probed"))
     assert len(both) >= 0.8 * len(exact.pairs) and len(both) > 20
     cols = ["x0", "y0", "x1", "y1"]
-    dense = {name: out.matches[out.matches.densified].groupby("pair_id") for name, out in
-             (("exact", exact), ("probed", probed))}
+    dense = {
+        name: out.matches[out.matches.densified].groupby("pair_id")
+        for name, out in (("exact", exact), ("probed", probed))
+    }
     capped = 0
     for r in both.itertuples():
         a = dense["exact"].get_group(r.pair_id)[cols].to_numpy()

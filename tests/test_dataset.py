@@ -10,13 +10,19 @@ import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DataLoader
+from toy import make_toy_dataset
 
 from xseason.learn.dataset import (
-    AugmentConfig, CorrespondenceDataset, ImageTransform, PadCollate, PairBatchSampler, PairFilter,
-    make_toy_dataset, plan_transform,
+    AugmentConfig,
+    CorrespondenceDataset,
+    ImageTransform,
+    PadCollate,
+    PairBatchSampler,
+    PairFilter,
+    plan_transform,
 )
 from xseason.learn.losses import sample_at
-from xseason.store.format import StoreConfig, write_dataset
+from xseason.store import StoreConfig, write_dataset
 
 SLOPE = 2.5  # ramp: R = SLOPE * u, G = SLOPE * v for canvas coordinates (u, v)
 
@@ -38,26 +44,71 @@ def ramp_dataset(tmp_path_factory):
     images = []
     for i, (w, h, k, ox, oy) in enumerate(views):
         cv2.imwrite(str(root / "img" / f"{i}.png"), _ramp(w, h, k, ox, oy)[..., ::-1])
-        images.append({"image_id": i, "image": f"{i}.png", "sequence": f"s{i}", "condition": ["day", "night", "snow"][i],
-                       "season": None, "daytime": None, "weather": None, "camera_model": "PINHOLE", "width": w,
-                       "height": h, "params": [50.0, 50.0, w / 2, h / 2], "registered": False,
-                       **{c: None for c in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")}})
+        images.append(
+            {
+                "image_id": i,
+                "image": f"{i}.png",
+                "sequence": f"s{i}",
+                "condition": ["day", "night", "snow"][i],
+                "season": None,
+                "daytime": None,
+                "weather": None,
+                "camera_model": "PINHOLE",
+                "width": w,
+                "height": h,
+                "params": [50.0, 50.0, w / 2, h / 2],
+                "registered": False,
+                **{c: None for c in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")},
+            }
+        )
     rng = np.random.default_rng(0)
     u = rng.uniform(14, 60, 400)
     v = rng.uniform(12, 55, 400)
     table = []
     for pair_id, other in ((0, 1), (1, 2)):
+
         def to_image(view):
             _, _, k, ox, oy = view
             return (u - ox + 0.5) * k - 0.5, (v - oy + 0.5) * k - 0.5
+
         x0, y0 = to_image(views[0])
         x1, y1 = to_image(views[other])
-        table.append(pd.DataFrame({"pair_id": pair_id, "x0": x0, "y0": y0, "x1": x1, "y1": y1, "weight": 1.0,
-                                   "point3d_id": np.arange(400), "dist3d": 0.0, "err0": 0.0, "err1": 0.0}))
-    pairs = pd.DataFrame({"pair_id": [0, 1], "image_id0": [0, 0], "image_id1": [1, 2], "num_matches": [400, 400],
-                          "overlap": [0.5, 0.5], "split": ["train", "test"]})
-    return write_dataset(root / "ds", pd.DataFrame(images), pairs, pd.concat(table), config={}, manifest_checksum=None,
-                         image_root=root / "img", store_config=StoreConfig(coord_step=0, mantissa_bits=23))
+        table.append(
+            pd.DataFrame(
+                {
+                    "pair_id": pair_id,
+                    "x0": x0,
+                    "y0": y0,
+                    "x1": x1,
+                    "y1": y1,
+                    "weight": 1.0,
+                    "point3d_id": np.arange(400),
+                    "dist3d": 0.0,
+                    "err0": 0.0,
+                    "err1": 0.0,
+                }
+            )
+        )
+    pairs = pd.DataFrame(
+        {
+            "pair_id": [0, 1],
+            "image_id0": [0, 0],
+            "image_id1": [1, 2],
+            "num_matches": [400, 400],
+            "overlap": [0.5, 0.5],
+            "split": ["train", "test"],
+        }
+    )
+    return write_dataset(
+        root / "ds",
+        pd.DataFrame(images),
+        pairs,
+        pd.concat(table),
+        config={},
+        manifest_checksum=None,
+        image_root=root / "img",
+        store_config=StoreConfig(coord_step=0, mantissa_bits=23),
+    )
 
 
 def _decode(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -67,12 +118,15 @@ def _decode(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return rgb[:, :2] / SLOPE
 
 
-@pytest.mark.parametrize("augment", [
-    AugmentConfig(short_side=0, crop=(0, 0)),
-    AugmentConfig(short_side=48, crop=(0, 0)),
-    AugmentConfig(short_side=45, crop=(40, 32), hflip=0.5, scale_jitter=0.3),
-    AugmentConfig(short_side=30, crop=(48, 40), hflip=1.0),  # crop larger than the image: padding
-])
+@pytest.mark.parametrize(
+    "augment",
+    [
+        AugmentConfig(short_side=0, crop=(0, 0)),
+        AugmentConfig(short_side=48, crop=(0, 0)),
+        AugmentConfig(short_side=45, crop=(40, 32), hflip=0.5, scale_jitter=0.3),
+        AugmentConfig(short_side=30, crop=(48, 40), hflip=1.0),  # crop larger than the image: padding
+    ],
+)
 def test_matches_stay_on_the_same_content(ramp_dataset, augment):
     ds = CorrespondenceDataset(ramp_dataset, augment=augment, with_labels=False)
     errors, kept = [], 0
@@ -80,13 +134,21 @@ def test_matches_stay_on_the_same_content(ramp_dataset, augment):
         for index in range(len(ds)):
             s = ds[(index, seed)]
             m = s["matches"]
-            for side, img in ((0, s["image0"]), (1, s["image1"])):
+            for img in (s["image0"], s["image1"]):
                 assert img.shape[0] == 3 and img.dtype == torch.uint8
             # Compare content only away from the outer pixel ring (border clamping, area filter edges).
             h0, w0 = s["image0"].shape[-2:]
             h1, w1 = s["image1"].shape[-2:]
-            inner = ((m[:, 0] > 1) & (m[:, 0] < w0 - 2) & (m[:, 1] > 1) & (m[:, 1] < h0 - 2)
-                     & (m[:, 2] > 1) & (m[:, 2] < w1 - 2) & (m[:, 3] > 1) & (m[:, 3] < h1 - 2))
+            inner = (
+                (m[:, 0] > 1)
+                & (m[:, 0] < w0 - 2)
+                & (m[:, 1] > 1)
+                & (m[:, 1] < h0 - 2)
+                & (m[:, 2] > 1)
+                & (m[:, 2] < w1 - 2)
+                & (m[:, 3] > 1)
+                & (m[:, 3] < h1 - 2)
+            )
             uv0 = _decode(s["image0"], m[inner, :2])
             uv1 = _decode(s["image1"], m[inner, 2:])
             errors.append((uv0 - uv1).norm(dim=1))
@@ -124,19 +186,24 @@ def test_dropped_matches_are_exactly_those_leaving_an_image(ramp_dataset):
     s = ds[(0, 7)]
     rng = np.random.default_rng([0, 0, 7])
     centre = int(rng.integers(400))
-    ts = [plan_transform(ds._size[i], np.array([m[f"x{k}"][centre], m[f"y{k}"][centre]]), aug, rng)
-          for k, i in enumerate((0, 1))]
+    ts = [
+        plan_transform(ds._size[i], np.array([m[f"x{k}"][centre], m[f"y{k}"][centre]]), aug, rng)
+        for k, i in enumerate((0, 1))
+    ]
     p0 = ts[0].points(np.stack([m["x0"], m["y0"]], 1))
     p1 = ts[1].points(np.stack([m["x1"], m["y1"]], 1))
-    inside = ((p0 >= -0.5) & (p0 < np.array(aug.crop) - 0.5)).all(1) & ((p1 >= -0.5) & (p1 < np.array(aug.crop) - 0.5)).all(1)
+    inside = ((p0 >= -0.5) & (p0 < np.array(aug.crop) - 0.5)).all(1) & (
+        (p1 >= -0.5) & (p1 < np.array(aug.crop) - 0.5)
+    ).all(1)
     assert 0 < inside.sum() < 400
     assert len(s["matches"]) == inside.sum()
     np.testing.assert_allclose(s["matches"].numpy(), np.concatenate([p0, p1], 1)[inside], atol=1e-4)
 
 
 def test_collate_pads_to_fixed_length(ramp_dataset):
-    ds = CorrespondenceDataset(ramp_dataset, augment=AugmentConfig(short_side=45, crop=(30, 24), max_matches=64),
-                               with_labels=False)
+    ds = CorrespondenceDataset(
+        ramp_dataset, augment=AugmentConfig(short_side=45, crop=(30, 24), max_matches=64), with_labels=False
+    )
     samples = [ds[(0, 1)], ds[(1, 2)]]
     batch = PadCollate(64)(samples)
     assert batch["matches"].shape == (2, 64, 4) and batch["image0"].shape == (2, 3, 24, 30)
@@ -169,12 +236,15 @@ def test_sampler_balances_condition_pairs_and_splits_ranks():
 
 def test_workers_give_the_same_batches(tmp_path):
     path = make_toy_dataset(tmp_path, places=4, size=(64, 48), matches_per_pair=50)
-    ds = CorrespondenceDataset(path, augment=AugmentConfig(short_side=40, crop=(40, 32), hflip=0.5, brightness=0.3,
-                                                           max_matches=32))
+    ds = CorrespondenceDataset(
+        path, augment=AugmentConfig(short_side=40, crop=(40, 32), hflip=0.5, brightness=0.3, max_matches=32)
+    )
+
     def batches(workers):
         sampler = PairBatchSampler(ds.condition_pairs(), batch_size=2, num_steps=4, seed=5)
         loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollate(32), num_workers=workers)
         return list(loader)
+
     a, b = batches(0), batches(2)
     assert len(a) == len(b) == 4
     for x, y in zip(a, b):
@@ -233,12 +303,17 @@ def test_cache_gives_identical_items_and_keeps_small_resized_arrays(tmp_path):
 
 def test_array_cache_drops_least_recently_used():
     from xseason.learn.dataset import ArrayCache
+
     cache = ArrayCache(max_bytes=300)
     made = []
+
     def make(k):
         made.append(k)
         return np.zeros(100, np.uint8)
+
     for k in ("a", "b", "c", "a", "d", "b"):  # d evicts b (a was used again), then b is made again
         cache.get(k, lambda k=k: make(k))
     assert made == ["a", "b", "c", "d", "b"] and cache.bytes == 300 and len(cache) == 3
-    assert len(ArrayCache(50).get("big", lambda: np.zeros(100, np.uint8))) == 100  # too big: returned, not kept
+    assert (
+        len(ArrayCache(50).get("big", lambda: np.zeros(100, np.uint8))) == 100
+    )  # too big: returned, not kept

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from toy import make_toy_dataset
 
-from xseason.learn.dataset import AugmentConfig, make_toy_dataset
+from xseason.learn.dataset import AugmentConfig
 from xseason.learn.evaluate import EvalConfig, evaluate, match_metrics, segmentation_scores
 from xseason.learn.losses import LossConfig
 from xseason.learn.models import ModelConfig
@@ -20,7 +21,7 @@ def test_match_metrics_on_constructed_maps():
     emb = torch.randn(1, 16, h, w, generator=gen)
     logits = torch.zeros(1, 3, h, w)
     logits[0, 1, :, : w // 2] = 5  # class 1 on the left half, class 2 on the right
-    logits[0, 2, :, w // 2:] = 5
+    logits[0, 2, :, w // 2 :] = 5
     outs = {"embedding": torch.cat([emb, emb]), "logits": torch.cat([logits, logits])}
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     centres = torch.stack([(xs.flatten() + 0.5) * stride - 0.5, (ys.flatten() + 0.5) * stride - 0.5], 1)
@@ -47,9 +48,19 @@ def two_runs(tmp_path_factory):
     data = DataConfig(num_workers=0, augment=AugmentConfig(short_side=36, crop=(48, 36), max_matches=128))
     runs = []
     for name, lam in (("baseline", 0.0), ("corr", 1.0)):
-        cfg = TrainConfig(dataset=ds, out=root / name, model=ModelConfig(num_classes=4, widths=(8, 16, 16),
-                          decoder_width=16, embedding_dim=8), data=data, loss=LossConfig(moving_classes=[]),
-                          corr_weight=lam, corr_start_step=25, steps=70, batch_size=4, lr=0.01, progress=False)
+        cfg = TrainConfig(
+            dataset=ds,
+            out=root / name,
+            model=ModelConfig(num_classes=4, widths=(8, 16, 16), decoder_width=16, embedding_dim=8),
+            data=data,
+            loss=LossConfig(moving_classes=[]),
+            corr_weight=lam,
+            corr_start_step=25,
+            steps=70,
+            batch_size=4,
+            lr=0.01,
+            progress=False,
+        )
         runs.append(train(cfg).model_path)
     return ds, runs, root
 
@@ -79,9 +90,33 @@ def test_cli_eval_writes_the_report(two_runs, tmp_path, capsys):
     from xseason.cli import main
 
     ds, runs, _ = two_runs
-    assert main(["eval", *map(str, runs), "--dataset", str(ds), "--out", str(tmp_path / "r"),
-                 "--set", "short_side=36", "--set", "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                *map(str, runs),
+                "--dataset",
+                str(ds),
+                "--out",
+                str(tmp_path / "r"),
+                "--set",
+                "short_side=36",
+                "--set",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "label_agreement [baseline]" in out and "miou [corr]" in out and f"report written to {tmp_path / 'r'}" in out
+    assert (
+        "label_agreement [baseline]" in out
+        and "miou [corr]" in out
+        and f"report written to {tmp_path / 'r'}" in out
+    )
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
-        "conditions.csv", "label_agreement.png", "miou.png", "pairs.csv", "report.md"]
+        "conditions.csv",
+        "label_agreement.png",
+        "miou.png",
+        "pairs.csv",
+        "report.md",
+    ]

@@ -16,16 +16,22 @@ import numpy as np
 import pandas as pd
 import pycolmap
 import pytest
+from toy import CAMERA, H, W
 
+from xseason.core.geometry import Pose, in_image, project_points
 from xseason.reports.exports import (
-    CONDITION_PALETTE, ExportError, condition_colors, export_colmap, export_ply, load_models, model_points,
+    CONDITION_PALETTE,
+    ExportError,
+    condition_colors,
+    export_colmap,
+    export_ply,
+    load_models,
+    model_points,
 )
-from xseason.sfm.reconstruction import sequence_folder
-from xseason.core.geometry import Camera, Pose, in_image, project_points
-from xseason.store.format import write_dataset
+from xseason.sfm.paths import BuildPaths, sequence_folder
+from xseason.sfm.results import Registration
+from xseason.store import write_dataset
 
-W, H = 160, 120
-CAMERA = Camera("PINHOLE", W, H, (110.0, 110.0, W / 2, H / 2))
 SEQUENCES = {  # sequence -> (condition, index of the image that its model did not register or None)
     "summer/run1": ("summer-day", None),
     "winter/run1": ("winter-snow", None),
@@ -59,8 +65,9 @@ def sequence_model(k: int, xyz: np.ndarray, skip: int | None) -> pycolmap.Recons
     for i in kept:
         px, _ = project_points(CAMERA, camera_pose(k, i), xyz[mine])
         projected[i] = (px, in_image(CAMERA, px, margin=1))
-        image = pycolmap.Image(name=f"{list(SEQUENCES)[k]}/img{i}.png", keypoints=px + 0.5, camera_id=1,
-                               image_id=i + 1)
+        image = pycolmap.Image(
+            name=f"{list(SEQUENCES)[k]}/img{i}.png", keypoints=px + 0.5, camera_id=1, image_id=i + 1
+        )
         pose = camera_pose(k, i)
         rec.add_image_with_trivial_frame(image, pycolmap.Rigid3d(np.c_[pose.R, pose.t]))
     seen = np.stack([projected[i][1] for i in kept])
@@ -75,43 +82,100 @@ def make_fake_build(root: Path, night_reason: str = "too dark: <2% of the SIFT b
     """Write build/ (sfm models + registration.json), images/ and dataset/ under `root`."""
     xyz = world_points()
     build, images_dir = root / "build", root / "images"
+    paths = BuildPaths(build)
     sequences, image_status, rows = {}, {}, []
+    identity = {"scale": 1.0, "R": np.eye(3).tolist(), "t": [0.0, 0.0, 0.0]}
+    too_few = {
+        "status": "failed",
+        "method": "absolute_pose",
+        "located_images": 0,
+        "reason": "0 image(s) registered by absolute pose (< 3)",
+    }
     for k, (seq, (cond, skip)) in enumerate(SEQUENCES.items()):
         rec = sequence_model(k, xyz, skip)
         folder = seq.replace("/", "__")
-        (build / "sfm" / folder).mkdir(parents=True)
-        rec.write_binary(str(build / "sfm" / folder))
-        sequences[seq] = {"status": "world" if k == 0 else "aligned", "scale": 1.0, "R": np.eye(3).tolist(),
-                          "t": [0.0, 0.0, 0.0], "folder": folder, "registered_images": 3 - (skip is not None)}
-        if k:
-            sequences[seq].update(correspondences=120 + k, inliers=100 + k, inlier_ratio=0.8,
-                                  residual_median=0.01 * k, residual_rmse=0.02 * k)
+        paths.registered_model(folder).mkdir(parents=True)
+        rec.write_binary(str(paths.registered_model(folder)))
+        if k == 0:
+            entry = {"status": "world", **identity}
+        else:  # aligned on 3D-3D matches, too few of its images registered by absolute pose
+            entry = {
+                "status": "aligned",
+                "correspondences": 120 + k,
+                "prior_check": False,
+                "inliers": 100 + k,
+                "inlier_ratio": 0.8,
+                "inlier_threshold": 0.05,
+                **identity,
+                "residual_median": 0.01 * k,
+                "residual_rmse": 0.02 * k,
+                "absolute_pose": too_few,
+                "located_images": 0,
+            }
+        sequences[seq] = entry | {"folder": folder, "registered_images": 3 - (skip is not None)}
         for i in range(3):
             name = f"{seq}/img{i}.png"
             reg = i != skip
-            image_status[name] = {"sequence": seq, "registered": reg, "method": "sequence" if reg else None,
-                                  "reason": None if reg else night_reason}
+            image_status[name] = {
+                "sequence": seq,
+                "registered": reg,
+                "method": "sequence" if reg else None,
+                "reason": None if reg else night_reason,
+            }
             pose = camera_pose(k, i)
-            rows.append({"image_id": 10 * k + i, "image": name, "sequence": seq, "condition": cond,
-                         "registered": reg, **dict(zip(("qw", "qx", "qy", "qz"), pose.qvec)),
-                         **dict(zip(("tx", "ty", "tz"), pose.t))})
+            rows.append(
+                {
+                    "image_id": 10 * k + i,
+                    "image": name,
+                    "sequence": seq,
+                    "condition": cond,
+                    "registered": reg,
+                    **dict(zip(("qw", "qx", "qy", "qz"), pose.qvec, strict=True)),
+                    **dict(zip(("tx", "ty", "tz"), pose.t, strict=True)),
+                }
+            )
             (images_dir / seq).mkdir(parents=True, exist_ok=True)
             texture = np.random.default_rng(10 * k + i).integers(0, 255, (H // 4, W // 4, 3), dtype=np.uint8)
             cv2.imwrite(str(images_dir / name), cv2.resize(texture, (W, H), interpolation=cv2.INTER_LINEAR))
-    (build / "registration.json").write_text(json.dumps(
-        {"manifest": "0" * 64, "world": ["summer/run1"], "sequences": sequences, "images": image_status}))
-    images = pd.DataFrame(rows).assign(season=None, daytime=None, weather=None, camera_model=CAMERA.model,
-                                       width=W, height=H, params=[list(CAMERA.params)] * len(rows))
+    paths.registration.write_text(
+        json.dumps(
+            {"manifest": "0" * 64, "world": ["summer/run1"], "sequences": sequences, "images": image_status}
+        )
+    )
+    images = pd.DataFrame(rows).assign(
+        season=None,
+        daytime=None,
+        weather=None,
+        camera_model=CAMERA.model,
+        width=W,
+        height=H,
+        params=[list(CAMERA.params)] * len(rows),
+    )
     for col in ("qw", "qx", "qy", "qz", "tx", "ty", "tz"):
         images.loc[~images["registered"], col] = np.nan
     pairs, matches = _pairs_and_matches(images, xyz)
-    dataset = write_dataset(root / "dataset", images, pairs, matches, config={"fixture": True},
-                            manifest_checksum="0" * 64, image_root=images_dir)
-    return {"build": build, "dataset": dataset, "images": images, "pairs": pairs, "matches": matches, "xyz": xyz}
+    dataset = write_dataset(
+        root / "dataset",
+        images,
+        pairs,
+        matches,
+        config={"fixture": True},
+        manifest_checksum="0" * 64,
+        image_root=images_dir,
+    )
+    return {
+        "build": build,
+        "dataset": dataset,
+        "images": images,
+        "pairs": pairs,
+        "matches": matches,
+        "xyz": xyz,
+    }
 
 
 def _pairs_and_matches(images: pd.DataFrame, xyz: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reference (summer) image i with image i of the other registered sequences; exact matches of shared points."""
+    """Reference (summer) image i with image i of the other registered sequences; exact matches of shared
+    points."""
     rng = np.random.default_rng(1)
     reg = images[images["registered"]]
     ref = reg[reg["condition"] == "summer-day"]
@@ -124,11 +188,32 @@ def _pairs_and_matches(images: pd.DataFrame, xyz: np.ndarray) -> tuple[pd.DataFr
             ok = in_image(CAMERA, p0) & in_image(CAMERA, p1)
             n, pid = int(ok.sum()), len(pairs) + 1
             d = rng.exponential(0.02, n)
-            chunks.append(pd.DataFrame({"pair_id": pid, "x0": p0[ok, 0], "y0": p0[ok, 1], "x1": p1[ok, 0],
-                                        "y1": p1[ok, 1], "weight": np.exp(-d), "point3d_id": np.flatnonzero(ok),
-                                        "dist3d": d, "err0": rng.gamma(2, 0.15, n), "err1": rng.gamma(2, 0.25, n)}))
-            pairs.append({"pair_id": pid, "image_id0": r.image_id, "image_id1": o.image_id, "num_matches": n,
-                          "overlap": 0.5, "split": "train" if pid % 2 else "val"})
+            chunks.append(
+                pd.DataFrame(
+                    {
+                        "pair_id": pid,
+                        "x0": p0[ok, 0],
+                        "y0": p0[ok, 1],
+                        "x1": p1[ok, 0],
+                        "y1": p1[ok, 1],
+                        "weight": np.exp(-d),
+                        "point3d_id": np.flatnonzero(ok),
+                        "dist3d": d,
+                        "err0": rng.gamma(2, 0.15, n),
+                        "err1": rng.gamma(2, 0.25, n),
+                    }
+                )
+            )
+            pairs.append(
+                {
+                    "pair_id": pid,
+                    "image_id0": r.image_id,
+                    "image_id1": o.image_id,
+                    "num_matches": n,
+                    "overlap": 0.5,
+                    "split": "train" if pid % 2 else "val",
+                }
+            )
     return pd.DataFrame(pairs), pd.concat(chunks, ignore_index=True)
 
 
@@ -141,6 +226,11 @@ def _centres(rec: pycolmap.Reconstruction) -> dict[str, np.ndarray]:
     return {rec.image(i).name: np.asarray(rec.image(i).projection_center()) for i in rec.reg_image_ids()}
 
 
+def test_fake_build_registration_is_in_the_stage_layout(fake):
+    data = json.loads(BuildPaths(fake["build"]).registration.read_text())
+    assert Registration.from_json(data).to_json() == data
+
+
 def test_merged_colmap_model_keeps_every_pose_point_and_observation(fake, tmp_path):
     sources = load_models(fake["build"])
     assert sorted(sources) == sorted(SEQUENCES)
@@ -148,7 +238,7 @@ def test_merged_colmap_model_keeps_every_pose_point_and_observation(fake, tmp_pa
     merged = pycolmap.Reconstruction(str(out))
     stored_error = merged.compute_mean_reprojection_error()
     merged.update_point_3d_errors()
-    assert merged.num_cameras() == 3 and merged.num_reg_images() == 8  # 3 + 3 + 2 (one night image unregistered)
+    assert merged.num_cameras() == 3 and merged.num_reg_images() == 8  # 3 + 3 + 2 (a night image is not)
     assert merged.num_points3D() == sum(r.num_points3D() for r in sources.values())
     assert merged.compute_num_observations() == sum(r.compute_num_observations() for r in sources.values())
     # tracks still point at the right keypoints: reprojection is exact after renumbering ids
@@ -199,7 +289,9 @@ def test_export_errors_are_clear(fake, tmp_path):
     with pytest.raises(ExportError, match="build folder not found"):
         export_colmap(tmp_path / "nope", tmp_path / "out")
     with pytest.raises(ExportError, match="no condition known for sequence.*night/run1"):
-        export_ply(fake["build"], tmp_path / "a.ply", {"summer/run1": "summer-day", "winter/run1": "winter-snow"})
+        export_ply(
+            fake["build"], tmp_path / "a.ply", {"summer/run1": "summer-day", "winter/run1": "winter-snow"}
+        )
     with pytest.raises(ExportError, match="must end in .ply"):
         export_ply(fake["build"], tmp_path / "a.txt", {s: c for s, (c, _) in SEQUENCES.items()})
     assert not (tmp_path / "out").exists() and not (tmp_path / "a.ply").exists()
@@ -216,6 +308,14 @@ def test_find_build_dir_uses_dataset_json_then_the_sibling_work_folder(fake, tmp
     finally:
         sibling.unlink()
     images, pairs = fake["images"], fake["pairs"]
-    ds = write_dataset(tmp_path / "ds", images, pairs, fake["matches"], config={}, manifest_checksum=None,
-                       image_root=tmp_path, extra_meta={"work_dir": str(fake["build"])})
+    ds = write_dataset(
+        tmp_path / "ds",
+        images,
+        pairs,
+        fake["matches"],
+        config={},
+        manifest_checksum=None,
+        image_root=tmp_path,
+        extra_meta={"work_dir": str(fake["build"])},
+    )
     assert find_build_dir(ds) == fake["build"]

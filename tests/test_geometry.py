@@ -1,4 +1,4 @@
-"""Pose and camera conventions of CONTRACTS.md section 1."""
+"""Pose and camera conventions of docs/FORMAT.md §1."""
 
 import numpy as np
 import pycolmap

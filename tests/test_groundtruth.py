@@ -11,13 +11,20 @@ import pytest
 
 from xseason.core.errors import DatasetFormatError
 from xseason.core.geometry import Camera, Pose
-from xseason.synth.groundtruth import exact_depth_known, load_truth, sample_depth, true_matches, true_overlap, world_points
+from xseason.synth.groundtruth import (
+    exact_depth_known,
+    load_truth,
+    sample_depth,
+    true_matches,
+    true_overlap,
+    world_points,
+)
 
 CAM = Camera("PINHOLE", 64, 48, (50.0, 50.0, 32.0, 24.0))
 
 
 def _grid(cam: Camera, stride: int = 1) -> np.ndarray:
-    v, u = np.mgrid[0:cam.height:stride, 0:cam.width:stride]
+    v, u = np.mgrid[0 : cam.height : stride, 0 : cam.width : stride]
     return np.stack([u.ravel(), v.ravel()], 1).astype(np.float64)
 
 
@@ -40,12 +47,23 @@ def _write_scene(root: Path, images: dict[str, tuple[Pose, np.ndarray, np.ndarra
         cv2.imwrite(str(root / "labels" / f"{name}.png"), label)
         cv2.imwrite(str(root / "masks" / f"{name}.png"), (label == 6).astype(np.uint8) * 255)
         recs[name] = {
-            "sequence": name, "condition": "summer-day",
-            "camera": {"model": CAM.model, "width": CAM.width, "height": CAM.height, "params": list(CAM.params)},
-            "qvec": pose.qvec.tolist(), "tvec": pose.t.tolist(),
-            "depth": f"depth/{name}.npy", "label": f"labels/{name}.png", "mask": f"masks/{name}.png",
+            "sequence": name,
+            "condition": "summer-day",
+            "camera": {
+                "model": CAM.model,
+                "width": CAM.width,
+                "height": CAM.height,
+                "params": list(CAM.params),
+            },
+            "qvec": pose.qvec.tolist(),
+            "tvec": pose.t.tolist(),
+            "depth": f"depth/{name}.npy",
+            "label": f"labels/{name}.png",
+            "mask": f"masks/{name}.png",
         }
-    (root / "truth.json").write_text(json.dumps({"format": "xseason-synth-truth", "version": 1, "images": recs}))
+    (root / "truth.json").write_text(
+        json.dumps({"format": "xseason-synth-truth", "version": 1, "images": recs})
+    )
     return root
 
 
@@ -157,7 +175,7 @@ def test_changed_geometry_is_not_visible(tiny_scene: Path) -> None:
     a = "images/00-summer-day/0002.png"
     b = "images/01-autumn-overcast/0002.png"
     cam = truth.images[a].camera
-    v, u = np.mgrid[0:cam.height:2, 0:cam.width:2]
+    v, u = np.mgrid[0 : cam.height : 2, 0 : cam.width : 2]
     px = np.stack([u.ravel(), v.ravel()], 1).astype(float)
     vis = true_matches(truth, a, b, px)[1]
     moving = truth.moving(a)[v.ravel(), u.ravel()]

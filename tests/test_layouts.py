@@ -17,7 +17,9 @@ from xseason.inputs.layouts.sevenscenes import RGB_FROM_DEPTH, read_pose_file, s
 from xseason.inputs.manifest import read_manifest
 
 SEVEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "7scenes-stairs"
-needs_7scenes = pytest.mark.skipif(not SEVEN.is_dir(), reason=f"sample data not found at {SEVEN} (../shared/data)")
+needs_7scenes = pytest.mark.skipif(
+    not SEVEN.is_dir(), reason=f"sample data not found at {SEVEN} (../shared/data)"
+)
 
 
 def random_pose(rng: np.random.Generator) -> Pose:
@@ -40,7 +42,9 @@ def test_folder_layout_order_timestamps_and_conditions(tmp_path):
         touch_image(tmp_path / "run1" / name)
     for name in ["1500.5.jpg", "1499.jpg"]:
         touch_image(tmp_path / "run2" / name)
-    (tmp_path / "cond.csv").write_text("sequence,condition,season,daytime,weather\nrun1,summer-day,summer,day,\nrun2,winter-night,winter,night,snow\n")
+    (tmp_path / "cond.csv").write_text(
+        "sequence,condition,season,daytime,weather\nrun1,summer-day,summer,day,\nrun2,winter-night,winter,night,snow\n"
+    )
     layout = folder_rows(tmp_path, read_conditions_csv(tmp_path / "cond.csv"))
     images = [r["image"] for r in layout.rows]
     assert images == ["run1/img1.JPG", "run1/img2.png", "run1/img10.png", "run2/1499.jpg", "run2/1500.5.jpg"]
@@ -103,15 +107,19 @@ def test_7scenes_rgb_offset_direction():
     assert np.linalg.norm(RGB_FROM_DEPTH.R @ RGB_FROM_DEPTH.R.T - np.eye(3)) < 1e-15
 
 
+def _rejects(read, file: Path, text: str, match: str) -> None:
+    """`read()` raises a LayoutError matching `match` once `file` holds `text`."""
+    file.write_text(text)
+    with pytest.raises(LayoutError, match=match):
+        read()
+
+
 def test_7scenes_bad_pose_files(tmp_path):
     write_7scenes(tmp_path, {"seq-01": [Pose(np.eye(3), np.zeros(3))]})
     pose_file = tmp_path / "seq-01" / "frame-000000.pose.txt"
-    pose_file.write_text("1 0 0 0\n0 1 0 0\n0 0 x 0\n0 0 0 1\n")
-    with pytest.raises(LayoutError, match=f"{pose_file}:3: expected 4 numbers"):
-        sevenscenes_rows(tmp_path)
-    pose_file.write_text("1 0 0 0\n0 1 0 0\n0 0 1\n0 0 0 1\n")
-    with pytest.raises(LayoutError, match=f"{pose_file}:3: expected a 4x4 matrix"):
-        sevenscenes_rows(tmp_path)
+    read = lambda: sevenscenes_rows(tmp_path)
+    _rejects(read, pose_file, "1 0 0 0\n0 1 0 0\n0 0 x 0\n0 0 0 1\n", f"{pose_file}:3: expected 4 numbers")
+    _rejects(read, pose_file, "1 0 0 0\n0 1 0 0\n0 0 1\n0 0 0 1\n", f"{pose_file}:3: expected a 4x4 matrix")
     pose_file.unlink()
     with pytest.raises(LayoutError, match=f"{pose_file}: file not found"):
         sevenscenes_rows(tmp_path)
@@ -136,7 +144,9 @@ def test_7scenes_sample_agrees_with_its_kapture_files():
         assert_same_pose(depth, data.trajectories[(timestamp, rig)])
     # and the pose file's camera centre is kept exactly
     m = np.loadtxt(SEVEN / "seq-01" / "frame-000000.pose.txt")
-    np.testing.assert_allclose(read_pose_file(SEVEN / "seq-01" / "frame-000000.pose.txt").center, m[:3, 3], atol=1e-12)
+    np.testing.assert_allclose(
+        read_pose_file(SEVEN / "seq-01" / "frame-000000.pose.txt").center, m[:3, 3], atol=1e-12
+    )
 
 
 @needs_7scenes
@@ -154,15 +164,33 @@ def test_cli_writes_valid_7scenes_manifest(tmp_path, capsys):
     assert main(["manifest", "folder", str(root), "--out", str(root / "f.csv")]) == 2
     assert "no condition for sequence(s) seq-01" in capsys.readouterr().err
     # the same folders as plain sequences: --pattern keeps the colour images (not the depth PNGs)
-    assert main(["manifest", "folder", str(root), "--pattern", "*.color.jpg", "--condition", "seq-02=night",
-                 "--default-condition", "indoor", "--out", str(root / "f.csv")]) == 0
+    assert (
+        main(
+            [
+                "manifest",
+                "folder",
+                str(root),
+                "--pattern",
+                "*.color.jpg",
+                "--condition",
+                "seq-02=night",
+                "--default-condition",
+                "indoor",
+                "--out",
+                str(root / "f.csv"),
+            ]
+        )
+        == 0
+    )
     f = read_manifest(root / "f.csv")
     assert sorted(r.image for r in f.images) == sorted(rows) and not any(f.is_posed(s) for s in f.sequences())
     assert [f.sequences()[s][0].condition for s in ("seq-01", "seq-02")] == ["indoor", "night"]
 
 
 # ---------------------------------------------------------------- kapture
-def write_kapture(root: Path, rig_from_world: list[Pose], cam_from_rig: dict[str, Pose], extra_traj: str = "") -> None:
+def write_kapture(
+    root: Path, rig_from_world: list[Pose], cam_from_rig: dict[str, Pose], extra_traj: str = ""
+) -> None:
     s = root / "sensors"
     s.mkdir(parents=True)
     (s / "sensors.txt").write_text(
@@ -171,13 +199,19 @@ def write_kapture(root: Path, rig_from_world: list[Pose], cam_from_rig: dict[str
         "cam_r, right, camera, PINHOLE, 64, 48, 50, 50, 32.5, 24\n"
         "gps, , gnss, EPSG:4326\n"
     )
+
     def q_t(p: Pose) -> str:
         return ", ".join(repr(float(v)) for v in (*rotmat_to_qvec(p.R), *p.t))
-    (s / "rigs.txt").write_text("# rig_id, sensor_id, qw, qx, qy, qz, tx, ty, tz\n"
-                                + "".join(f"car, {cam}, {q_t(p)}\n" for cam, p in cam_from_rig.items()))
-    (s / "trajectories.txt").write_text("# timestamp, device_id, qw, qx, qy, qz, tx, ty, tz\n"
-                                        + "".join(f"{100 + k}, car, {q_t(p)}\n" for k, p in enumerate(rig_from_world))
-                                        + extra_traj)
+
+    (s / "rigs.txt").write_text(
+        "# rig_id, sensor_id, qw, qx, qy, qz, tx, ty, tz\n"
+        + "".join(f"car, {cam}, {q_t(p)}\n" for cam, p in cam_from_rig.items())
+    )
+    (s / "trajectories.txt").write_text(
+        "# timestamp, device_id, qw, qx, qy, qz, tx, ty, tz\n"
+        + "".join(f"{100 + k}, car, {q_t(p)}\n" for k, p in enumerate(rig_from_world))
+        + extra_traj
+    )
     records = []
     for k in range(len(rig_from_world)):
         for cam in cam_from_rig:
@@ -205,7 +239,11 @@ def test_kapture_rig_composition_is_exact(tmp_path):
             assert_same_pose(rec.pose, expected)
             # world points land where the composed transform says (a convention check, not only algebra)
             x_world = rng.normal(size=(5, 3))
-            x_cam = offset.transform(rig_pose.transform(x_world)) if (k, cam) != (3, "cam_r") else own.transform(x_world)
+            x_cam = (
+                offset.transform(rig_pose.transform(x_world))
+                if (k, cam) != (3, "cam_r")
+                else own.transform(x_world)
+            )
             np.testing.assert_allclose(rec.pose.transform(x_world), x_cam, atol=1e-9)
             assert rec.timestamp == 100 + k and rec.camera == cam
     assert by_image["run_0/cam_l/0000.png"].camera_params == (50, 51, 32, 24, 0.01, -0.002, 0.0001, 0.0002)
@@ -254,7 +292,7 @@ def test_kapture_missing_image_is_a_manifest_error(tmp_path):
     assert not out.exists()
 
 
-# ---------------------------------------------------------------- public benchmarks (fixtures in their formats)
+# ---------------------------------------------------------- public benchmarks (fixtures in their formats)
 def qc_line(name: str, pose: Pose) -> str:
     """`name qw qx qy qz cx cy cz`: rotation of world-to-camera, camera centre (CMU / NVM style)."""
     return " ".join([name, *(repr(float(v)) for v in (*rotmat_to_qvec(pose.R), *pose.center))])
@@ -278,8 +316,12 @@ def write_cmu(root: Path, rng) -> dict[str, Pose]:
         for name in names:
             touch_image(root / "slice2" / part / name)
             truth[name] = random_pose(rng)
-    (root / "slice2" / "ground-truth-database-images-slice2.txt").write_text("\n".join(qc_line(n, truth[n]) for n in db) + "\n")
-    (root / "slice2" / "camera-poses" / "slice2.txt").write_text(qc_line(queries[0], truth[queries[0]]) + "\n")
+    (root / "slice2" / "ground-truth-database-images-slice2.txt").write_text(
+        "\n".join(qc_line(n, truth[n]) for n in db) + "\n"
+    )
+    (root / "slice2" / "camera-poses" / "slice2.txt").write_text(
+        qc_line(queries[0], truth[queries[0]]) + "\n"
+    )
     (root / "slice2" / "test-images-slice2.txt").write_text("\n".join(queries) + "\n")
     return truth
 
@@ -298,7 +340,11 @@ def test_cmu_poses_intrinsics_and_conditions(tmp_path):
         pose = truth[Path(rec.image).name]
         np.testing.assert_allclose(rec.pose.transform(X), (X - pose.center) @ pose.R.T, atol=1e-9)
     c0 = m.images[0]
-    assert c0.camera == "c0" and c0.camera_model == "OPENCV" and c0.camera_params[2:4] == (525.942323, 420.042529)
+    assert (
+        c0.camera == "c0"
+        and c0.camera_model == "OPENCV"
+        and c0.camera_params[2:4] == (525.942323, 420.042529)
+    )
     assert c0.timestamp == 1303398475.046031 and m.sequences()["slice2/2010-12-21"][0].weather == "snow"
     assert len(m.images) == 3 and all(m.is_posed(s) for s in m.sequences())
     everything = cmu_rows(tmp_path, queries="all")
@@ -312,12 +358,16 @@ def test_cmu_errors(tmp_path):
     with pytest.raises(LayoutError, match=r"unknown slice\(s\) \[7\]; found slices \[2\]"):
         cmu_rows(tmp_path, slices=[7])
     gt = tmp_path / "slice2" / "camera-poses" / "slice2.txt"
-    gt.write_text("# comment\nimg_01000_c0_1292943600000000us.jpg 1 0 0 0 1 2\n")
-    with pytest.raises(LayoutError, match=f"{gt}:2: expected 'name qw qx qy qz cx cy cz', got 7 fields"):
-        cmu_rows(tmp_path)
-    gt.write_text("img_01000_c0_1292943600000000us.jpg 0.5 0 0 0 1 2 3\n")
-    with pytest.raises(LayoutError, match=f"{gt}:1: quaternion has norm 0.5"):
-        cmu_rows(tmp_path)
+    read = lambda: cmu_rows(tmp_path)
+    _rejects(
+        read,
+        gt,
+        "# comment\nimg_01000_c0_1292943600000000us.jpg 1 0 0 0 1 2\n",
+        f"{gt}:2: expected 'name qw qx qy qz cx cy cz', got 7 fields",
+    )
+    _rejects(
+        read, gt, "img_01000_c0_1292943600000000us.jpg 0.5 0 0 0 1 2 3\n", f"{gt}:1: quaternion has norm 0.5"
+    )
     (tmp_path / "intrinsics.txt").unlink()
     with pytest.raises(LayoutError, match="intrinsics.txt: file not found"):
         cmu_rows(tmp_path)
@@ -331,14 +381,17 @@ def write_robotcar(root: Path, rng) -> dict[str, Pose]:
         touch_image(root / "images" / name)
         truth[name] = random_pose(rng)
     (root / "intrinsics").mkdir()
-    (root / "intrinsics" / "rear_intrinsics.txt").write_text("fx 400.000000\nfy 400.000000\ncx 508.222931\ncy 498.187378\n")
+    (root / "intrinsics" / "rear_intrinsics.txt").write_text(
+        "fx 400.000000\nfy 400.000000\ncx 508.222931\ncy 498.187378\n"
+    )
     nvm = root / "3D-models" / "all-merged" / "all.nvm"
     nvm.parent.mkdir(parents=True)
     cams = [qc_line(n.replace(".jpg", ".png"), truth[n]).split(" ") for n in ref]
     nvm.write_text("NVM_V3\n\n2\n" + "".join(f"{c[0]} 400 {' '.join(c[1:])} 0 0\n" for c in cams) + "\n0\n")
     c2w = truth[night[0]].inverse().matrix()
     (root / "robotcar_v2_train.txt").write_text(
-        night[0].replace(".jpg", ".png") + " " + " ".join(repr(float(v)) for v in c2w.ravel()) + "\n")
+        night[0].replace(".jpg", ".png") + " " + " ".join(repr(float(v)) for v in c2w.ravel()) + "\n"
+    )
     return truth
 
 
@@ -380,14 +433,21 @@ def test_aachen_model_and_night_queries(tmp_path):
     truth = {"db/1.jpg": random_pose(rng), "db/2.jpg": random_pose(rng)}
     model = tmp_path / "3D-models" / "aachen_v_1_1"
     model.mkdir(parents=True)
-    (model / "cameras.txt").write_text("1 SIMPLE_RADIAL 1600 1200 1500.5 800 600 0.01\n2 PINHOLE 1000 800 900 901 500.5 400\n")
-    (model / "images.txt").write_text("".join(
-        f"{k} {' '.join(repr(float(v)) for v in (*rotmat_to_qvec(p.R), *p.t))} {k} {n}\n\n"
-        for k, (n, p) in enumerate(truth.items(), start=1)))
+    (model / "cameras.txt").write_text(
+        "1 SIMPLE_RADIAL 1600 1200 1500.5 800 600 0.01\n2 PINHOLE 1000 800 900 901 500.5 400\n"
+    )
+    (model / "images.txt").write_text(
+        "".join(
+            f"{k} {' '.join(repr(float(v)) for v in (*rotmat_to_qvec(p.R), *p.t))} {k} {n}\n\n"
+            for k, (n, p) in enumerate(truth.items(), start=1)
+        )
+    )
     (model / "points3D.txt").write_text("")
     (tmp_path / "queries").mkdir()
     query = "query/night/nexus5x/IMG_1.jpg"
-    (tmp_path / "queries" / "night_time_queries_with_intrinsics.txt").write_text(f"{query} SIMPLE_RADIAL 1600 1200 1469.2 800 600 -0.0353\n")
+    (tmp_path / "queries" / "night_time_queries_with_intrinsics.txt").write_text(
+        f"{query} SIMPLE_RADIAL 1600 1200 1469.2 800 600 -0.0353\n"
+    )
     for name in [*truth, query]:
         touch_image(tmp_path / "images_upright" / name)
     m = write_layout_manifest(tmp_path / "m.csv", aachen_rows(tmp_path))
@@ -397,19 +457,32 @@ def test_aachen_model_and_night_queries(tmp_path):
         assert_same_pose(by_image["images_upright/" + name].pose, pose, tol=1e-12)
     assert by_image["images_upright/db/2.jpg"].camera_params == (900.0, 901.0, 500.5, 400.0)
     q = by_image["images_upright/" + query]
-    assert q.camera_model == "SIMPLE_RADIAL" and q.camera_params == (1469.2, 800.0, 600.0, -0.0353) and q.pose is None
-    (tmp_path / "queries" / "night_time_queries_with_intrinsics.txt").write_text(f"{query} SIMPLE_RADIAL 1600 1200 1469.2\n")
+    assert (
+        q.camera_model == "SIMPLE_RADIAL"
+        and q.camera_params == (1469.2, 800.0, 600.0, -0.0353)
+        and q.pose is None
+    )
+    (tmp_path / "queries" / "night_time_queries_with_intrinsics.txt").write_text(
+        f"{query} SIMPLE_RADIAL 1600 1200 1469.2\n"
+    )
     with pytest.raises(LayoutError, match="night_time_queries_with_intrinsics.txt:1: expected 'name MODEL"):
         aachen_rows(tmp_path)
 
 
 def write_fourseasons(root: Path, rng, recordings: list[str]) -> dict[tuple[str, int], Pose]:
-    """cam0 world-to-camera truths per (recording, timestamp); GNSSPoses.txt holds their inverses (TUM order)."""
+    """cam0 world-to-camera truths per (recording, timestamp); GNSSPoses.txt holds the inverses (TUM)."""
     calib = root / "calibration"
     calib.mkdir(parents=True)
-    (calib / "undistorted_calib_0.txt").write_text("Pinhole 501.4757919305817 501.4757919305817 421.7953735163109 167.65799492501083 0\n800 400\ncrop\n800 400\n")
-    (calib / "undistorted_calib_1.txt").write_text("Pinhole 501.4757919305817 501.4757919305817 421.7953735163109 167.65799492501083 0\n800 400\ncrop\n800 400\n")
-    (calib / "undistorted_calib_stereo.txt").write_text("0.9999 -0.0141 0.0003 -0.30\n0.0141 0.9999 0.0002 0.001\n-0.0003 -0.0002 1.0 0.002\n0 0 0 1\n".replace("0.9999", repr(float(np.sqrt(1 - 0.0141**2)))))
+    pinhole = (
+        "Pinhole 501.4757919305817 501.4757919305817 421.7953735163109 167.65799492501083 0\n"
+        "800 400\ncrop\n800 400\n"
+    )
+    (calib / "undistorted_calib_0.txt").write_text(pinhole)
+    (calib / "undistorted_calib_1.txt").write_text(pinhole)
+    stereo = "0.9999 -0.0141 0.0003 -0.30\n0.0141 0.9999 0.0002 0.001\n-0.0003 -0.0002 1.0 0.002\n0 0 0 1\n"
+    (calib / "undistorted_calib_stereo.txt").write_text(
+        stereo.replace("0.9999", repr(float(np.sqrt(1 - 0.0141**2))))
+    )
     truth = {}
     for rec in recordings:
         lines = ["# timestamp, tx, ty, tz, qx, qy, qz, qw, scale, fusion_quality, v3"]
@@ -418,10 +491,14 @@ def write_fourseasons(root: Path, rng, recordings: list[str]) -> dict[tuple[str,
             truth[(rec, ts)] = pose = random_pose(rng)
             c2w = pose.inverse()
             qw, qx, qy, qz = rotmat_to_qvec(c2w.R)
-            lines.append(", ".join([str(ts), *(repr(float(v)) for v in (*c2w.t, qx, qy, qz, qw)), "1.0", "1", "0"]))
+            lines.append(
+                ", ".join([str(ts), *(repr(float(v)) for v in (*c2w.t, qx, qy, qz, qw)), "1.0", "1", "0"])
+            )
             for cam in ("cam0", "cam1"):
                 touch_image(root / rec / "undistorted_images" / cam / f"{ts}.png")
-        touch_image(root / rec / "undistorted_images" / "cam0" / "1585071009999999999.png")  # no pose: left out
+        touch_image(
+            root / rec / "undistorted_images" / "cam0" / "1585071009999999999.png"
+        )  # no pose: left out
         (root / rec / "GNSSPoses.txt").write_text("\n".join(lines) + "\n")
     return truth
 
@@ -432,7 +509,9 @@ def test_fourseasons_poses_stereo_and_principal_point(tmp_path):
     recs = ["recording_2020-03-24_17-36-22", "recording_2020-12-22_11-54-24"]
     truth = write_fourseasons(tmp_path, np.random.default_rng(4), recs)
     stereo = read_stereo(tmp_path / "calibration" / "undistorted_calib_stereo.txt")
-    m = write_layout_manifest(tmp_path / "m.csv", fourseasons_rows(tmp_path, conditions={recs[1]: Condition("winter-sunny")}))
+    m = write_layout_manifest(
+        tmp_path / "m.csv", fourseasons_rows(tmp_path, conditions={recs[1]: Condition("winter-sunny")})
+    )
     assert m.conditions() == ["spring", "winter-sunny"] and len(m.images) == 12
     for rec in m.images:
         seq, _, cam, name = rec.image.split("/")
@@ -440,7 +519,12 @@ def test_fourseasons_poses_stereo_and_principal_point(tmp_path):
         assert_same_pose(rec.pose, cam0 if cam == "cam0" else stereo @ cam0)
         assert rec.timestamp == int(name[:-4]) / 1e9
     # DSO puts pixel centres at integers: COLMAP's principal point is +0.5
-    assert m.images[0].camera_params == (501.4757919305817, 501.4757919305817, 421.7953735163109 + 0.5, 167.65799492501083 + 0.5)
+    assert m.images[0].camera_params == (
+        501.4757919305817,
+        501.4757919305817,
+        421.7953735163109 + 0.5,
+        167.65799492501083 + 0.5,
+    )
     rel = tmp_path / "rel.txt"
     rel.write_text("Pinhole 0.6 0.9 0.5 0.45 0\n800 400\n")
     assert read_calibration(rel) == (0.6 * 800, 0.9 * 400, 400.0, 180.0)
@@ -448,17 +532,44 @@ def test_fourseasons_poses_stereo_and_principal_point(tmp_path):
         fourseasons_rows(tmp_path, recordings=["recording_2021-01-01"])
     gnss = tmp_path / recs[0] / "GNSSPoses.txt"
     gnss.write_text("# header\n1585071000000000000, 1, 2, 3, 0, 0, 0\n")
-    with pytest.raises(LayoutError, match=f"{gnss}:2: expected 'timestamp tx ty tz qx qy qz qw', got 7 fields"):
+    with pytest.raises(
+        LayoutError, match=f"{gnss}:2: expected 'timestamp tx ty tz qx qy qz qw', got 7 fields"
+    ):
         fourseasons_rows(tmp_path)
 
 
 def test_cli_subcommands_for_benchmarks(tmp_path, capsys):
     write_cmu(tmp_path / "cmu", np.random.default_rng(1))
-    assert main(["manifest", "cmu", str(tmp_path / "cmu"), "--out", str(tmp_path / "cmu" / "m.csv"),
-                 "--condition", "2010-12-21=winter-snow"]) == 0
+    assert (
+        main(
+            [
+                "manifest",
+                "cmu",
+                str(tmp_path / "cmu"),
+                "--out",
+                str(tmp_path / "cmu" / "m.csv"),
+                "--condition",
+                "2010-12-21=winter-snow",
+            ]
+        )
+        == 0
+    )
     m = read_manifest(tmp_path / "cmu" / "m.csv")
     assert m.conditions() == ["sunny-nofoliage", "winter-snow"]
-    assert main(["manifest", "cmu", str(tmp_path / "cmu"), "--slice", "3", "--out", str(tmp_path / "cmu" / "x.csv")]) == 2
+    assert (
+        main(
+            [
+                "manifest",
+                "cmu",
+                str(tmp_path / "cmu"),
+                "--slice",
+                "3",
+                "--out",
+                str(tmp_path / "cmu" / "x.csv"),
+            ]
+        )
+        == 2
+    )
     assert "unknown slice(s) [3]" in capsys.readouterr().err
 
 
@@ -480,13 +591,33 @@ def test_pipeline_script_writes_the_manifest(tmp_path):
 
     truth = write_cmu(tmp_path, np.random.default_rng(2))
     result = subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / "cmu_seasons.py"), str(tmp_path), "--out", str(tmp_path / "out"),
-         "--manifest-only"], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(REPO / "pipelines" / "cmu_seasons.py"),
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            "--manifest-only",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     m = read_manifest(tmp_path / "xseason_manifest.csv")
     assert len(m.images) == 3 and "slice2/2010-12-21: 1 images, lowsun-nofoliage-snow, posed" in result.stdout
     for rec in m.images:
         assert_same_pose(rec.pose, truth[Path(rec.image).name])
-    bad = subprocess.run([sys.executable, str(REPO / "pipelines" / "cmu_seasons.py"), str(tmp_path / "nope"),
-                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "pipelines" / "cmu_seasons.py"),
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no slice<N> folders" in bad.stderr

@@ -22,8 +22,10 @@ def bilinear_reference(img: np.ndarray, x: float, y: float) -> np.ndarray:
     x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
     ax, ay = x - x0, y - y0
     return (
-        img[:, y0, x0] * (1 - ax) * (1 - ay) + img[:, y0, x1] * ax * (1 - ay)
-        + img[:, y1, x0] * (1 - ax) * ay + img[:, y1, x1] * ax * ay
+        img[:, y0, x0] * (1 - ax) * (1 - ay)
+        + img[:, y0, x1] * ax * (1 - ay)
+        + img[:, y1, x0] * (1 - ax) * ay
+        + img[:, y1, x1] * ax * ay
     )
 
 
@@ -59,8 +61,14 @@ def test_sample_at_lower_resolution_map():
 
 def _batch(k: int = 5, d: int = 8, b: int = 2, n: int = 6, size=(12, 16)):
     h, w = size
-    out0 = {"logits": torch.randn(b, k, h, w, dtype=torch.float64), "embedding": torch.randn(b, d, h, w, dtype=torch.float64)}
-    out1 = {"logits": torch.randn(b, k, h, w, dtype=torch.float64), "embedding": torch.randn(b, d, h, w, dtype=torch.float64)}
+    out0 = {
+        "logits": torch.randn(b, k, h, w, dtype=torch.float64),
+        "embedding": torch.randn(b, d, h, w, dtype=torch.float64),
+    }
+    out1 = {
+        "logits": torch.randn(b, k, h, w, dtype=torch.float64),
+        "embedding": torch.randn(b, d, h, w, dtype=torch.float64),
+    }
     xy0 = torch.stack([torch.randint(0, w, (b, n)), torch.randint(0, h, (b, n))], -1)
     xy1 = torch.stack([torch.randint(0, w, (b, n)), torch.randint(0, h, (b, n))], -1)
     matches = torch.cat([xy0, xy1], -1).double()
@@ -78,7 +86,15 @@ def _rows(out0, out1, matches, weights, valid, head):
             if not valid[bi, ni]:
                 continue
             x0, y0, x1, y1 = (int(v) for v in matches[bi, ni].tolist())
-            rows.append((bi, out0[head][bi, :, y0, x0].numpy(), out1[head][bi, :, y1, x1].numpy(), (x1, y1), float(weights[bi, ni])))
+            rows.append(
+                (
+                    bi,
+                    out0[head][bi, :, y0, x0].numpy(),
+                    out1[head][bi, :, y1, x1].numpy(),
+                    (x1, y1),
+                    float(weights[bi, ni]),
+                )
+            )
     return rows
 
 
@@ -106,7 +122,8 @@ def test_class_loss(threshold):
 
 def test_class_loss_applies_one_softmax():
     """Target logits that confidently agree with the reference give a loss near 0. A softmax applied
-    before the cross-entropy (the reference code's defect) would floor it at log(e + K - 1) - 1 = 0.90 for K = 5."""
+    before the cross-entropy (the reference code's defect) would floor it at log(e + K - 1) - 1 = 0.90
+    for K = 5."""
     out0, out1, m, w, v = _batch()
     out0["logits"][:, 2] += 10.0  # the reference says class 2 everywhere; the target agrees, confidently
     out1["logits"] = torch.zeros_like(out1["logits"])
@@ -160,7 +177,7 @@ def test_contrastive_loss():
     cfg = LossConfig(kind="contrastive", temperature=0.5, negative_radius=4.0)
     rows = _rows(out0, out1, m, w, v, "embedding")
     num = den = 0.0
-    for i, (pair, f0, f1, p1, wi) in enumerate(rows):
+    for i, (pair, f0, _f1, p1, wi) in enumerate(rows):
         f0 = f0 / np.linalg.norm(f0)
         logits = []
         for j, (pj, _, g1, q1, _) in enumerate(rows):
@@ -210,4 +227,6 @@ def test_invalid_matches_are_ignored():
     base = correspondence_loss(out0, out1, m, w, v, (12, 16), cfg)
     m2 = m.clone()
     m2[~v] = 3.0  # garbage at padded slots must not change anything
-    assert correspondence_loss(out0, out1, m2, w * 1.0, v, (12, 16), cfg).item() == pytest.approx(base.item(), rel=1e-12)
+    assert correspondence_loss(out0, out1, m2, w * 1.0, v, (12, 16), cfg).item() == pytest.approx(
+        base.item(), rel=1e-12
+    )

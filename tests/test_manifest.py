@@ -1,4 +1,4 @@
-"""The image manifest (CONTRACTS.md section 2): validation messages, round trip, large files."""
+"""The image manifest (docs/FORMAT.md §2): validation messages, round trip, large files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from xseason.core.errors import ManifestError
 from xseason.core.geometry import Pose, qvec_to_rotmat
 from xseason.inputs.manifest import COLUMNS, read_manifest, write_manifest
 
-HEADER = "image,sequence,condition,timestamp,camera,camera_model,camera_params,qw,qx,qy,qz,tx,ty,tz,prior_x,prior_y,prior_z,mask"
+HEADER = (
+    "image,sequence,condition,timestamp,camera,camera_model,camera_params,qw,qx,qy,qz,tx,ty,tz,"
+    "prior_x,prior_y,prior_z,mask"
+)
 GOOD = [
     "s1/a.png,s1,summer,0.5,,PINHOLE,500 501 320 240,1,0,0,0,0.1,0.2,0.3,1,2,3,",
     "s1/b.png,s1,summer,0.25,,PINHOLE,500 501 320 240,1,0,0,0,0.4,0.5,0.6,4,5,6,",
@@ -64,24 +67,74 @@ CASES = [
     ("empty required", [_row(2, condition=""), GOOD[1]], 2, "condition", "empty value"),
     ("absolute path", [_row(2, image="/etc/a.png"), GOOD[1]], 2, "image", "absolute path"),
     ("leaves root", [_row(2, image="s1/../../a.png"), GOOD[1]], 2, "image", "leaves the image root"),
-    ("unknown model", [_row(2, camera_model="PINHOLEX"), GOOD[1]], 2, "camera_model", "unknown camera model 'PINHOLEX'"),
-    ("param count", [_row(2, camera_model="SIMPLE_PINHOLE", camera="c1"), GOOD[1]], 2, "camera_params",
-     "takes 3 parameters, got 4"),
-    ("params not numbers", [_row(2, camera_params="500 501 cx 240"), GOOD[1]], 2, "camera_params",
-     "'cx' in '500 501 cx 240' is not a number"),
-    ("camera intrinsics differ", [GOOD[0], _row(3, camera_params="500 501 321 240")], 3, "camera_params",
-     "camera 's1' has other intrinsics on line 2"),
+    (
+        "unknown model",
+        [_row(2, camera_model="PINHOLEX"), GOOD[1]],
+        2,
+        "camera_model",
+        "unknown camera model 'PINHOLEX'",
+    ),
+    (
+        "param count",
+        [_row(2, camera_model="SIMPLE_PINHOLE", camera="c1"), GOOD[1]],
+        2,
+        "camera_params",
+        "takes 3 parameters, got 4",
+    ),
+    (
+        "params not numbers",
+        [_row(2, camera_params="500 501 cx 240"), GOOD[1]],
+        2,
+        "camera_params",
+        "'cx' in '500 501 cx 240' is not a number",
+    ),
+    (
+        "camera intrinsics differ",
+        [GOOD[0], _row(3, camera_params="500 501 321 240")],
+        3,
+        "camera_params",
+        "camera 's1' has other intrinsics on line 2",
+    ),
     ("half pose", [_row(2, ty="", tz=""), GOOD[1]], 2, "ty", "pose is half-given: missing ty, tz"),
     ("quaternion norm", [_row(2, qw="1.1"), GOOD[1]], 2, "qw", "has norm 1.1, not 1"),
     ("non-finite", [_row(2, tx="nan"), GOOD[1]], 2, "tx", "'nan' is not a finite number"),
     ("half prior", [GOOD[0], _row(3, prior_z="")], 3, "prior_z", "prior is half-given: missing prior_z"),
-    ("duplicate image", [GOOD[0], _row(3, image="s1/./a.png")], 3, "image", "duplicate image 's1/./a.png' (first on line 2)"),
-    ("mixed conditions", [GOOD[0], _row(3, condition="winter")], 3, "condition", "sequence 's1' mixes conditions"),
+    (
+        "duplicate image",
+        [GOOD[0], _row(3, image="s1/./a.png")],
+        3,
+        "image",
+        "duplicate image 's1/./a.png' (first on line 2)",
+    ),
+    (
+        "mixed conditions",
+        [GOOD[0], _row(3, condition="winter")],
+        3,
+        "condition",
+        "sequence 's1' mixes conditions",
+    ),
     ("bad timestamp", [_row(2, timestamp="noon"), GOOD[1]], 2, "timestamp", "'noon' is not a number"),
-    ("timestamps half-given", [GOOD[0], _row(3, timestamp="")], 3, "timestamp",
-     "missing, while other rows of sequence 's1' have timestamps"),
-    ("model without params", [_row(2, camera_params="", camera="c2"), GOOD[1]], 2, "camera_params", "missing, while camera_model"),
-    ("negative focal", [_row(2, camera_params="-5 5 320 240", camera="c3"), GOOD[1]], 2, "camera_params", "focal length must be positive"),
+    (
+        "timestamps half-given",
+        [GOOD[0], _row(3, timestamp="")],
+        3,
+        "timestamp",
+        "missing, while other rows of sequence 's1' have timestamps",
+    ),
+    (
+        "model without params",
+        [_row(2, camera_params="", camera="c2"), GOOD[1]],
+        2,
+        "camera_params",
+        "missing, while camera_model",
+    ),
+    (
+        "negative focal",
+        [_row(2, camera_params="-5 5 320 240", camera="c3"), GOOD[1]],
+        2,
+        "camera_params",
+        "focal length must be positive",
+    ),
 ]
 
 
@@ -167,13 +220,25 @@ def test_round_trip_is_exact(tmp_path):
     for i in range(40):
         q = rng.normal(size=4)
         q /= np.linalg.norm(q)
-        rows.append({
-            "image": f"seq{i % 3}/img {i}.png", "sequence": f"seq{i % 3}", "condition": ["day", "night", "snow"][i % 3],
-            "weather": "snow, heavy" if i % 3 == 2 else None, "timestamp": float(rng.uniform(0, 1e9)),
-            "camera_model": "OPENCV", "camera_params": [float(x) for x in rng.uniform(1, 900, size=8)] if i < 3 else None,
-            "qw": q[0], "qx": q[1], "qy": q[2], "qz": q[3], "tx": rng.normal(), "ty": rng.normal() * 1e-7, "tz": 1e6 * rng.normal(),
-            "prior": rng.normal(size=3),
-        })
+        rows.append(
+            {
+                "image": f"seq{i % 3}/img {i}.png",
+                "sequence": f"seq{i % 3}",
+                "condition": ["day", "night", "snow"][i % 3],
+                "weather": "snow, heavy" if i % 3 == 2 else None,
+                "timestamp": float(rng.uniform(0, 1e9)),
+                "camera_model": "OPENCV",
+                "camera_params": [float(x) for x in rng.uniform(1, 900, size=8)] if i < 3 else None,
+                "qw": q[0],
+                "qx": q[1],
+                "qy": q[2],
+                "qz": q[3],
+                "tx": rng.normal(),
+                "ty": rng.normal() * 1e-7,
+                "tz": 1e6 * rng.normal(),
+                "prior": rng.normal(size=3),
+            }
+        )
     # one camera per sequence: share the first row's intrinsics within each sequence
     for i, row in enumerate(rows):
         row["camera_params"] = rows[i % 3]["camera_params"]
@@ -194,7 +259,9 @@ def test_round_trip_is_exact(tmp_path):
         assert np.array_equal(rec.prior, row["prior"])
     # the Pose convenience writes the same pose
     pose = Pose.from_qt([0.5, 0.5, -0.5, 0.5], [1.0, 2.0, 3.0])
-    path2 = write_manifest(tmp_path / "m2.csv", [{"image": rows[0]["image"], "sequence": "s", "condition": "c", "pose": pose}])
+    path2 = write_manifest(
+        tmp_path / "m2.csv", [{"image": rows[0]["image"], "sequence": "s", "condition": "c", "pose": pose}]
+    )
     got = read_manifest(path2).images[0].pose
     np.testing.assert_allclose(got.R, pose.R, atol=1e-15)
     assert np.array_equal(got.t, pose.t)
@@ -207,7 +274,7 @@ def test_write_rejects_unknown_columns(tmp_path):
 
 
 def test_100k_rows_are_read_exactly_with_their_line_numbers(tmp_path):
-    """A 100,000-row manifest (poses, priors, file checks) reads completely and exactly (timing: bench_manifest.py)."""
+    """A 100,000-row manifest (poses, priors, file checks) reads whole and exactly (bench_manifest.py)."""
     n = 100_000
     rng = np.random.default_rng(0)
     q = rng.normal(size=(n, 4))
@@ -232,5 +299,7 @@ def test_100k_rows_are_read_exactly_with_their_line_numbers(tmp_path):
     assert list(m.sequences()) == [f"s{s}" for s in range(10)] and m.conditions() == ["c0", "c1", "c2"]
     got_t = np.array([r.pose.t for r in m.images])
     got_R = np.array([r.pose.R for r in m.images[::997]])
-    assert np.array_equal(got_t, t) and np.allclose(got_R, [qvec_to_rotmat(v) for v in q[::997]], atol=1e-15, rtol=0)
+    assert np.array_equal(got_t, t) and np.allclose(
+        got_R, [qvec_to_rotmat(v) for v in q[::997]], atol=1e-15, rtol=0
+    )
     assert all(r.timestamp == i * 0.1 and r.camera == f"s{i % 10}" for i, r in enumerate(m.images))

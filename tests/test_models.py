@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xseason.learn.models import CheckpointError, ModelConfig, build_model, load_model, load_weights, model_payload, state_digest
+from xseason.learn.models import (
+    CheckpointError,
+    ModelConfig,
+    build_model,
+    load_model,
+    load_weights,
+    model_payload,
+    state_digest,
+)
 
 
 def test_outputs_at_quarter_resolution():

@@ -33,9 +33,9 @@ import pytest
 
 from xseason.cli import main
 from xseason.core.geometry import Camera, Pose, project_points, rotmat_to_qvec
-from xseason.synth.groundtruth import ImageTruth, SceneTruth, load_truth, true_matches
 from xseason.inputs.layouts import LayoutError, write_layout_manifest
 from xseason.inputs.manifest import Manifest, read_manifest, write_manifest
+from xseason.synth.groundtruth import ImageTruth, SceneTruth, load_truth, true_matches
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE, OTHER = "00-summer-day", "02-winter-snow"  # the scene's sequences used (8 images each)
@@ -53,8 +53,10 @@ def truth(tiny_scene: Path) -> SceneTruth:
 @pytest.fixture(scope="module")
 def shots(truth: SceneTruth) -> dict[str, list[ImageTruth]]:
     """The images used, per scene sequence, in capture order."""
-    return {seq: sorted((t for t in truth.images.values() if t.sequence == seq), key=lambda t: t.name)
-            for seq in (REFERENCE, OTHER)}
+    return {
+        seq: sorted((t for t in truth.images.values() if t.sequence == seq), key=lambda t: t.name)
+        for seq in (REFERENCE, OTHER)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,20 @@ def known(tiny_scene: Path, shots, tmp_path_factory) -> Manifest:
     """The known-pose manifest of the same images (poses and cameras straight from truth.json)."""
     root = tmp_path_factory.mktemp("known")
     (root / "images").symlink_to(tiny_scene / "images", target_is_directory=True)
-    rows = [{"image": t.name, "sequence": t.sequence, "condition": t.condition, "timestamp": k, "camera": t.sequence,
-             "camera_model": t.camera.model, "camera_params": t.camera.params, "pose": t.pose}
-            for seq in shots.values() for k, t in enumerate(seq)]
+    rows = [
+        {
+            "image": t.name,
+            "sequence": t.sequence,
+            "condition": t.condition,
+            "timestamp": k,
+            "camera": t.sequence,
+            "camera_model": t.camera.model,
+            "camera_params": t.camera.params,
+            "pose": t.pose,
+        }
+        for seq in shots.values()
+        for k, t in enumerate(seq)
+    ]
     write_manifest(root / "manifest.csv", rows)
     return read_manifest(root / "manifest.csv")
 
@@ -91,7 +104,8 @@ def write_cmu(root: Path, scene: Path, shots) -> None:
     (root / "intrinsics.txt").parent.mkdir(parents=True, exist_ok=True)
     (root / "intrinsics.txt").write_text(  # OPENCV without distortion, COLMAP's principal point
         "# Camera ID, model, width, height, params\n"
-        + "".join(f"{c} OPENCV {cam.width} {cam.height} {nums(cam.params)} 0 0 0 0\n" for c in ("c0", "c1")))
+        + "".join(f"{c} OPENCV {cam.width} {cam.height} {nums(cam.params)} 0 0 0 0\n" for c in ("c0", "c1"))
+    )
     folder = root / "slice3"
     (folder / "camera-poses").mkdir(parents=True)
     (root / "slice2").mkdir()  # another slice, not asked for
@@ -115,9 +129,13 @@ def write_robotcar(root: Path, scene: Path, shots) -> None:
     (root / "intrinsics").mkdir(parents=True)
     for c in ("left", "rear", "right"):
         (root / "intrinsics" / f"{c}_intrinsics.txt").write_text(
-            "".join(f"{k} {v!r}\n" for k, v in zip(("fx", "fy", "cx", "cy"), map(float, cam.params))))
+            "".join(f"{k} {v!r}\n" for k, v in zip(("fx", "fy", "cx", "cy"), map(float, cam.params)))
+        )
     nvm, train = [], []
-    for cond, seq, start in (("overcast-reference", REFERENCE, 1417176458999821), ("snow", OTHER, 1416315467123456)):
+    for cond, seq, start in (
+        ("overcast-reference", REFERENCE, 1417176458999821),
+        ("snow", OTHER, 1416315467123456),
+    ):
         for k, t in enumerate(shots[seq]):
             name = f"{cond}/rear/{start + k * 250_000}"
             link(scene / t.name, root / "images" / f"{name}.jpg")
@@ -142,7 +160,10 @@ def rotation(axis: int, degrees: float) -> np.ndarray:
 
 # cam1_from_cam0 of the fixture's stereo rig: 30 cm baseline, slightly turned
 STEREO = Pose(rotation(2, 0.3) @ rotation(1, -0.2), np.array([-0.30, 0.001, 0.002]))
-FOUR_SEASONS = {"recording_2020-07-15_10-05-12": (REFERENCE, "cam0"), "recording_2021-01-20_09-12-40": (OTHER, "cam1")}
+FOUR_SEASONS = {
+    "recording_2020-07-15_10-05-12": (REFERENCE, "cam0"),
+    "recording_2021-01-20_09-12-40": (OTHER, "cam1"),
+}
 
 
 def write_fourseasons(root: Path, scene: Path, shots) -> None:
@@ -154,7 +175,9 @@ def write_fourseasons(root: Path, scene: Path, shots) -> None:
     calib.mkdir(parents=True)
     for k in (0, 1):  # DSO: pixel centres at integers, so cx, cy are COLMAP's minus 0.5
         (calib / f"undistorted_calib_{k}.txt").write_text(
-            f"Pinhole {nums((fx, fy, cx - 0.5, cy - 0.5))} 0\n{cam.width} {cam.height}\ncrop\n{cam.width} {cam.height}\n")
+            f"Pinhole {nums((fx, fy, cx - 0.5, cy - 0.5))} 0\n"
+            f"{cam.width} {cam.height}\ncrop\n{cam.width} {cam.height}\n"
+        )
     (calib / "undistorted_calib_stereo.txt").write_text("".join(nums(row) + "\n" for row in STEREO.matrix()))
     for recording, (seq, camera) in FOUR_SEASONS.items():
         lines = ["# timestamp, tx, ty, tz, qx, qy, qz, qw, scale, fusion_quality, v3\n"]
@@ -164,7 +187,9 @@ def write_fourseasons(root: Path, scene: Path, shots) -> None:
             cam0 = t.pose if camera == "cam0" else STEREO.inverse() @ t.pose
             c2w = cam0.inverse()
             qw, qx, qy, qz = rotmat_to_qvec(c2w.R)
-            lines.append(f"{stamp}, {', '.join(repr(float(v)) for v in (*c2w.t, qx, qy, qz, qw))}, 1.0, 1, 0\n")
+            lines.append(
+                f"{stamp}, {', '.join(repr(float(v)) for v in (*c2w.t, qx, qy, qz, qw))}, 1.0, 1, 0\n"
+            )
         (root / recording / "GNSSPoses.txt").write_text("".join(lines))
 
 
@@ -174,7 +199,9 @@ def write_aachen(root: Path, scene: Path, shots) -> None:
     cam = shots[REFERENCE][0].camera
     model = root / "3D-models" / "aachen_v_1_1"
     model.mkdir(parents=True)
-    (model / "cameras.txt").write_text(f"# Camera list\n1 {cam.model} {cam.width} {cam.height} {nums(cam.params)}\n")
+    (model / "cameras.txt").write_text(
+        f"# Camera list\n1 {cam.model} {cam.width} {cam.height} {nums(cam.params)}\n"
+    )
     images = ["# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n# POINTS2D[] as (X, Y, POINT3D_ID)\n"]
     for k, t in enumerate(shots[REFERENCE], start=1):
         link(scene / t.name, root / "images_upright" / "db" / f"{k}.jpg")
@@ -203,9 +230,13 @@ def write_kapture(root: Path, scene: Path, shots) -> None:
     sensors.mkdir(parents=True)
     (sensors / "sensors.txt").write_text(
         "# kapture format: 1.1\n# sensor_id, name, sensor_type, [sensor_params]+\n"
-        f"cam_front, front, camera, {cam.model}, {cam.width}, {cam.height}, {', '.join(map(repr, map(float, cam.params)))}\n")
-    (sensors / "rigs.txt").write_text("# kapture format: 1.1\n# rig_id, sensor_id, qw, qx, qy, qz, tx, ty, tz\n"
-                                      f"car, cam_front, {nums((*CAM_FROM_RIG.qvec, *CAM_FROM_RIG.t)).replace(' ', ', ')}\n")
+        f"cam_front, front, camera, {cam.model}, {cam.width}, {cam.height}, "
+        f"{', '.join(map(repr, map(float, cam.params)))}\n"
+    )
+    (sensors / "rigs.txt").write_text(
+        "# kapture format: 1.1\n# rig_id, sensor_id, qw, qx, qy, qz, tx, ty, tz\n"
+        f"car, cam_front, {nums((*CAM_FROM_RIG.qvec, *CAM_FROM_RIG.t)).replace(' ', ', ')}\n"
+    )
     trajectories, records = [], []
     for r, (run, seq) in enumerate(KAPTURE_RUNS.items()):
         for k, t in enumerate(shots[seq]):
@@ -214,7 +245,9 @@ def write_kapture(root: Path, scene: Path, shots) -> None:
             rig = CAM_FROM_RIG.inverse() @ t.pose
             trajectories.append(f"{stamp}, car, {nums((*rig.qvec, *rig.t)).replace(' ', ', ')}\n")
             records.append(f"{stamp}, cam_front, {image}\n")
-    (sensors / "trajectories.txt").write_text("# timestamp, device_id, qw, qx, qy, qz, tx, ty, tz\n" + "".join(trajectories))
+    (sensors / "trajectories.txt").write_text(
+        "# timestamp, device_id, qw, qx, qy, qz, tx, ty, tz\n" + "".join(trajectories)
+    )
     (sensors / "records_camera.txt").write_text("# timestamp, device_id, image_path\n" + "".join(records))
 
 
@@ -224,7 +257,9 @@ def by_file(manifest: Manifest) -> dict[Path, object]:
     return {rec.path.resolve(): rec for rec in manifest.images}
 
 
-def assert_reproduces_truth(manifest: Manifest, known: Manifest, truth: SceneTruth, unposed: set[str] = frozenset()) -> None:
+def assert_reproduces_truth(
+    manifest: Manifest, known: Manifest, truth: SceneTruth, unposed: set[str] = frozenset()
+) -> None:
     """Row by row: the same image files as the known-pose manifest, each with its true pose (1e-9)
     and a camera projecting scene points exactly where the true camera does; the same grouping
     into sequences. Scene sequences in `unposed` must come without poses."""
@@ -236,15 +271,24 @@ def assert_reproduces_truth(manifest: Manifest, known: Manifest, truth: SceneTru
         t = truth.images[want[path].image]
         sequence_of.setdefault(rec.sequence, set()).add(t.sequence)
         camera = Camera(rec.camera_model, t.camera.width, t.camera.height, rec.camera_params)
-        points = t.pose.inverse().transform(rng.uniform([-5, -5, 2], [5, 5, 40], size=(50, 3)))  # in front of t
+        points = t.pose.inverse().transform(
+            rng.uniform([-5, -5, 2], [5, 5, 40], size=(50, 3))
+        )  # in front of t
         if t.sequence in unposed:
             assert rec.pose is None, rec.image
             pose = t.pose
         else:
-            assert np.abs(rec.pose.R - t.pose.R).max() < POSE_TOL and np.abs(rec.pose.t - t.pose.t).max() < POSE_TOL, rec.image
+            assert (
+                np.abs(rec.pose.R - t.pose.R).max() < POSE_TOL
+                and np.abs(rec.pose.t - t.pose.t).max() < POSE_TOL
+            ), rec.image
             pose = rec.pose
-        np.testing.assert_allclose(project_points(camera, pose, points)[0], project_points(t.camera, t.pose, points)[0],
-                                   atol=PIXEL_TOL, rtol=0)
+        np.testing.assert_allclose(
+            project_points(camera, pose, points)[0],
+            project_points(t.camera, t.pose, points)[0],
+            atol=PIXEL_TOL,
+            rtol=0,
+        )
     assert sorted(map(sorted, sequence_of.values())) == [[REFERENCE], [OTHER]]
 
 
@@ -288,11 +332,21 @@ KAPTURE_CONDITIONS = ["--condition", "2020-07-15=summer-day", "--condition", "20
 DATASETS: dict[str, tuple[Callable, Callable, dict[str, str], list[str]]] = {
     # name (= the `xseason manifest` layout): (fixture writer, layout reader, expected condition of the
     # two scene sequences, the subcommand's options that ask for what the reader is called with)
-    "cmu": (write_cmu, cmu_layout, {REFERENCE: "sunny-nofoliage", OTHER: "lowsun-nofoliage-snow"}, ["--slice", "3"]),
+    "cmu": (
+        write_cmu,
+        cmu_layout,
+        {REFERENCE: "sunny-nofoliage", OTHER: "lowsun-nofoliage-snow"},
+        ["--slice", "3"],
+    ),
     "robotcar": (write_robotcar, robotcar_layout, {REFERENCE: "overcast-reference", OTHER: "snow"}, []),
     "4seasons": (write_fourseasons, fourseasons_layout, {REFERENCE: "summer", OTHER: "winter"}, []),
     "aachen": (write_aachen, aachen_layout, {REFERENCE: "day", OTHER: "night"}, []),
-    "kapture": (write_kapture, kapture_layout, {REFERENCE: "summer-day", OTHER: "winter-snow"}, KAPTURE_CONDITIONS),
+    "kapture": (
+        write_kapture,
+        kapture_layout,
+        {REFERENCE: "summer-day", OTHER: "winter-snow"},
+        KAPTURE_CONDITIONS,
+    ),
 }
 
 
@@ -338,14 +392,19 @@ def true_errors(store, truth: SceneTruth, scene_name: dict[Path, str]) -> tuple[
 
 
 KNOWN_CONFIG = REPO / "configs" / "pipeline_kapture.yaml"  # the build defaults
-PIPELINES = {"cmu": "cmu_seasons.py", "robotcar": "robotcar_seasons.py", "4seasons": "four_seasons.py",
-             "aachen": "aachen_v1_1.py", "kapture": "kapture_dataset.py"}
+PIPELINES = {
+    "cmu": "cmu_seasons.py",
+    "robotcar": "robotcar_seasons.py",
+    "4seasons": "four_seasons.py",
+    "aachen": "aachen_v1_1.py",
+    "kapture": "kapture_dataset.py",
+}
 
 
 @pytest.fixture(scope="module")
 def known_build(known, tmp_path_factory):
     from xseason.pipeline.build import load_build_config, run_build
-    from xseason.store.format import open_dataset
+    from xseason.store import open_dataset
 
     out = tmp_path_factory.mktemp("known_build") / "ds"
     run_build(known, out, load_build_config(KNOWN_CONFIG), progress=False)
@@ -353,19 +412,31 @@ def known_build(known, tmp_path_factory):
 
 
 def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(REPO / "pipelines" / script), *args],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / script), *args], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def test_pipeline_scripts_use_the_library_not_the_command_line():
+    """The scripts take layouts and options from `xseason.inputs.layouts.registry`, never from the CLI."""
+    scripts = sorted((REPO / "pipelines").glob("*.py"))
+    assert {s.name for s in scripts} >= set(PIPELINES.values()) | {"_common.py"}
+    assert not [s.name for s in scripts if "xseason.commands" in s.read_text()]
 
 
 def test_known_pose_build_is_accurate(known, known_build, truth):
     scene_name = {p: r.image for p, r in by_file(known).items()}
     errors, total = true_errors(known_build, truth, scene_name)
     pairs = len(known_build.pairs)
-    print(f"known poses: {total} matches in {pairs} pairs, {len(errors)} with a visible true match, "
-          f"median error {np.median(errors):.3f} px")
-    assert pairs >= 10 and total >= 100 and len(errors) >= 0.4 * total  # measured: 209 matches in 14 pairs, 51% checkable
+    print(
+        f"known poses: {total} matches in {pairs} pairs, {len(errors)} with a visible true match, "
+        f"median error {np.median(errors):.3f} px"
+    )
+    assert (
+        pairs >= 10 and total >= 100 and len(errors) >= 0.4 * total
+    )  # measured: 209 matches in 14 pairs, 51% checkable
     assert np.median(errors) < MAX_MEDIAN_ERROR  # measured: 0.110 px
 
 
@@ -373,19 +444,29 @@ def test_known_pose_build_is_accurate(known, known_build, truth):
 def test_pipeline_build_equals_known_pose_build(name, known_build, tiny_scene, shots, tmp_path):
     """Each posed dataset's script, run end to end with the known-pose build's config, builds that same
     dataset (same pairs, same matches to 1e-3 px) although names, camera ids, models and timestamps differ."""
-    from xseason.store.format import open_dataset
+    from xseason.store import open_dataset
 
     write, _, _, options = DATASETS[name]
     write(tmp_path / "raw", tiny_scene, shots)
-    run_script(PIPELINES[name], str(tmp_path / "raw"), "--out", str(tmp_path / "ds"), "--config", str(KNOWN_CONFIG), *options)
+    run_script(
+        PIPELINES[name],
+        str(tmp_path / "raw"),
+        "--out",
+        str(tmp_path / "ds"),
+        "--config",
+        str(KNOWN_CONFIG),
+        *options,
+    )
     built, reference = matches_by_pair(open_dataset(tmp_path / "ds")), matches_by_pair(known_build)
     assert set(built) == set(reference)
     for pair, xy in reference.items():
         assert built[pair].shape == xy.shape and np.abs(built[pair] - xy).max() <= 1e-3, pair
 
 
-def test_aachen_pipeline_registers_night_queries_accurately(known, known_build, truth, tiny_scene, shots, tmp_path):
-    from xseason.store.format import open_dataset
+def test_aachen_pipeline_registers_night_queries_accurately(
+    known, known_build, truth, tiny_scene, shots, tmp_path
+):
+    from xseason.store import open_dataset
 
     write_aachen(tmp_path / "aachen", tiny_scene, shots)
     run_script(PIPELINES["aachen"], str(tmp_path / "aachen"), "--out", str(tmp_path / "ds"))
@@ -401,8 +482,10 @@ def test_aachen_pipeline_registers_night_queries_accurately(known, known_build, 
         assert angle < 0.25 and centre < 0.035, (t.name, angle, centre)  # 0.035 m = 0.5% of the 7 m route
     errors, total = true_errors(store, truth, scene_name)
     known_errors, _ = true_errors(known_build, truth, scene_name)
-    print(f"aachen: {total} matches, median error {np.median(errors):.3f} px "
-          f"(known-pose build: {np.median(known_errors):.3f} px)")
+    print(
+        f"aachen: {total} matches, median error {np.median(errors):.3f} px "
+        f"(known-pose build: {np.median(known_errors):.3f} px)"
+    )
     assert total >= 100 and len(errors) >= 0.4 * total  # measured: 288 matches, 52% checkable
     # measured: 0.228 px against 0.110 px for the known-pose build (its night poses are estimated, to
     # <= 0.1 deg and 2 cm: a fifth of a pixel of reprojection difference at the scene's depths)
@@ -413,27 +496,95 @@ def test_aachen_pipeline_registers_night_queries_accurately(known, known_build, 
 BAD = [
     # dataset, file (relative to the fixture root), its new text (None: deleted), line named, message
     ("cmu", "slice3/ground-truth-database-images-slice3.txt", None, None, "file not found"),
-    ("cmu", "slice3/camera-poses/slice3_query_gt.txt", "img_00000_c0_1292943600000000us.jpg 1 0 0 0 1 2 x\n", 1,
-     "expected qw qx qy qz cx cy cz"),
-    ("cmu", "slice3/ground-truth-database-images-slice3.txt", "# c\nimage_1.jpg 1 0 0 0 1 2 3\n", 2,
-     "image name 'image_1.jpg' is not img_<k>_<camera>_<timestamp>us.jpg"),
-    ("cmu", "intrinsics.txt", "c0 OPENCV 320 240 224 224 160 120\n", 1, "expected 'CAMERA MODEL WIDTH HEIGHT PARAMS...'"),
+    (
+        "cmu",
+        "slice3/camera-poses/slice3_query_gt.txt",
+        "img_00000_c0_1292943600000000us.jpg 1 0 0 0 1 2 x\n",
+        1,
+        "expected qw qx qy qz cx cy cz",
+    ),
+    (
+        "cmu",
+        "slice3/ground-truth-database-images-slice3.txt",
+        "# c\nimage_1.jpg 1 0 0 0 1 2 3\n",
+        2,
+        "image name 'image_1.jpg' is not img_<k>_<camera>_<timestamp>us.jpg",
+    ),
+    (
+        "cmu",
+        "intrinsics.txt",
+        "c0 OPENCV 320 240 224 224 160 120\n",
+        1,
+        "expected 'CAMERA MODEL WIDTH HEIGHT PARAMS...'",
+    ),
     ("robotcar", "intrinsics/left_intrinsics.txt", None, None, "file not found"),
     ("robotcar", "intrinsics/rear_intrinsics.txt", "fx 224\nfy 224\ncx x\ncy 120\n", 3, "expected a number"),
-    ("robotcar", "robotcar_v2_train.txt", "snow/rear/1.png " + nums(2 * np.eye(4).ravel()) + "\n", 1, "not a rotation"),
-    ("robotcar", "3D-models/all-merged/all.nvm", "NVM_V3\n\n1\nx.png 400 1 0 0 0 0 0\n", 4, "expected 'name focal"),
-    ("4seasons", "calibration/undistorted_calib_0.txt", "Pinhole 224 224 159.5\n320 240\n", 1, "expected 'Pinhole fx fy cx cy"),
+    (
+        "robotcar",
+        "robotcar_v2_train.txt",
+        "snow/rear/1.png " + nums(2 * np.eye(4).ravel()) + "\n",
+        1,
+        "not a rotation",
+    ),
+    (
+        "robotcar",
+        "3D-models/all-merged/all.nvm",
+        "NVM_V3\n\n1\nx.png 400 1 0 0 0 0 0\n",
+        4,
+        "expected 'name focal",
+    ),
+    (
+        "4seasons",
+        "calibration/undistorted_calib_0.txt",
+        "Pinhole 224 224 159.5\n320 240\n",
+        1,
+        "expected 'Pinhole fx fy cx cy",
+    ),
     ("4seasons", "calibration/undistorted_calib_stereo.txt", None, None, "file not found"),
-    ("4seasons", "recording_2021-01-20_09-12-40/GNSSPoses.txt", "# h\n1.5e18, 0, 0, 0, 0, 0, 0, 1\n", 2,
-     "timestamp '1.5e18' is not an integer"),
-    ("4seasons", "recording_2021-01-20_09-12-40/GNSSPoses.txt", "159, 0, 0, 0, 0, 0, 0, 0.5\n", 1, "quaternion has norm 0.5"),
-    ("aachen", "3D-models/aachen_v_1_1/images.txt", "# c\n1 1 0 0 0 0 0 zero 1 db/1.jpg\n\n", 2,
-     "expected QW QX QY QZ TX TY TZ"),
-    ("aachen", "3D-models/aachen_v_1_1/cameras.txt", "1 PINHOLE 320 240 224\n", 1, "expected 'CAMERA_ID MODEL WIDTH HEIGHT"),
+    (
+        "4seasons",
+        "recording_2021-01-20_09-12-40/GNSSPoses.txt",
+        "# h\n1.5e18, 0, 0, 0, 0, 0, 0, 1\n",
+        2,
+        "timestamp '1.5e18' is not an integer",
+    ),
+    (
+        "4seasons",
+        "recording_2021-01-20_09-12-40/GNSSPoses.txt",
+        "159, 0, 0, 0, 0, 0, 0, 0.5\n",
+        1,
+        "quaternion has norm 0.5",
+    ),
+    (
+        "aachen",
+        "3D-models/aachen_v_1_1/images.txt",
+        "# c\n1 1 0 0 0 0 0 zero 1 db/1.jpg\n\n",
+        2,
+        "expected QW QX QY QZ TX TY TZ",
+    ),
+    (
+        "aachen",
+        "3D-models/aachen_v_1_1/cameras.txt",
+        "1 PINHOLE 320 240 224\n",
+        1,
+        "expected 'CAMERA_ID MODEL WIDTH HEIGHT",
+    ),
     ("aachen", "3D-models/aachen_v_1_1/images.txt", None, None, "no COLMAP model"),
     ("aachen", "queries/night_time_queries_with_intrinsics.txt", None, None, "file not found"),
-    ("kapture", "sensors/trajectories.txt", "1000, car, 1, 0, 0, 0, 0, 0\n", 1, "expected 'timestamp, device_id"),
-    ("kapture", "sensors/rigs.txt", "car, cam_front, 1, 0, 0, 0, 0, 0, nan\n", 1, "qw, qx, qy, qz, tx, ty, tz is not finite"),
+    (
+        "kapture",
+        "sensors/trajectories.txt",
+        "1000, car, 1, 0, 0, 0, 0, 0\n",
+        1,
+        "expected 'timestamp, device_id",
+    ),
+    (
+        "kapture",
+        "sensors/rigs.txt",
+        "car, cam_front, 1, 0, 0, 0, 0, 0, nan\n",
+        1,
+        "qw, qx, qy, qz, tx, ty, tz is not finite",
+    ),
 ]
 
 
@@ -462,14 +613,24 @@ def test_kapture_pipeline_on_real_7scenes_kapture(shared_data, tmp_path):
 
     root = tmp_path / "stairs"
     shutil.copytree(shared_data / "7scenes-stairs", root)
-    result = run_script("kapture_dataset.py", str(root / "kapture"), "--out", str(tmp_path / "ds"),
-                        "--default-condition", "indoor", "--manifest-only")
+    result = run_script(
+        "kapture_dataset.py",
+        str(root / "kapture"),
+        "--out",
+        str(tmp_path / "ds"),
+        "--default-condition",
+        "indoor",
+        "--manifest-only",
+    )
     m = read_manifest(root / "xseason_manifest.csv")
     assert len(m.images) == 12 and list(m.sequences()) == ["seq-01", "seq-02", "seq-03", "seq-04"]
     assert "seq-04: 3 images, indoor, posed" in result.stdout
     expected = {row["image"]: row for row in sevenscenes_rows(root).rows}
     for rec in m.images:
         want = expected[rec.image]
-        assert np.abs(rec.pose.R - want["pose"].R).max() < POSE_TOL and np.abs(rec.pose.t - want["pose"].t).max() < POSE_TOL
+        assert (
+            np.abs(rec.pose.R - want["pose"].R).max() < POSE_TOL
+            and np.abs(rec.pose.t - want["pose"].t).max() < POSE_TOL
+        )
         assert (rec.camera_model, rec.camera_params) == (want["camera_model"], want["camera_params"])
     assert not (tmp_path / "ds").exists()

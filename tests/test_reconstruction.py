@@ -27,12 +27,22 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pycolmap
 
+from xseason.core.colmap import point_observations
 from xseason.core.geometry import Camera, Pose, project_points
+from xseason.inputs.manifest import Manifest, read_manifest, write_manifest
+from xseason.sfm.config import SfMConfig
+from xseason.sfm.features import extract
+from xseason.sfm.paths import BuildPaths
+from xseason.sfm.reconstruction import reconstruct
 from xseason.synth.groundtruth import load_truth, sample_depth
-from xseason.inputs.manifest import read_manifest, write_manifest
-from xseason.sfm.reconstruction import point_observations, reconstruct
-from xseason.sfm.registration import SfMConfig
+
+
+def sequence_models(m: Manifest, build: Path, cfg: SfMConfig) -> dict[str, pycolmap.Reconstruction]:
+    """Features, matching and the sequences' own models (those made)."""
+    paths = BuildPaths(build)
+    return reconstruct(m, extract(m, paths, cfg.features), paths, cfg).models
 
 
 def depth_at(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -48,24 +58,27 @@ def depth_at(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 def test_posed_tiny_points_lie_on_true_surfaces(tiny_scene: Path, tmp_path: Path):
     m = read_manifest(tiny_scene / "manifest.csv")
-    models = reconstruct(m, tmp_path / "build", SfMConfig())
+    models = sequence_models(m, tmp_path / "build", SfMConfig())
     assert set(models) == set(m.sequences()), "every posed sequence triangulates"
     truth = load_truth(tiny_scene)
     errors, depths = [], []
     for seq, model in models.items():
         assert model.num_points3D() >= 150, seq
-        names, kps, xyz = point_observations(model)
-        for name in dict.fromkeys(names):
-            k = np.array(names) == name
-            z_true = sample_depth(truth.depth(name), truth.labels(name), kps[k])  # NaN off planes
-            errors.append(truth.images[name].pose.transform(xyz[k])[:, 2] - z_true)
+        obs = point_observations(model)
+        for k, name in enumerate(obs.image_names):
+            rows = obs.obs_image == k
+            z_true = sample_depth(truth.depth(name), truth.labels(name), obs.obs_xy[rows])  # NaN off planes
+            errors.append(truth.images[name].pose.transform(obs.obs_xyz[rows])[:, 2] - z_true)
             depths.append(z_true)
     errors, depths = np.concatenate(errors), np.concatenate(depths)
     ok = np.isfinite(errors)
     assert ok.sum() > 3000
     rel = np.median(np.abs(errors[ok])) / np.median(depths[ok])
     bias = np.median(errors[ok] / depths[ok])
-    print(f"tiny posed: {ok.sum()} observations, median |dz| {100 * rel:.2f}%, signed {100 * bias:.2f}% of the depth")
+    print(
+        f"tiny posed: {ok.sum()} observations, median |dz| {100 * rel:.2f}%, "
+        f"signed {100 * bias:.2f}% of the depth"
+    )
     assert rel < 0.04 and abs(bias) < 0.01
 
 
@@ -78,22 +91,23 @@ def test_sevenscenes_points_agree_with_kinect_depth(shared_data: Path, tmp_path:
     m = read_manifest(write_manifest(tmp_path / "manifest.csv", rows), image_root=root)
     cfg = SfMConfig()
     cfg.reconstruction.min_tri_angle = 1.0  # the default 2 degrees leaves ~30 points on these baselines
-    model = reconstruct(m, tmp_path / "build", cfg)["stairs"]
+    model = sequence_models(m, tmp_path / "build", cfg)["stairs"]
     depth_cam = Camera("SIMPLE_PINHOLE", 640, 480, (585.0, 320.0, 240.0))
-    names, _, xyz = point_observations(model)
+    obs = point_observations(model)
     rel = []
-    for name in dict.fromkeys(names):
-        k = np.array(names) == name
+    for k, name in enumerate(obs.image_names):
         stem = str(root / name).removesuffix(".color.jpg")
         pose: Pose = read_pose_file(Path(stem + ".pose.txt"))  # depth camera, world-to-camera
-        px, z = project_points(depth_cam, pose, xyz[k])
+        px, z = project_points(depth_cam, pose, obs.obs_xyz[obs.obs_image == k])
         measured = depth_at(cv2.imread(stem + ".depth.png", cv2.IMREAD_UNCHANGED), px) / 1000.0
         rel.append(np.abs(z - measured) / measured)
     rel = np.concatenate(rel)
     ok = np.isfinite(rel)
     median = float(np.median(rel[ok]))
-    print(f"7-Scenes stairs: {model.num_points3D()} points, {ok.sum()} observations with depth, "
-          f"median relative depth error {median:.4f}")
+    print(
+        f"7-Scenes stairs: {model.num_points3D()} points, {ok.sum()} observations with depth, "
+        f"median relative depth error {median:.4f}"
+    )
     assert model.num_points3D() >= 100
     assert median < 0.25
 
@@ -117,12 +131,15 @@ def test_sevenscenes_depth_maps_agree_across_sequences(shared_data: Path):
                 pose_a, pose_b = pose_a.inverse(), pose_b.inverse()
             raw = cv2.imread(a + ".depth.png", cv2.IMREAD_UNCHANGED)
             v, u = np.nonzero((raw > 0) & (raw < 65535))
-            world = pose_a.inverse().transform(depth_cam.unproject(np.stack([u, v], 1)) * raw[v, u, None] / 1000.0)
+            rays = depth_cam.unproject(np.stack([u, v], 1))
+            world = pose_a.inverse().transform(rays * raw[v, u, None] / 1000.0)
             px, z = project_points(depth_cam, pose_b, world)
             measured = depth_at(cv2.imread(b + ".depth.png", cv2.IMREAD_UNCHANGED), px) / 1000.0
             rel = np.abs(z / measured - 1)
             agree.append(rel[np.isfinite(rel)] < 0.02)
         share[inverted] = float(np.mean(np.concatenate(agree)))
-    print(f"7-Scenes depth maps warped across sequences: {100 * share[False]:.1f}% within 2% "
-          f"({100 * share[True]:.1f}% with the poses inverted)")
+    print(
+        f"7-Scenes depth maps warped across sequences: {100 * share[False]:.1f}% within 2% "
+        f"({100 * share[True]:.1f}% with the poses inverted)"
+    )
     assert share[False] > 0.4 and share[True] < 0.1

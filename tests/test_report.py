@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import shutil
@@ -14,16 +13,18 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_exports import SEQUENCES, make_fake_build
+
 from xseason.cli import main
-from xseason.reports.exports import condition_colors
 from xseason.core.plots import draw_histogram
+from xseason.reports.exports import condition_colors
 from xseason.reports.report import ReportConfig, ReportError, truth_errors, write_report
-from xseason.store.format import open_dataset, write_dataset
+from xseason.store import open_dataset, write_dataset
 
 BAR_BGR = (178, 114, 0)
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
+)
 
 
 class _Images(HTMLParser):
@@ -53,17 +54,19 @@ def report(fake) -> Path:
 
 
 def test_histogram_bars_are_proportional_to_counts():
-    values = np.r_[np.full(20, 0.1), np.full(10, 0.9), np.full(10, 5.0), np.nan]  # 5.0 -> last bin, NaN ignored
+    values = np.r_[
+        np.full(20, 0.1), np.full(10, 0.9), np.full(10, 5.0), np.nan
+    ]  # 5.0 -> last bin, NaN ignored
     image = draw_histogram(values, "t", "x", bins=2, value_range=(0.0, 1.0), size=(300, 200))
     bar = np.all(image == BAR_BGR, axis=2)
     heights = bar.sum(0)
     cols = np.flatnonzero(heights)
-    left, right = heights[cols[: len(cols) // 2]].max(), heights[cols[len(cols) // 2:]].max()
+    left, right = heights[cols[: len(cols) // 2]].max(), heights[cols[len(cols) // 2 :]].max()
     assert left == right > 100  # 20 and 10 + 10 clipped
     image = draw_histogram(values[:30], "t", "x", bins=2, value_range=(0.0, 1.0), size=(300, 200))
     heights = np.all(image == BAR_BGR, axis=2).sum(0)
     cols = np.flatnonzero(heights)
-    ratio = heights[cols[: len(cols) // 2]].max() / heights[cols[len(cols) // 2:]].max()
+    ratio = heights[cols[: len(cols) // 2]].max() / heights[cols[len(cols) // 2 :]].max()
     assert abs(ratio - 2.0) < 0.02
 
 
@@ -77,7 +80,7 @@ def test_page_holds_summary_registration_stats_and_escaped_text(fake, report):
     for total in per_condition:  # the stats table's matches per condition pair
         assert f'<td class="n">{total:,}</td>' in page
     assert f"<td>{len(fake['matches']):,}</td>" in page  # summary: total matches
-    # registration: night has 2 of 3 images registered; its 3D-3D inliers; the unregistered image and its reason
+    # registration: night has 2 of 3 images registered; its 3D-3D inliers; the unregistered image, its reason
     row = re.search(r"<tr><td>night/run1</td>(.*?)</tr>", page).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
     assert cells[1:4] == ["aligned", "3", "2"] and cells[8] == "102 / 122"
@@ -108,20 +111,33 @@ def test_top_view_shows_every_condition_in_its_colour(report):
 
 def test_truth_section_measures_known_pixel_errors(tmp_path):
     """A rendered mini scene; matches placed at the true positions, a quarter of them moved by 4 px."""
-    from xseason.synth.groundtruth import load_truth, true_matches
     from xseason.synth import render_scene, synth_config
+    from xseason.synth.groundtruth import load_truth, true_matches
 
     cfg = synth_config("tiny", overrides=["images_per_sequence=2"])
     cfg = dataclasses.replace(cfg, sequences=cfg.sequences[:2])
     manifest = pd.read_csv(render_scene(tmp_path / "scene", cfg, jobs=1, progress=False))
     truth = load_truth(tmp_path / "scene")
-    images = pd.DataFrame({
-        "image_id": np.arange(len(manifest)), "image": manifest["image"], "sequence": manifest["sequence"],
-        "condition": manifest["condition"], "season": None, "daytime": None, "weather": None,
-        "camera_model": "PINHOLE", "width": 320, "height": 240,
-        "params": [[float(v) for v in p.split()] for p in manifest["camera_params"]], "registered": True,
-        **{k: manifest[k] for k in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")}})
-    grid = np.stack(np.meshgrid(np.arange(8, 320, 12), np.arange(8, 240, 12)), -1).reshape(-1, 2).astype(float)
+    images = pd.DataFrame(
+        {
+            "image_id": np.arange(len(manifest)),
+            "image": manifest["image"],
+            "sequence": manifest["sequence"],
+            "condition": manifest["condition"],
+            "season": None,
+            "daytime": None,
+            "weather": None,
+            "camera_model": "PINHOLE",
+            "width": 320,
+            "height": 240,
+            "params": [[float(v) for v in p.split()] for p in manifest["camera_params"]],
+            "registered": True,
+            **{k: manifest[k] for k in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")},
+        }
+    )
+    grid = (
+        np.stack(np.meshgrid(np.arange(8, 320, 12), np.arange(8, 240, 12)), -1).reshape(-1, 2).astype(float)
+    )
     pairs, chunks = [], []
     for k in range(2):  # image k of the first sequence with image k of the second
         a, b = k, 2 + k
@@ -129,14 +145,41 @@ def test_truth_section_measures_known_pixel_errors(tmp_path):
         p0, p1 = grid[visible], p1[visible]
         p1[::4, 0] += 4.0
         n = len(p0)
-        chunks.append(pd.DataFrame({"pair_id": k, "x0": p0[:, 0], "y0": p0[:, 1], "x1": p1[:, 0], "y1": p1[:, 1],
-                                    "weight": 1.0, "point3d_id": None, "dist3d": 0.0, "err0": 0.0, "err1": 0.0}))
-        pairs.append({"pair_id": k, "image_id0": a, "image_id1": b, "num_matches": n, "overlap": 0.5, "split": "train"})
-    dataset = write_dataset(tmp_path / "ds", images, pd.DataFrame(pairs), pd.concat(chunks), config={},
-                            manifest_checksum=None, image_root=tmp_path / "scene")
+        chunks.append(
+            pd.DataFrame(
+                {
+                    "pair_id": k,
+                    "x0": p0[:, 0],
+                    "y0": p0[:, 1],
+                    "x1": p1[:, 0],
+                    "y1": p1[:, 1],
+                    "weight": 1.0,
+                    "point3d_id": None,
+                    "dist3d": 0.0,
+                    "err0": 0.0,
+                    "err1": 0.0,
+                }
+            )
+        )
+        pairs.append(
+            {"pair_id": k, "image_id0": a, "image_id1": b, "num_matches": n, "overlap": 0.5, "split": "train"}
+        )
+    dataset = write_dataset(
+        tmp_path / "ds",
+        images,
+        pd.DataFrame(pairs),
+        pd.concat(chunks),
+        config={},
+        manifest_checksum=None,
+        image_root=tmp_path / "scene",
+    )
     store = open_dataset(dataset)
     table = truth_errors(store, tmp_path / "scene")
-    assert len(table) == 1 and table["pairs checked"][0] == 2 and table["matches"][0] == store.meta["counts"]["matches"]
+    assert (
+        len(table) == 1
+        and table["pairs checked"][0] == 2
+        and table["matches"][0] == store.meta["counts"]["matches"]
+    )
     assert table["matches"][0] > 200
     assert table["visible"][0] > 0.99  # every match was chosen visible (a 4 px move may leave a few at edges)
     assert table["median px"][0] < 0.01
@@ -148,23 +191,51 @@ def test_truth_section_measures_known_pixel_errors(tmp_path):
     assert len(img_srcs(page)) == 5 + 1
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)"
+)
 def test_report_renders_in_headless_chromium(report, tmp_path):
     """Every <img> loads at its file's size, and the rendered page is not blank."""
     probe = report.parent / "probe.html"
-    script = ("<script>window.addEventListener('load',()=>{const o=document.createElement('pre');o.id='probe';"
-              "o.textContent=[...document.images].map(i=>i.getAttribute('src')+' '+(i.complete?i.naturalWidth:-1)+' '"
-              "+i.naturalHeight).join('\\n');document.body.appendChild(o);});</script></body>")
+    script = (
+        "<script>window.addEventListener('load',()=>{const o=document.createElement('pre');o.id='probe';"
+        "o.textContent=[...document.images].map(i=>i.getAttribute('src')+' '"
+        "+(i.complete?i.naturalWidth:-1)+' '+i.naturalHeight).join('\\n');"
+        "document.body.appendChild(o);});</script></body>"
+    )
     probe.write_text(report.read_text().replace("</body>", script))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--hide-scrollbars", "--virtual-time-budget=5000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--virtual-time-budget=5000",
+    ]
     try:
-        dom = subprocess.run([CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'a'}", "--dump-dom", probe.as_uri()],
-                             capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'a'}", "--dump-dom", probe.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
         shot = tmp_path / "shot.png"
-        subprocess.run([CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'b'}", "--window-size=1200,1600",
-                        f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                CHROMIUM,
+                *flags,
+                f"--user-data-dir={tmp_path / 'b'}",
+                "--window-size=1200,1600",
+                f"--screenshot={shot}",
+                report.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+        )
     finally:
         probe.unlink()
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
@@ -195,19 +266,21 @@ def test_failed_report_leaves_no_folder_and_errors_are_clear(fake, tmp_path, mon
         ReportConfig(upper_quantile=2).validate()
 
 
+def cli(*args: object) -> int:
+    """`xseason ARGS...` in this process (paths and numbers given as they are)."""
+    return main([str(a) for a in args])
+
+
 def test_cli_report_and_export(fake, tmp_path, capsys):
     out = tmp_path / "rep"
-    assert main(["report", str(fake["dataset"]), "--build", str(fake["build"]), "--out", str(out),
-                 "--examples", "1", "--set", "example_max_matches=20"]) == 0
+    dataset, build = fake["dataset"], fake["build"]
+    settings = ["--examples", 1, "--set", "example_max_matches=20"]
+    assert cli("report", dataset, "--build", build, "--out", out, *settings) == 0
     assert len(img_srcs((out / "index.html").read_text())) == 1 + 5 + 2
-    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert cli("report", tmp_path / "missing", "--out", tmp_path / "x") == 2
     assert "not a dataset folder" in capsys.readouterr().err
 
-    from xseason.commands import export  # not yet in the command list: call the module as cli.main would
-    parser = argparse.ArgumentParser()
-    export.add_arguments(parser)
-    args = parser.parse_args([str(fake["dataset"]), "--build", str(fake["build"]), "--colmap", str(tmp_path / "m"),
-                              "--ply", str(tmp_path / "c.ply")])
-    assert export.run(args) == 0
-    assert (tmp_path / "m" / "points3D.bin").is_file() and (tmp_path / "c.ply").is_file()
+    colmap, ply = tmp_path / "m", tmp_path / "c.ply"
+    assert cli("export", dataset, "--build", build, "--colmap", colmap, "--ply", ply) == 0
+    assert (colmap / "points3D.bin").is_file() and ply.is_file()
     assert "night" in capsys.readouterr().out

@@ -7,12 +7,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+from test_store import make_tables, write
 
 from xseason.cli import main
 from xseason.core.errors import XSeasonError
-from xseason.reports.stats import condition_pair_stats, draw_pair, format_stats
-
-from test_store import make_tables, write
+from xseason.reports.show import draw_pair
+from xseason.reports.stats import condition_pair_stats, format_stats
 
 
 @pytest.fixture
@@ -26,7 +26,9 @@ def test_stats_per_condition_pair_and_split(built):
     stats = condition_pair_stats(root)
     cond = images.set_index("image_id")["condition"]
     ref, other = cond[pairs["image_id0"]].to_numpy(), cond[pairs["image_id1"]].to_numpy()
-    densified = matches.groupby("pair_id")["densified"].sum().reindex(pairs["pair_id"], fill_value=0).to_numpy()
+    densified = (
+        matches.groupby("pair_id")["densified"].sum().reindex(pairs["pair_id"], fill_value=0).to_numpy()
+    )
     for (r, o), want in pairs.assign(r=ref, o=other, d=densified).groupby(["r", "o"]):
         got = stats[(stats.reference == r) & (stats.condition == o)].set_index("split")
         assert got.at["all", "pairs"] == len(want) and got.at["all", "matches"] == want["num_matches"].sum()
@@ -34,7 +36,9 @@ def test_stats_per_condition_pair_and_split(built):
         assert got.at["all", "mpp_q95"] == pytest.approx(np.percentile(want["num_matches"], 95))
         assert got.at["all", "densified_share"] == pytest.approx(want["d"].sum() / want["num_matches"].sum())
         for split, part in want.groupby("split"):
-            assert got.at[split, "pairs"] == len(part) and got.at[split, "matches"] == part["num_matches"].sum()
+            assert (
+                got.at[split, "pairs"] == len(part) and got.at[split, "matches"] == part["num_matches"].sum()
+            )
     assert stats.loc[stats.split == "all", "matches"].sum() == len(matches)
     assert "winter-snow" in format_stats(stats)
 
@@ -59,7 +63,10 @@ def test_show_draws_the_sampled_matches(tmp_path, built):
     for name in images["image"]:
         path = tmp_path / "imgs" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), np.full((480, 640, 3), 40, np.uint8) + rng.integers(0, 5, (480, 640, 3), dtype=np.uint8))
+        cv2.imwrite(
+            str(path),
+            np.full((480, 640, 3), 40, np.uint8) + rng.integers(0, 5, (480, 640, 3), dtype=np.uint8),
+        )
     pid = int(pairs.loc[pairs.num_matches > 20, "pair_id"].iloc[0])
     out = draw_pair(root, pid, tmp_path / "pair.png", max_matches=20)
     canvas = cv2.imread(str(out))
@@ -71,7 +78,9 @@ def test_show_draws_the_sampled_matches(tmp_path, built):
     assert main(["show", str(root), "999999", "--out", str(tmp_path / "q.png")]) == 2
 
 
-REAL = __import__("pathlib").Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "robotcar-daynight"
+REAL = (
+    __import__("pathlib").Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "robotcar-daynight"
+)
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="real sample data ../shared/data/robotcar-daynight is absent")
@@ -88,13 +97,17 @@ def test_show_on_real_day_night_images(tmp_path):
     canvas = cv2.imread(str(out))
     assert canvas.shape == (1024, 2048, 3)
     day = cv2.imread(str(REAL / "db1.jpg"))
-    assert np.median(np.abs(canvas[:, :1024].astype(int) - day)) <= 2  # left half is the day image, lines aside
+    assert (
+        np.median(np.abs(canvas[:, :1024].astype(int) - day)) <= 2
+    )  # left half is the day image, lines aside
 
 
 def write_dataset_at(tmp_path, images, pairs, matches):
-    from xseason.store.format import write_dataset
+    from xseason.store import write_dataset
 
-    return write_dataset(tmp_path / "real", images, pairs, matches, config={}, manifest_checksum=None, image_root=REAL)
+    return write_dataset(
+        tmp_path / "real", images, pairs, matches, config={}, manifest_checksum=None, image_root=REAL
+    )
 
 
 def test_show_colours_by_error_against_ground_truth(tmp_path, monkeypatch):
@@ -116,7 +129,7 @@ def test_show_colours_by_error_against_ground_truth(tmp_path, monkeypatch):
         (tmp_path / "imgs" / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / "imgs" / name), np.zeros((480, 640, 3), np.uint8))
     root = write(tmp_path, images, pairs, matches)
-    from xseason.reports.stats import match_errors
+    from xseason.reports.show import match_errors
 
     m = matches[sel]
     err = match_errors(tmp_path, "a", "b", m[["x0", "y0"]].to_numpy(), m[["x1", "y1"]].to_numpy())

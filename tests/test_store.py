@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import pickle
+import re
 
 import duckdb
 import numpy as np
@@ -15,46 +15,74 @@ import pyarrow.parquet as pq
 import pytest
 
 from xseason.core.errors import DatasetFormatError
-from xseason.store.format import (
-    ENCODING_CANDIDATES, IMAGES_SCHEMA, MATCHES_SCHEMA, PAIRS_SCHEMA, StoreConfig, open_dataset, round_mantissa,
-    stored_precision, write_dataset,
+from xseason.store import (
+    IMAGES_SCHEMA,
+    MATCHES_SCHEMA,
+    PAIRS_SCHEMA,
+    StoreConfig,
+    content_digests,
+    open_dataset,
+    round_mantissa,
+    stored_precision,
+    write_dataset,
 )
+from xseason.store.encoding import ENCODING_CANDIDATES
 
 PRECISION = stored_precision(StoreConfig())
 COORD_BOUND = PRECISION["coord_max_error_px"] + 1e-4  # half the default step (+ float32 rounding at ~1000 px)
 REL_BOUND = PRECISION["max_relative_error"] + 1e-7
 
 
-def make_tables(n_pairs: int = 40, mean: int = 60, seed: int = 0, densified: bool = False, n_images: int = 24):
+def make_tables(
+    n_pairs: int = 40, mean: int = 60, seed: int = 0, densified: bool = False, n_images: int = 24
+):
     """Small images / pairs / matches tables in the contract's layout (conditions cycle over 3 labels)."""
     rng = np.random.default_rng(seed)
     conditions = np.array(["summer-day", "winter-snow", "night"])
-    images = pd.DataFrame({
-        "image_id": np.arange(n_images) + 100, "image": [f"s{i % 3}/img{i:04d}.png" for i in range(n_images)],
-        "sequence": [f"s{i % 3}" for i in range(n_images)], "condition": conditions[np.arange(n_images) % 3],
-        "season": [None if i % 2 else "summer" for i in range(n_images)], "daytime": None, "weather": None,
-        "camera_model": "PINHOLE", "width": 640, "height": 480,
-        "params": [[500.0, 500.0, 320.0, 240.0]] * n_images, "registered": np.arange(n_images) % 5 != 0,
-        **{k: rng.normal(size=n_images) for k in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")},
-    })
+    images = pd.DataFrame(
+        {
+            "image_id": np.arange(n_images) + 100,
+            "image": [f"s{i % 3}/img{i:04d}.png" for i in range(n_images)],
+            "sequence": [f"s{i % 3}" for i in range(n_images)],
+            "condition": conditions[np.arange(n_images) % 3],
+            "season": [None if i % 2 else "summer" for i in range(n_images)],
+            "daytime": None,
+            "weather": None,
+            "camera_model": "PINHOLE",
+            "width": 640,
+            "height": 480,
+            "params": [[500.0, 500.0, 320.0, 240.0]] * n_images,
+            "registered": np.arange(n_images) % 5 != 0,
+            **{k: rng.normal(size=n_images) for k in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")},
+        }
+    )
     images.loc[~images["registered"], ["qw", "qx", "qy", "qz", "tx", "ty", "tz"]] = np.nan
     ref = rng.integers(0, n_images // 3, n_pairs) * 3 + 100
     counts = rng.integers(1, 2 * mean, n_pairs).astype(np.int32)
     counts[3] = 0  # a pair without matches is legal
-    pairs = pd.DataFrame({
-        "pair_id": np.arange(n_pairs, dtype=np.int64) * 5 + 2, "image_id0": ref,
-        "image_id1": ref + rng.integers(1, 3, n_pairs), "num_matches": counts,
-        "overlap": rng.uniform(0.1, 0.7, n_pairs).astype(np.float32),
-        "split": np.array(["train", "val", "test"])[np.arange(n_pairs) % 3],
-    })
+    pairs = pd.DataFrame(
+        {
+            "pair_id": np.arange(n_pairs, dtype=np.int64) * 5 + 2,
+            "image_id0": ref,
+            "image_id1": ref + rng.integers(1, 3, n_pairs),
+            "num_matches": counts,
+            "overlap": rng.uniform(0.1, 0.7, n_pairs).astype(np.float32),
+            "split": np.array(["train", "val", "test"])[np.arange(n_pairs) % 3],
+        }
+    )
     n = int(counts.sum())
     d = rng.exponential(0.05, n)
     matches = {
         "pair_id": np.repeat(pairs["pair_id"].to_numpy(), counts),
-        "x0": rng.uniform(0, 639, n), "y0": rng.uniform(0, 479, n),
-        "x1": rng.uniform(0, 639, n), "y1": rng.uniform(0, 479, n),
-        "weight": np.exp(-d), "point3d_id": pd.array(rng.integers(0, 10**6, n), dtype="Int64"),
-        "dist3d": d, "err0": rng.gamma(2, 0.2, n), "err1": rng.gamma(2, 0.2, n),
+        "x0": rng.uniform(0, 639, n),
+        "y0": rng.uniform(0, 479, n),
+        "x1": rng.uniform(0, 639, n),
+        "y1": rng.uniform(0, 479, n),
+        "weight": np.exp(-d),
+        "point3d_id": pd.array(rng.integers(0, 10**6, n), dtype="Int64"),
+        "dist3d": d,
+        "err0": rng.gamma(2, 0.2, n),
+        "err1": rng.gamma(2, 0.2, n),
     }
     matches["point3d_id"][::7] = pd.NA
     if densified:
@@ -63,8 +91,16 @@ def make_tables(n_pairs: int = 40, mean: int = 60, seed: int = 0, densified: boo
 
 
 def write(tmp_path, images, pairs, matches, name="ds", **kw):
-    return write_dataset(tmp_path / name, images, pairs, matches, config={"stage": {"k": 1}},
-                         manifest_checksum="abc123", image_root=tmp_path / "imgs", **kw)
+    return write_dataset(
+        tmp_path / name,
+        images,
+        pairs,
+        matches,
+        config={"stage": {"k": 1}},
+        manifest_checksum="abc123",
+        image_root=tmp_path / "imgs",
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -86,12 +122,19 @@ def test_schema_files_and_metadata(dataset, tables):
     meta = json.loads((dataset / "dataset.json").read_text())
     assert meta["format"] == "xseason-correspondences" and meta["version"] == 1
     assert meta["config"] == {"stage": {"k": 1}} and meta["manifest_sha256"] == "abc123"
-    assert meta["counts"] == {"images": len(images), "pairs": len(pairs), "matches": len(matches), "points3d": None}
+    assert meta["counts"] == {
+        "images": len(images),
+        "pairs": len(pairs),
+        "matches": len(matches),
+        "points3d": None,
+    }
     store = open_dataset(dataset)
     assert store.images["image_id"].tolist() == images["image_id"].tolist()
     assert store.images["qw"].isna().sum() == (~images["registered"]).sum()
     assert store.pairs["num_matches"].tolist() == pairs["num_matches"].tolist()
-    assert not any(p.name.startswith(".") for p in dataset.parent.iterdir() if p.name != "imgs")  # no temp left
+    assert not any(
+        p.name.startswith(".") for p in dataset.parent.iterdir() if p.name != "imgs"
+    )  # no temp left
 
 
 def stored_order(matches: pd.DataFrame) -> pd.DataFrame:
@@ -135,16 +178,20 @@ def test_unsorted_table_and_streamed_chunks_give_the_same_dataset(tmp_path, tabl
     chunks = [g for _, g in matches.groupby(matches["pair_id"] // 40)]
     b = pd.read_parquet(write(tmp_path, images, pairs, iter(chunks), name="b") / "matches")
     assert (np.diff(a["pair_id"].to_numpy()) >= 0).all()
-    pd.testing.assert_frame_equal(a.sort_values(["pair_id", "x0", "y0", "x1", "y1"]).reset_index(drop=True),
-                                  b.sort_values(["pair_id", "x0", "y0", "x1", "y1"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        a.sort_values(["pair_id", "x0", "y0", "x1", "y1"]).reset_index(drop=True),
+        b.sort_values(["pair_id", "x0", "y0", "x1", "y1"]).reset_index(drop=True),
+    )
     assert len(a) == len(matches)
 
 
 def test_dataset_json_records_precision_and_encodings(dataset):
     storage = json.loads((dataset / "dataset.json").read_text())["storage"]
     assert storage["coord_max_error_px"] == 1 / 128 and storage["max_relative_error"] == 2.0**-9
-    assert stored_precision(StoreConfig(coord_step=0, mantissa_bits=23)) == {"coord_max_error_px": 0.0,
-                                                                            "max_relative_error": 0.0}
+    assert stored_precision(StoreConfig(coord_step=0, mantissa_bits=23)) == {
+        "coord_max_error_px": 0.0,
+        "max_relative_error": 0.0,
+    }
     assert set(storage["encodings"]) == set(MATCHES_SCHEMA.names)
     md = pq.read_metadata(sorted((dataset / "matches").glob("*.parquet"))[0])
     for c in range(md.num_columns):
@@ -163,33 +210,55 @@ def recurring_tables(n_pairs: int = 30, n_points: int = 400):
     pick = np.concatenate([np.sort(rng.choice(n_points, 200, replace=False)) for _ in range(n_pairs)])
     n = pick.size
     d = rng.exponential(0.05, n)
-    matches = pd.DataFrame({
-        "pair_id": np.repeat(pairs["pair_id"].to_numpy(), 200), "x0": rng.uniform(0, 639, n),
-        "y0": rng.uniform(0, 479, n), "x1": pixel[pick, 0], "y1": pixel[pick, 1], "weight": np.exp(-d),
-        "point3d_id": seen[pick], "dist3d": d, "err0": rng.gamma(2, 0.2, n), "err1": rng.gamma(2, 0.2, n),
-    })
+    matches = pd.DataFrame(
+        {
+            "pair_id": np.repeat(pairs["pair_id"].to_numpy(), 200),
+            "x0": rng.uniform(0, 639, n),
+            "y0": rng.uniform(0, 479, n),
+            "x1": pixel[pick, 0],
+            "y1": pixel[pick, 1],
+            "weight": np.exp(-d),
+            "point3d_id": seen[pick],
+            "dist3d": d,
+            "err0": rng.gamma(2, 0.2, n),
+            "err1": rng.gamma(2, 0.2, n),
+        }
+    )
     return images, pairs, matches
 
 
 def test_each_column_gets_its_smallest_candidate_encoding(tmp_path):
-    """Recurring pixels pack best as PLAIN values, random ones as BYTE_STREAM_SPLIT; no candidate beats the choice."""
+    """Recurring pixels pack best as PLAIN, random ones as BYTE_STREAM_SPLIT; no candidate beats either."""
     root = write(tmp_path, *recurring_tables())
     encodings = open_dataset(root).meta["storage"]["encodings"]
-    assert encodings["x1"] == encodings["y1"] == "PLAIN" and encodings["x0"] == encodings["y0"] == "BYTE_STREAM_SPLIT"
+    assert (
+        encodings["x1"] == encodings["y1"] == "PLAIN"
+        and encodings["x0"] == encodings["y0"] == "BYTE_STREAM_SPLIT"
+    )
     stored = pq.read_table(root / "matches")
     for field in stored.schema:
         sizes = {}
         for encoding in ENCODING_CANDIDATES[field.type]:
-            pq.write_table(stored.select([field.name]), tmp_path / "one.parquet", compression="zstd",
-                           compression_level=StoreConfig().zstd_level, use_dictionary=False,
-                           column_encoding={field.name: encoding}, write_statistics=False)
-            sizes[encoding] = pq.read_metadata(tmp_path / "one.parquet").row_group(0).column(0).total_compressed_size
+            pq.write_table(
+                stored.select([field.name]),
+                tmp_path / "one.parquet",
+                compression="zstd",
+                compression_level=StoreConfig().zstd_level,
+                use_dictionary=False,
+                column_encoding={field.name: encoding},
+                write_statistics=False,
+            )
+            sizes[encoding] = (
+                pq.read_metadata(tmp_path / "one.parquet").row_group(0).column(0).total_compressed_size
+            )
         assert sizes[encodings[field.name]] == min(sizes.values()), (field.name, sizes)
 
 
 def test_each_pair_lies_in_one_row_group(tmp_path, tables):
     images, pairs, matches = tables
-    root = write(tmp_path, images, pairs, matches, store_config=StoreConfig(row_group_rows=200, file_rows=600))
+    root = write(
+        tmp_path, images, pairs, matches, store_config=StoreConfig(row_group_rows=200, file_rows=600)
+    )
     files = sorted((root / "matches").glob("*.parquet"))
     assert len(files) > 1
     ranges = []
@@ -211,11 +280,14 @@ def test_plain_pandas_pyarrow_and_duckdb_read_it(dataset, tables):
     assert pq.read_table(dataset / "matches").num_rows == len(matches)
     assert pds.dataset(dataset / "matches", format="parquet").count_rows() == len(matches)
     per_pair = duckdb.sql(
-        f"SELECT pair_id, count(*) AS n FROM '{dataset}/matches/*.parquet' GROUP BY pair_id ORDER BY pair_id").df()
+        f"SELECT pair_id, count(*) AS n FROM '{dataset}/matches/*.parquet' GROUP BY pair_id ORDER BY pair_id"
+    ).df()
     expected = pairs[pairs["num_matches"] > 0]
     assert per_pair["n"].tolist() == expected["num_matches"].tolist()
-    joined = duckdb.sql(f"SELECT count(*) FROM '{dataset}/pairs.parquet' p JOIN '{dataset}/images.parquet' i "
-                        "ON p.image_id0 = i.image_id").fetchall()[0][0]
+    joined = duckdb.sql(
+        f"SELECT count(*) FROM '{dataset}/pairs.parquet' p JOIN '{dataset}/images.parquet' i "
+        "ON p.image_id0 = i.image_id"
+    ).fetchall()[0][0]
     assert joined == len(pairs)
 
 
@@ -268,19 +340,37 @@ def test_round_mantissa_relative_error_bound():
     assert np.isnan(round_mantissa(np.array([np.nan], np.float32), 8)).all()
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda i, p, m: (i, p, m.drop(columns="err1")), "missing column 'err1'"),
-    (lambda i, p, m: (i, p, m.assign(x0="a")), "column 'x0'"),
-    (lambda i, p, m: (i, p, m.assign(weight=np.where(np.arange(len(m)) == 5, 0.0, m.weight))), "'weight' must be in (0, 1]"),
-    (lambda i, p, m: (i, p, m.assign(weight=m.weight + 1)), "'weight' must be in (0, 1]"),
-    (lambda i, p, m: (i, p, m.assign(y1=np.where(np.arange(len(m)) == 2, np.nan, m.y1))), "'y1' has non-finite"),
-    (lambda i, p, m: (i, p, m.assign(pair_id=np.where(m.pair_id == 2, 4, m.pair_id))), "pair_id 4 is not in the pairs"),
-    (lambda i, p, m: (i, p.assign(num_matches=p.num_matches + (p.index == 1)), m), "num_matches of pair_id 7"),
-    (lambda i, p, m: (i, p.assign(image_id1=p.image_id1.where(p.index != 0, 9999)), m), "unknown image_id 9999"),
-    (lambda i, p, m: (i, p.assign(split="training"), m), "'split' has 'training'"),
-    (lambda i, p, m: (i.assign(camera_model=None), p, m), "'camera_model' has 24 null"),
-    (lambda i, p, m: (pd.concat([i, i.iloc[:1]]), p, m), "image_id values are not unique"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda i, p, m: (i, p, m.drop(columns="err1")), "missing column 'err1'"),
+        (lambda i, p, m: (i, p, m.assign(x0="a")), "column 'x0'"),
+        (
+            lambda i, p, m: (i, p, m.assign(weight=np.where(np.arange(len(m)) == 5, 0.0, m.weight))),
+            "'weight' must be in (0, 1]",
+        ),
+        (lambda i, p, m: (i, p, m.assign(weight=m.weight + 1)), "'weight' must be in (0, 1]"),
+        (
+            lambda i, p, m: (i, p, m.assign(y1=np.where(np.arange(len(m)) == 2, np.nan, m.y1))),
+            "'y1' has non-finite",
+        ),
+        (
+            lambda i, p, m: (i, p, m.assign(pair_id=np.where(m.pair_id == 2, 4, m.pair_id))),
+            "pair_id 4 is not in the pairs",
+        ),
+        (
+            lambda i, p, m: (i, p.assign(num_matches=p.num_matches + (p.index == 1)), m),
+            "num_matches of pair_id 7",
+        ),
+        (
+            lambda i, p, m: (i, p.assign(image_id1=p.image_id1.where(p.index != 0, 9999)), m),
+            "unknown image_id 9999",
+        ),
+        (lambda i, p, m: (i, p.assign(split="training"), m), "'split' has 'training'"),
+        (lambda i, p, m: (i.assign(camera_model=None), p, m), "'camera_model' has 24 null"),
+        (lambda i, p, m: (pd.concat([i, i.iloc[:1]]), p, m), "image_id values are not unique"),
+    ],
+)
 def test_bad_input_is_rejected_and_nothing_is_written(tmp_path, tables, mutate, message):
     with pytest.raises(DatasetFormatError, match=re.escape(message)):
         write(tmp_path, *mutate(*tables))
@@ -301,7 +391,9 @@ def test_open_rejects_incomplete_or_foreign_folders(tmp_path, dataset):
         open_dataset(dataset)
     (dataset / "dataset.json").write_text(json.dumps(meta))
     table = pq.read_table(dataset / "images.parquet")
-    bad = table.set_column(table.schema.get_field_index("width"), "width", table.column("width").cast(pa.float64()))
+    bad = table.set_column(
+        table.schema.get_field_index("width"), "width", table.column("width").cast(pa.float64())
+    )
     pq.write_table(bad, dataset / "images.parquet")
     with pytest.raises(DatasetFormatError, match=r"images.parquet: column 'width' is double, expected int32"):
         open_dataset(dataset)
@@ -313,3 +405,18 @@ def test_open_rejects_incomplete_or_foreign_folders(tmp_path, dataset):
     part.write_bytes(b"PAR1 truncated")
     with pytest.raises(DatasetFormatError, match="part-00000.parquet: not a readable Parquet file"):
         open_dataset(dataset)
+
+
+def test_content_digests_ignore_layout_and_see_every_value(tmp_path, tables):
+    """Digests compare builds by content: equal for another row order or row-group size, not for
+    one change."""
+    images, pairs, matches = tables
+    a = content_digests(write(tmp_path, images, pairs, matches, name="a"))
+    small_groups = StoreConfig(row_group_rows=64, file_rows=256)
+    shuffled = matches.sample(frac=1.0, random_state=1)
+    b = content_digests(write(tmp_path, images, pairs, shuffled, name="b", store_config=small_groups))
+    assert a == b and set(a) == {"images", "pairs", "matches"}
+    changed = matches.copy()
+    changed.loc[changed.index[7], "x0"] += 1.0
+    c = content_digests(write(tmp_path, images, pairs, changed, name="c"))
+    assert c["matches"] != a["matches"] and c["images"] == a["images"] and c["pairs"] == a["pairs"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xseason.matching.association import ImageView, build_point_table
 from xseason.core.geometry import Camera, Pose, in_image
+from xseason.matching.association import build_point_table
 from xseason.matching.surfaces import DROPPED, SurfaceConfig, build_surfaces
+from xseason.matching.views import ImageView
 
 CAM = Camera("PINHOLE", 200, 150, (150.0, 150.0, 100.0, 75.0))
 
@@ -27,7 +28,8 @@ def _table(points: dict[str, np.ndarray], cameras: dict[str, list[np.ndarray]], 
     views, xyz, seq, obs_image, obs_point, obs_xy = [], [], [], [], [], []
     for cond, centres in cameras.items():
         for c in centres:
-            views.append(ImageView(f"{cond}/{len(views)}", cond, cond, CAM, _look_at(np.asarray(c, float), target)))
+            pose = _look_at(np.asarray(c, float), target)
+            views.append(ImageView(f"{cond}/{len(views)}", cond, cond, CAM, pose))
     offset = 0
     for cond, pts in points.items():
         xyz.append(pts)
@@ -36,13 +38,16 @@ def _table(points: dict[str, np.ndarray], cameras: dict[str, list[np.ndarray]], 
             if view.condition != cond:
                 continue
             uv = view.camera.project(view.pose.transform(pts))
-            seen = np.flatnonzero(np.isfinite(uv).all(axis=1) & in_image(CAM, np.nan_to_num(uv, nan=-1.0), 1.0))
+            inside = in_image(CAM, np.nan_to_num(uv, nan=-1.0), 1.0)
+            seen = np.flatnonzero(np.isfinite(uv).all(axis=1) & inside)
             obs_image.append(np.full(len(seen), k))
             obs_point.append(seen + offset)
             obs_xy.append(uv[seen])
         offset += len(pts)
     c = np.concatenate
-    return build_point_table(views, c(xyz), np.array(seq, object), np.arange(offset), c(obs_image), c(obs_point), c(obs_xy))
+    return build_point_table(
+        views, c(xyz), np.array(seq, object), np.arange(offset), c(obs_image), c(obs_point), c(obs_xy)
+    )
 
 
 def _grid(u, v, make) -> np.ndarray:
@@ -50,7 +55,9 @@ def _grid(u, v, make) -> np.ndarray:
     return make(uu.ravel(), vv.ravel())
 
 
-WALL = _grid(np.arange(-6, 6.01, 0.25), np.arange(0.2, 5.01, 0.25), lambda x, z: np.c_[x, np.full_like(x, 10.0), z])
+WALL = _grid(
+    np.arange(-6, 6.01, 0.25), np.arange(0.2, 5.01, 0.25), lambda x, z: np.c_[x, np.full_like(x, 10.0), z]
+)
 GROUND = _grid(np.arange(-6, 6.01, 0.3), np.arange(2, 9.51, 0.3), lambda x, y: np.c_[x, y, np.zeros_like(x)])
 SUMMER_CAMS = [np.array([x, 0.0, 1.6]) for x in (-2.0, -1.0, 0.0, 1.0, 2.0)]
 
@@ -90,10 +97,14 @@ def test_coplanar_pieces_merge_and_parallel_planes_do_not():
 def test_a_surface_other_cameras_see_through_is_carved_and_becomes_an_occluder():
     """A summer-only board in front of the wall: the winter cameras see the wall through it, so its
     cells go; its points stay an occluder for summer images, not for winter ones."""
-    board = _grid(np.arange(-1.0, 1.01, 0.1), np.arange(1.0, 3.01, 0.1), lambda x, z: np.c_[x, np.full_like(x, 6.0), z])
+    board = _grid(
+        np.arange(-1.0, 1.01, 0.1), np.arange(1.0, 3.01, 0.1), lambda x, z: np.c_[x, np.full_like(x, 6.0), z]
+    )
     winter_cams = [np.array([x, 0.5, 1.6]) for x in (-1.5, -0.5, 0.5, 1.5)]
-    table = _table({"summer": np.concatenate([WALL, board]), "winter": WALL.copy()},
-                   {"summer": SUMMER_CAMS, "winter": winter_cams})
+    table = _table(
+        {"summer": np.concatenate([WALL, board]), "winter": WALL.copy()},
+        {"summer": SUMMER_CAMS, "winter": winter_cams},
+    )
     model = build_surfaces(table, "summer")
     offsets = np.array([abs(float(r.normal @ r.origin)) for r in model.regions])
     areas = model.areas()
@@ -122,7 +133,8 @@ def test_clutter_solids_are_the_same_in_blocks_as_in_one_grid(monkeypatch):
     from xseason.matching import surfaces
 
     rng = np.random.default_rng(0)
-    trees = np.concatenate([c + rng.normal(0, 0.6, (40, 3)) for c in np.c_[np.arange(0, 60, 7.0), np.zeros(9), np.full(9, 4.0)]])
+    centres = np.c_[np.arange(0, 60, 7.0), np.zeros(9), np.full(9, 4.0)]
+    trees = np.concatenate([c + rng.normal(0, 0.6, (40, 3)) for c in centres])
     cameras = np.array([[3.0, -5.0, 1.6]])
     one = surfaces._clutter_mesh(trees, 0.25, 2.0, 1.0, cameras, 0)
     monkeypatch.setattr(surfaces, "_BLOCK", 8)
@@ -139,17 +151,25 @@ def test_points_on_surfaces_and_flat_points_on_removed_cells():
     carves the ground cells its rays cross: a winter point flat on such a cell is still surface (the
     ground remains), while winter points flat on the board, a region removed as a whole, and the
     board's own (reference) points stay clutter."""
-    board = _grid(np.arange(-1.0, 1.01, 0.1), np.arange(1.0, 3.01, 0.1), lambda x, z: np.c_[x, np.full_like(x, 6.0), z])
+    board = _grid(
+        np.arange(-1.0, 1.01, 0.1), np.arange(1.0, 3.01, 0.1), lambda x, z: np.c_[x, np.full_like(x, 6.0), z]
+    )
     winter_cams = [np.array([x, 0.5, 1.6]) for x in (-1.5, -0.5, 0.5, 1.5)]
     winter_board = board[::3] + np.array([0.0, 0.001, 0.0])  # a few winter points flat on the carved board
     under = np.array([[0.0, 6.0, -0.3]])  # a (noisy) point under the ground, seen by every winter camera
-    crossing = winter_cams[1] + 1.6 / 1.9 * (under[0] - winter_cams[1])  # where camera 1's ray to it meets z = 0
+    crossing = winter_cams[1] + 1.6 / 1.9 * (under[0] - winter_cams[1])  # camera 1's ray to it meets z = 0
     flat = (crossing + np.array([0.0, 0.0, 0.005]))[None]
-    table = _table({"summer": np.concatenate([WALL, GROUND, board]),
-                    "winter": np.concatenate([WALL, winter_board, under, flat])},
-                   {"summer": SUMMER_CAMS, "winter": winter_cams})
+    table = _table(
+        {
+            "summer": np.concatenate([WALL, GROUND, board]),
+            "winter": np.concatenate([WALL, winter_board, under, flat]),
+        },
+        {"summer": SUMMER_CAMS, "winter": winter_cams},
+    )
     model = build_surfaces(table, "summer")
-    on = model.on_surfaces(np.array([[0.0, 10.0, 2.0], [0.0, 9.0, 2.0], [0.0, 6.0, 2.0], [2.0, 4.0, 0.0], crossing]))
+    on = model.on_surfaces(
+        np.array([[0.0, 10.0, 2.0], [0.0, 9.0, 2.0], [0.0, 6.0, 2.0], [2.0, 4.0, 0.0], crossing])
+    )
     assert on.tolist() == [True, False, False, True, False]  # wall; 1 m before it; board; ground; carved cell
     summer_clutter, winter_clutter = model._points((0,)), model._points((1,))
     assert len(summer_clutter) == len(board) and np.allclose(summer_clutter[:, 1], 6.0)
@@ -168,7 +188,8 @@ def test_a_second_layer_just_above_a_larger_surface_is_dropped():
     model = build_surfaces(table, "summer")
     offset = np.array([abs(float(r.normal @ r.origin)) for r in model.regions])
     layer, road = np.abs(offset - height) < 1e-6, offset < 1e-6
-    assert layer.sum() == 1 and road.sum() == 1 and len(model.regions[np.argmax(layer)].points) >= 0.9 * len(patch)
+    assert layer.sum() == 1 and road.sum() == 1
+    assert len(model.regions[np.argmax(layer)].points) >= 0.9 * len(patch)
     assert model.areas()[layer].sum() == 0 and model.areas()[road].sum() > 50
     view = table.views[2]
     uv = view.camera.project(view.pose.transform(np.array([[0.0, 6.0, 0.0]])))  # road under the layer

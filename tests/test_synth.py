@@ -14,8 +14,8 @@ import pytest
 from xseason.cli import main
 from xseason.core.errors import ConfigError, XSeasonError
 from xseason.core.geometry import Pose, project_points
-from xseason.synth.groundtruth import load_truth, world_points
 from xseason.synth import CLASS_NAMES, make_views, render_images, render_scene, synth_config
+from xseason.synth.groundtruth import load_truth, world_points
 from xseason.synth.world import CAR, ROAD, SIDEWALK, SKY, build_world, cars_for_sequence, leaves
 
 POSE_COLUMNS = ["qw", "qx", "qy", "qz", "tx", "ty", "tz"]
@@ -51,7 +51,12 @@ def test_manifest_follows_the_contract(tiny_scene: Path, tiny_scene_hidden: Path
     rows = _rows(tiny_scene / "manifest.csv")
     truth = load_truth(tiny_scene)
     assert len(rows) == 40 and {r["condition"] for r in rows} == {
-        "summer-day", "autumn-overcast", "winter-snow", "night", "dusk-rain"}
+        "summer-day",
+        "autumn-overcast",
+        "winter-snow",
+        "night",
+        "dusk-rain",
+    }
     for r in rows:
         assert (tiny_scene / r["image"]).is_file() and (tiny_scene / r["mask"]).is_file()
         assert r["camera_model"] == "PINHOLE"
@@ -80,7 +85,7 @@ def test_depth_is_exact_at_pixel_centres(tiny_scene: Path) -> None:
     for name in ["images/00-summer-day/0003.png", "images/03-night/0005.png"]:
         img = truth.images[name]
         cam = img.camera
-        v, u = np.mgrid[0:cam.height, 0:cam.width]
+        v, u = np.mgrid[0 : cam.height, 0 : cam.width]
         px = np.stack([u.ravel(), v.ravel()], 1).astype(float)
         depth, label = truth.depth(name).ravel(), truth.labels(name).ravel()
         assert np.array_equal(depth == 0, label == SKY)
@@ -141,8 +146,24 @@ def test_config_layers_and_errors(tmp_path: Path) -> None:
 
 def test_cli_writes_scene_and_root_manifest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out, root = tmp_path / "data" / "s", tmp_path / "root.csv"
-    args = ["synth", "--preset", "tiny", "--out", str(out), "--set", "images_per_sequence=2", "--set", "width=64",
-            "--set", "height=48", "--hide-poses", "--root-manifest", str(root), "--jobs", "1"]
+    args = [
+        "synth",
+        "--preset",
+        "tiny",
+        "--out",
+        str(out),
+        "--set",
+        "images_per_sequence=2",
+        "--set",
+        "width=64",
+        "--set",
+        "height=48",
+        "--hide-poses",
+        "--root-manifest",
+        str(root),
+        "--jobs",
+        "1",
+    ]
     assert main(args) == 0
     assert "wrote 10 images" in capsys.readouterr().out
     rows = _rows(out / "manifest.csv")

@@ -5,29 +5,48 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xseason.core.config import add_config_arguments
 from xseason.pipeline.build import DEFAULT_MANIFEST, ensure_default_scene, load_build_config, run_build
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", nargs="?", type=Path, default=DEFAULT_MANIFEST,
-                        help=f"image manifest CSV (default: {DEFAULT_MANIFEST}, the built-in demo scene, "
-                             "rendered into data/demo/ when missing)")
+    parser.add_argument(
+        "manifest",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_MANIFEST,
+        help=f"image manifest CSV (default: {DEFAULT_MANIFEST}, the built-in demo scene, "
+        "rendered into data/demo/ when missing)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    parser.add_argument("--config", type=Path, help="build config YAML (e.g. configs/build.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set correspondences.densify=false (repeatable)")
-    parser.add_argument("--reference", action="append", metavar="CONDITION",
-                        help="reference condition (repeatable; default: the condition of the manifest's first row)")
+    add_config_arguments(
+        parser,
+        config_help="build config YAML (e.g. configs/build.yaml)",
+        type=Path,
+        set_help="override one config value, e.g. --set correspondences.densify=false (repeatable)",
+    )
+    parser.add_argument(
+        "--reference",
+        action="append",
+        metavar="CONDITION",
+        help="reference condition (repeatable; default: the condition of the manifest's first row)",
+    )
     parser.add_argument("--work", type=Path, help="work folder for intermediate results (default: OUT.work)")
     parser.add_argument("--image-root", type=Path, help="folder the manifest's image paths are relative to")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_build_config(args.config, args.overrides)
     if args.manifest == DEFAULT_MANIFEST:
         ensure_default_scene(args.manifest)
-    summary = run_build(args.manifest, args.out, config, references=args.reference, work_dir=args.work,
-                        image_root=args.image_root, progress=not args.quiet)
+    summary = run_build(
+        args.manifest,
+        args.out,
+        config,
+        references=args.reference,
+        work_dir=args.work,
+        image_root=args.image_root,
+        progress=not args.quiet,
+    )
     print(summary.format())
     return 0

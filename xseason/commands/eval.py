@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xseason.core.config import add_config_arguments
 from xseason.learn.evaluate import evaluate, load_eval_config
 
 
@@ -12,8 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder made by 'xseason build'")
     parser.add_argument("--config", help="YAML file of EvalConfig settings (e.g. configs/eval.yaml)")
     parser.add_argument("--out", help="report folder (overrides the config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set splits=[val] (repeatable)")
+    add_config_arguments(parser, set_help="override a setting, e.g. --set splits=[val] (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:

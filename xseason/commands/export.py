@@ -7,21 +7,33 @@ import argparse
 from pathlib import Path
 
 from xseason.core.errors import XSeasonError
-from xseason.reports.exports import export_colmap, export_ply, find_build_dir
-from xseason.store.format import open_dataset
+from xseason.reports.exports import add_build_arguments, export_colmap, export_ply, find_build_dir
+from xseason.store import open_dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", metavar="DATASET", type=Path,
-                        help="dataset folder (gives each sequence's condition, and the build folder)")
-    parser.add_argument("--build", type=Path, metavar="DIR",
-                        help="build (work) folder with registration.json and sfm/ (default: the dataset's)")
+    parser.add_argument(
+        "dataset",
+        metavar="DATASET",
+        type=Path,
+        help="dataset folder (gives each sequence's condition, and the build folder)",
+    )
+    add_build_arguments(
+        parser, "build (work) folder with registration.json and sfm/ (default: the dataset's)"
+    )
     parser.add_argument("--colmap", type=Path, metavar="DIR", help="write the registered COLMAP model here")
-    parser.add_argument("--per-sequence", action="store_true",
-                        help="one COLMAP model per sequence in DIR/<sequence>/ instead of one merged model")
+    parser.add_argument(
+        "--per-sequence",
+        action="store_true",
+        help="one COLMAP model per sequence in DIR/<sequence>/ instead of one merged model",
+    )
     parser.add_argument("--text", action="store_true", help="COLMAP text format instead of binary")
-    parser.add_argument("--ply", type=Path, metavar="FILE",
-                        help="write all registered 3D points here, coloured by condition (+ FILE.legend.json)")
+    parser.add_argument(
+        "--ply",
+        type=Path,
+        metavar="FILE",
+        help="write all registered 3D points here, coloured by condition (+ FILE.legend.json)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote COLMAP model{'s' if args.per_sequence else ''} to {out}")
     if args.ply is not None:
         legend = export_ply(build, args.ply, open_dataset(args.dataset).images)
-        counts = ", ".join(f"{c['name']} {c['points']:,} (rgb {tuple(c['rgb'])})" for c in legend["conditions"])
+        counts = ", ".join(
+            f"{c['name']} {c['points']:,} (rgb {tuple(c['rgb'])})" for c in legend["conditions"]
+        )
         print(f"wrote {args.ply}: {counts}")
     return 0

@@ -10,9 +10,15 @@ from xseason.store.interop import export_mat
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder (with dataset.json)")
     parser.add_argument("--out", required=True, help="folder for the .mat files")
-    parser.add_argument("--pairs", type=int, nargs="+", metavar="PAIR_ID", help="only these pairs (default: all)")
-    parser.add_argument("--pixel-offset", type=float, default=0.0,
-                        help="subtracted from our coordinates (-1 writes MATLAB 1-based pixels; default 0)")
+    parser.add_argument(
+        "--pairs", type=int, nargs="+", metavar="PAIR_ID", help="only these pairs (default: all)"
+    )
+    parser.add_argument(
+        "--pixel-offset",
+        type=float,
+        default=0.0,
+        help="subtracted from our coordinates (-1 writes MATLAB 1-based pixels; default 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

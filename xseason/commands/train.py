@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xseason.core.config import add_config_arguments
 from xseason.learn.train import load_train_config, train
 
 
@@ -11,8 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of TrainConfig settings (e.g. configs/train.yaml)")
     parser.add_argument("--dataset", help="dataset folder made by 'xseason build' (overrides the config)")
     parser.add_argument("--out", help="run folder: checkpoints, metrics, curves (overrides the config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set corr_weight=0 --set loss.kind=kl (repeatable)")
+    add_config_arguments(
+        parser, set_help="override a setting, e.g. --set corr_weight=0 --set loss.kind=kl (repeatable)"
+    )
     parser.epilog = "Under torchrun (several processes) it trains with DistributedDataParallel."
 
 

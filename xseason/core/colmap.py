@@ -3,7 +3,8 @@
 Everything that converts between pycolmap objects and xseason's own lives here:
 - pixels: COLMAP puts the centre of the top-left pixel at (0.5, 0.5), xseason at (0, 0)
   (docs/FORMAT.md section 1): `from_colmap_pixels` / `to_colmap_pixels`;
-- poses: `pycolmap.Rigid3d` (cam_from_world) <-> `Pose` (world-to-camera);
+- poses: `pycolmap.Rigid3d` (cam_from_world) <-> `Pose` (world-to-camera), `pose_arrays` (many at
+  once, with pycolmap's own arithmetic), similarities -> `pycolmap.Sim3d` (`sim3d`);
 - cameras: `pycolmap.Camera` <-> `Camera` (same model names and parameters);
 - models: `point_observations`, the one walker over a reconstruction's points and their
   observations (reading the pycolmap containers is the only per-item Python loop);
@@ -49,14 +50,32 @@ def rigid_from_pose(pose: Pose) -> pycolmap.Rigid3d:
     return pycolmap.Rigid3d(pycolmap.Rotation3d(pose.R), pose.t)
 
 
+def pose_arrays(poses: Iterable[pycolmap.Rigid3d]) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (N, 3, 3) and camera centres (N, 3) of cam_from_world transforms.
+
+    Computed by pycolmap (`rotation.matrix()`, `inverse().translation`), so that every caller gets
+    the same bits.
+    """
+    poses = list(poses)
+    rotations = np.array([p.rotation.matrix() for p in poses]).reshape(-1, 3, 3)
+    centres = np.array([p.inverse().translation for p in poses]).reshape(-1, 3)
+    return rotations, centres
+
+
+def sim3d(scale: float, rotation: np.ndarray, translation: np.ndarray) -> pycolmap.Sim3d:
+    """The similarity x -> scale * rotation @ x + translation as a `pycolmap.Sim3d`."""
+    return pycolmap.Sim3d(scale, pycolmap.Rotation3d(rotation), np.asarray(translation, float))
+
+
 def camera_from_colmap(camera: pycolmap.Camera) -> Camera:
-    return Camera(camera.model.name, int(camera.width), int(camera.height), tuple(float(p) for p in camera.params))
+    """A pycolmap camera as a `Camera` (same model name and parameters)."""
+    params = tuple(float(p) for p in camera.params)
+    return Camera(camera.model.name, int(camera.width), int(camera.height), params)
 
 
 def camera_to_colmap(camera: Camera, camera_id: int | None = None) -> pycolmap.Camera:
-    out = pycolmap.Camera(
-        model=camera.model, width=int(camera.width), height=int(camera.height), params=list(camera.params)
-    )
+    """A `Camera` as a pycolmap camera, with `camera_id` when given."""
+    out = camera.to_pycolmap()
     if camera_id is not None:
         out.camera_id = camera_id
     return out
@@ -84,15 +103,17 @@ class PointObservations:
     def obs_xyz(self) -> np.ndarray:
         return self.xyz[self.obs_point]
 
-    def keypoint_points(self, k: int) -> np.ndarray:
-        """Per keypoint of image `k`: the index of its 3D point in `point_ids`, or -1."""
-        out = np.full(int(self.num_keypoints[k]), -1, np.int64)
-        rows = self.obs_image == k
-        out[self.obs_keypoint[rows]] = self.obs_point[rows]
-        return out
+    def keypoint_points(self) -> list[np.ndarray]:
+        """Per image, per keypoint: the index of its 3D point in `point_ids`, or -1."""
+        offsets = np.concatenate([[0], np.cumsum(self.num_keypoints)]).astype(np.int64)
+        flat = np.full(int(offsets[-1]), -1, np.int64)
+        flat[offsets[self.obs_image] + self.obs_keypoint] = self.obs_point
+        return np.split(flat, offsets[1:-1]) if len(self.num_keypoints) else []
 
 
-def point_observations(model: pycolmap.Reconstruction, images: Iterable[str] | None = None) -> PointObservations:
+def point_observations(
+    model: pycolmap.Reconstruction, images: Iterable[str] | None = None
+) -> PointObservations:
     """The points of `model` and their observations in its posed images (only in `images` when given)."""
     wanted = None if images is None else set(images)
     ids = np.fromiter(model.points3D.keys(), dtype=np.int64, count=model.num_points3D())
@@ -120,9 +141,13 @@ def point_observations(model: pycolmap.Reconstruction, images: Iterable[str] | N
         o_xy.append(np.array([p.xy for p in p2d], np.float64).reshape(-1, 2)[kp])
     cat = np.concatenate
     return PointObservations(
-        point_ids=ids, xyz=xyz, image_names=names, image_ids=np.asarray(image_ids, np.int64),
+        point_ids=ids,
+        xyz=xyz,
+        image_names=names,
+        image_ids=np.asarray(image_ids, np.int64),
         num_keypoints=np.asarray(counts, np.int64),
-        obs_image=cat([np.zeros(0, np.int64), *o_img]), obs_keypoint=cat([np.zeros(0, np.int64), *o_kp]),
+        obs_image=cat([np.zeros(0, np.int64), *o_img]),
+        obs_keypoint=cat([np.zeros(0, np.int64), *o_kp]),
         obs_point=cat([np.zeros(0, np.int64), *o_pt]),
         obs_xy=from_colmap_pixels(cat([np.zeros((0, 2)), *o_xy])),
     )

@@ -8,6 +8,7 @@ A dataclass may define `validate(self)` raising ValueError for cross-field check
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import difflib
@@ -79,6 +80,19 @@ def load_config(
         raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
 
 
+def add_config_arguments(
+    parser: argparse.ArgumentParser, *, set_help: str, config_help: str | None = None, **config: Any
+) -> None:
+    """The command-line options of a config: `--config FILE` when `config_help` is given (`config`:
+    its other `add_argument` settings, e.g. `type=Path`), then `--set KEY=VALUE` (repeatable, into
+    `args.overrides`, for `load_config`), with these help texts."""
+    if config_help is not None:
+        parser.add_argument("--config", help=config_help, **config)
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help
+    )
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML file whose top level is a mapping (clear errors otherwise)."""
     path = Path(path)
@@ -97,7 +111,11 @@ def merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """`over` on top of `base`, recursively for nested mappings (inputs are not modified)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = (
+            merge_dicts(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else copy.deepcopy(v)
+        )
     return out
 
 
@@ -183,4 +201,4 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported setting type {tp}")  # a programming error, said plainly
 
 
-__all__ = ["from_dict", "to_dict", "load_config", "apply_override"]
+__all__ = ["from_dict", "to_dict", "load_config", "apply_override", "add_config_arguments"]

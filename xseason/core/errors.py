@@ -15,7 +15,3 @@ class ManifestError(XSeasonError):
 
 class DatasetFormatError(XSeasonError):
     """A correspondence dataset or an imported file does not follow its format."""
-
-
-class NotBuiltYet(XSeasonError):
-    """A subcommand whose stage does not exist yet."""

@@ -1,4 +1,4 @@
-"""Poses and cameras in the contract's conventions (CONTRACTS.md section 1).
+"""Poses and cameras in xseason's conventions (docs/FORMAT.md §1).
 
 - Poses are world-to-camera: x_cam = R(q) x_world + t, q = (qw, qx, qy, qz), Hamilton.
 - Cameras are COLMAP models with COLMAP parameters (principal point at W/2 = image centre).
@@ -36,9 +36,15 @@ def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
     w, x, y, z = np.moveaxis(q, -1, 0)
     r = np.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         axis=-1,
     )
@@ -48,14 +54,17 @@ def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
 def rotmat_to_qvec(r: np.ndarray) -> np.ndarray:
     """(3, 3) rotation matrix -> unit quaternion (w, x, y, z) with w >= 0."""
     r = np.asarray(r, dtype=np.float64)
-    k = np.array(
-        [
-            [r[0, 0] - r[1, 1] - r[2, 2], r[1, 0] + r[0, 1], r[2, 0] + r[0, 2], r[2, 1] - r[1, 2]],
-            [r[1, 0] + r[0, 1], r[1, 1] - r[0, 0] - r[2, 2], r[2, 1] + r[1, 2], r[0, 2] - r[2, 0]],
-            [r[2, 0] + r[0, 2], r[2, 1] + r[1, 2], r[2, 2] - r[0, 0] - r[1, 1], r[1, 0] - r[0, 1]],
-            [r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1], r[0, 0] + r[1, 1] + r[2, 2]],
-        ]
-    ) / 3.0
+    k = (
+        np.array(
+            [
+                [r[0, 0] - r[1, 1] - r[2, 2], r[1, 0] + r[0, 1], r[2, 0] + r[0, 2], r[2, 1] - r[1, 2]],
+                [r[1, 0] + r[0, 1], r[1, 1] - r[0, 0] - r[2, 2], r[2, 1] + r[1, 2], r[0, 2] - r[2, 0]],
+                [r[2, 0] + r[0, 2], r[2, 1] + r[1, 2], r[2, 2] - r[0, 0] - r[1, 1], r[1, 0] - r[0, 1]],
+                [r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1], r[0, 0] + r[1, 1] + r[2, 2]],
+            ]
+        )
+        / 3.0
+    )
     vals, vecs = np.linalg.eigh(k)
     x, y, z, w = vecs[:, np.argmax(vals)]
     q = np.array([w, x, y, z])
@@ -70,11 +79,11 @@ class Pose:
     t: np.ndarray  # (3,)
 
     @classmethod
-    def from_qt(cls, qvec, tvec) -> "Pose":
+    def from_qt(cls, qvec, tvec) -> Pose:
         return cls(qvec_to_rotmat(np.asarray(qvec, float)), np.asarray(tvec, dtype=np.float64).reshape(3))
 
     @classmethod
-    def from_cam_to_world(cls, matrix: np.ndarray) -> "Pose":
+    def from_cam_to_world(cls, matrix: np.ndarray) -> Pose:
         """From a 4x4 (or 3x4) camera-to-world matrix [R | c], as 7-Scenes and many datasets store.
 
         The rotation is projected onto the nearest rotation (via a unit quaternion), since stored
@@ -99,10 +108,10 @@ class Pose:
         m[:3, :3], m[:3, 3] = self.R, self.t
         return m
 
-    def inverse(self) -> "Pose":
+    def inverse(self) -> Pose:
         return Pose(self.R.T, -self.R.T @ self.t)
 
-    def __matmul__(self, other: "Pose") -> "Pose":
+    def __matmul__(self, other: Pose) -> Pose:
         """Composition: (self @ other)(x) = self(other(x))."""
         return Pose(self.R @ other.R, self.R @ other.t + self.t)
 
@@ -125,13 +134,16 @@ class Camera:
             raise ValueError(f"unknown camera model {self.model!r}; known: {', '.join(CAMERA_MODELS)}")
         if len(self.params) != CAMERA_MODELS[self.model]:
             raise ValueError(
-                f"camera model {self.model} takes {CAMERA_MODELS[self.model]} parameters, got {len(self.params)}"
+                f"camera model {self.model} takes {CAMERA_MODELS[self.model]} parameters, "
+                f"got {len(self.params)}"
             )
 
     def to_pycolmap(self):
-        from xseason.core.colmap import camera_to_colmap  # the pycolmap adapter imports this module
+        import pycolmap  # only the distorted models need it
 
-        return camera_to_colmap(self)
+        return pycolmap.Camera(
+            model=self.model, width=int(self.width), height=int(self.height), params=list(self.params)
+        )
 
     def calibration_matrix(self) -> np.ndarray:
         """3x3 K in the OpenCV pixel convention (principal point shifted by -0.5)."""
@@ -140,7 +152,13 @@ class Camera:
 
     def _pinhole(self) -> tuple[tuple[float, float], float, float]:
         p = self.params
-        if self.model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"):
+        if self.model in (
+            "SIMPLE_PINHOLE",
+            "SIMPLE_RADIAL",
+            "RADIAL",
+            "SIMPLE_RADIAL_FISHEYE",
+            "RADIAL_FISHEYE",
+        ):
             return (p[0], p[0]), p[1], p[2]
         return (p[0], p[1]), p[2], p[3]
 
@@ -156,7 +174,9 @@ class Camera:
             return uv * np.asarray(f) + np.array([cx, cy]) - 0.5
         # Distorted models: COLMAP's own implementation, exactly.
         front = np.where((z > 0)[:, None], pts, np.array([0.0, 0.0, 1.0]))
-        out = np.asarray(self.to_pycolmap().img_from_cam(np.ascontiguousarray(front), False), dtype=np.float64)
+        out = np.asarray(
+            self.to_pycolmap().img_from_cam(np.ascontiguousarray(front), False), dtype=np.float64
+        )
         out -= 0.5
         out[z <= 0] = np.nan
         return out
@@ -183,6 +203,8 @@ def in_image(camera: Camera, pixels: np.ndarray, margin: float = 0.0) -> np.ndar
     x, y = pixels[:, 0], pixels[:, 1]
     with np.errstate(invalid="ignore"):
         return (
-            (x >= -0.5 + margin) & (x <= camera.width - 0.5 - margin)
-            & (y >= -0.5 + margin) & (y <= camera.height - 0.5 - margin)
+            (x >= -0.5 + margin)
+            & (x <= camera.width - 0.5 - margin)
+            & (y >= -0.5 + margin)
+            & (y <= camera.height - 0.5 - margin)
         )

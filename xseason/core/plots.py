@@ -10,7 +10,14 @@ import numpy as np
 
 from xseason.core.files import atomic_path
 
-_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140)]  # BGR
+_COLOURS = [
+    (180, 119, 31),
+    (14, 127, 255),
+    (44, 160, 44),
+    (40, 39, 214),
+    (189, 103, 148),
+    (75, 86, 140),
+]  # BGR
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -46,8 +53,13 @@ def _legend(img: np.ndarray, box, names: list[str]) -> None:
         cv2.putText(img, name[:22], (box[2] - 135, y), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def draw_line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "",
-                    xlabel: str = "", size: tuple[int, int] = (640, 400)) -> None:
+def draw_line_chart(
+    series: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    title: str = "",
+    xlabel: str = "",
+    size: tuple[int, int] = (640, 400),
+) -> None:
     """Lines y(x), one per series, to a PNG (written atomically)."""
     img, box = _canvas(title, size)
     finite = [np.asarray(y, float)[np.isfinite(np.asarray(y, float))] for _, y in series.values()]
@@ -64,13 +76,20 @@ def draw_line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], path: str 
         pts = np.stack([px, py], 1).round().astype(np.int32)
         cv2.polylines(img, [pts], False, _COLOURS[i % len(_COLOURS)], 2, cv2.LINE_AA)
     _y_axis(img, box, lo, hi)
-    cv2.putText(img, f"{xlabel} {x0:.0f} .. {x1:.0f}", (box[0], size[1] - 20), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        img, f"{xlabel} {x0:.0f} .. {x1:.0f}", (box[0], size[1] - 20), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+    )
     _legend(img, box, list(series))
     save_png(img, path)
 
 
-def draw_bar_chart(groups: list[str], series: dict[str, list[float]], path: str | Path, title: str = "",
-                   size: tuple[int, int] = (720, 400)) -> None:
+def draw_bar_chart(
+    groups: list[str],
+    series: dict[str, list[float]],
+    path: str | Path,
+    title: str = "",
+    size: tuple[int, int] = (720, 400),
+) -> None:
     """Grouped bars (one group per entry of `groups`, one bar per series), y from 0, to a PNG."""
     img, box = _canvas(title, size)
     values = np.array([v for v in series.values()], float).reshape(len(series), len(groups))
@@ -85,21 +104,38 @@ def draw_bar_chart(groups: list[str], series: dict[str, list[float]], path: str 
             left = int(box[0] + g * gw + gw * 0.1 + s * bw)
             top = int(box[3] - v / hi * (box[3] - box[1]))
             cv2.rectangle(img, (left, top), (int(left + bw) - 1, box[3]), _COLOURS[s % len(_COLOURS)], -1)
-        cv2.putText(img, group[:int(gw / 7)], (int(box[0] + g * gw + 4), box[3] + 16), _FONT, 0.4, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            img,
+            group[: int(gw / 7)],
+            (int(box[0] + g * gw + 4), box[3] + 16),
+            _FONT,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     _y_axis(img, box, 0.0, hi)
     _legend(img, box, list(series))
     save_png(img, path)
 
 
-def draw_histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40,
-                   value_range: tuple[float, float] | None = None, size: tuple[int, int] = (480, 280)) -> np.ndarray:
+def draw_histogram(
+    values: np.ndarray,
+    title: str,
+    xlabel: str,
+    bins: int = 40,
+    value_range: tuple[float, float] | None = None,
+    size: tuple[int, int] = (480, 280),
+) -> np.ndarray:
     """A bar histogram with axes, tick labels and a title, as a BGR image (values outside the range
     are counted in the first/last bin; non-finite values are ignored)."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
-    lo, hi = value_range if value_range is not None else (
-        (float(values.min()), float(values.max())) if values.size else (0.0, 1.0))
+    lo, hi = (
+        value_range
+        if value_range is not None
+        else ((float(values.min()), float(values.max())) if values.size else (0.0, 1.0))
+    )
     hi = hi if hi > lo else lo + 1.0
     counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
     w, h = size
@@ -119,7 +155,9 @@ def draw_histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40,
         cv2.line(img, (px, top + ph), (px, top + ph + 4), ink, 1)
         text = short_number(lo + frac * (hi - lo))
         tw = cv2.getTextSize(text, font, 0.4, 1)[0][0]
-        cv2.putText(img, text, (min(max(px - tw // 2, 0), w - tw), top + ph + 17), font, 0.4, ink, 1, cv2.LINE_AA)
+        cv2.putText(
+            img, text, (min(max(px - tw // 2, 0), w - tw), top + ph + 17), font, 0.4, ink, 1, cv2.LINE_AA
+        )
     for frac in (0.0, 1.0):
         py = top + ph - int(frac * ph)
         text = f"{round(frac * peak):,}"

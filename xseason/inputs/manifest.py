@@ -1,4 +1,4 @@
-"""The image manifest (CONTRACTS.md section 2): read, validate, write.
+"""The image manifest (docs/FORMAT.md §2): read, validate, write.
 
 `read_manifest` turns a manifest CSV into typed `ImageRecord`s, checking every row and
 column at once (vectorised with pandas/numpy, so 100k rows read in about a second) and
@@ -27,15 +27,25 @@ import pandas as pd
 
 from xseason.core.errors import ManifestError
 from xseason.core.files import atomic_path
-from xseason.core.geometry import CAMERA_MODELS, Pose, qvec_to_rotmat
+from xseason.core.geometry import CAMERA_MODELS, Camera, Pose, qvec_to_rotmat
+
+DEFAULT_FOCAL_FACTOR = 1.2  # unknown intrinsics: f = factor * max(width, height)
 
 REQUIRED = ("image", "sequence", "condition")
 TAGS = ("season", "daytime", "weather")
 POSE_COLUMNS = ("qw", "qx", "qy", "qz", "tx", "ty", "tz")
 PRIOR_COLUMNS = ("prior_x", "prior_y", "prior_z")
 COLUMNS: tuple[str, ...] = (
-    *REQUIRED, *TAGS, "timestamp", "camera", "camera_model", "camera_params",
-    *POSE_COLUMNS, *PRIOR_COLUMNS, "mask", "label",
+    *REQUIRED,
+    *TAGS,
+    "timestamp",
+    "camera",
+    "camera_model",
+    "camera_params",
+    *POSE_COLUMNS,
+    *PRIOR_COLUMNS,
+    "mask",
+    "label",
 )
 QUATERNION_TOLERANCE = 1e-3  # |‖q‖ - 1| above this is an error; below, q is normalised
 MAX_REPORTED_ERRORS = 20
@@ -61,6 +71,19 @@ class ImageRecord:
     mask: Path | None
     label: Path | None
     row: int  # CSV line number (header = 1)
+
+    def camera_for(
+        self, width: int, height: int, default_focal_factor: float = DEFAULT_FOCAL_FACTOR
+    ) -> Camera:
+        """The camera of this image at its file's size: the manifest's intrinsics, else the default.
+
+        The default (no intrinsics in the manifest) is SIMPLE_RADIAL with f = factor * max(w, h),
+        the principal point at the image centre and no distortion; SfM refines it.
+        """
+        if self.camera_model is not None and self.camera_params is not None:
+            return Camera(self.camera_model, int(width), int(height), tuple(self.camera_params))
+        focal = default_focal_factor * max(width, height)
+        return Camera("SIMPLE_RADIAL", int(width), int(height), (focal, width / 2, height / 2, 0.0))
 
 
 @dataclass
@@ -95,6 +118,16 @@ class Manifest:
         if recs is None:
             raise KeyError(f"no sequence {sequence!r} in {self.path}")
         return all(rec.pose is not None for rec in recs)
+
+    def describe(self) -> str:
+        """Its file and image count, then one line per sequence: images, condition, posed or not."""
+        lines = [f"{self.path}: {len(self.images)} images"]
+        lines += [
+            f"  {seq}: {len(recs)} images, {recs[0].condition}, "
+            f"{'posed' if self.is_posed(seq) else 'unposed'}"
+            for seq, recs in self.sequences().items()
+        ]
+        return "\n".join(lines)
 
 
 class _Errors:
@@ -159,7 +192,9 @@ def _read_bytes(path: Path) -> bytes:
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror}") from None
     if not raw.strip():
-        raise ManifestError(f"{path}: empty file; a manifest is a CSV with a header row ({','.join(REQUIRED)},...)")
+        raise ManifestError(
+            f"{path}: empty file; a manifest is a CSV with a header row ({','.join(REQUIRED)},...)"
+        )
     if b"\x00" in raw[:65536]:
         raise ManifestError(f"{path}: binary content; a manifest is a UTF-8 text CSV file")
     return raw
@@ -174,7 +209,9 @@ def _parse_csv(path: Path, raw: bytes) -> pd.DataFrame:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); a manifest is a CSV file") from None
+        raise ManifestError(
+            f"{path}: not UTF-8 text (bad byte at offset {exc.start}); a manifest is a CSV file"
+        ) from None
     header = [name.strip() for name in next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])]
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
@@ -231,9 +268,12 @@ class _Columns:
                 errors.add(1, name, f"unknown column{hint}; known columns: {', '.join(COLUMNS)}")
         for name in REQUIRED:
             if name not in header:
-                errors.add(1, name, "required column is missing" + (
-                    "" if any(c in header for c in REQUIRED) else "; is this a manifest CSV?"
-                ))
+                errors.add(
+                    1,
+                    name,
+                    "required column is missing"
+                    + ("" if any(c in header for c in REQUIRED) else "; is this a manifest CSV?"),
+                )
 
     def text(self, name: str) -> pd.Series:
         """Column as stripped strings ('' where absent)."""
@@ -269,7 +309,9 @@ def _number_problem(value: str) -> str:
 
 def _validate(cols: _Columns, root: Path, check_files: bool, errors: _Errors) -> list[ImageRecord]:
     n = cols.n
-    text = {name: cols.text(name) for name in ("image", "sequence", "condition", *TAGS, "camera", "mask", "label")}
+    text = {
+        name: cols.text(name) for name in ("image", "sequence", "condition", *TAGS, "camera", "mask", "label")
+    }
     for name in REQUIRED:
         cols.flag(text[name] == "", name, "empty value; this column is required")
 
@@ -280,21 +322,31 @@ def _validate(cols: _Columns, root: Path, check_files: bool, errors: _Errors) ->
     given_image = (images != "").to_numpy()
     dup = pd.Series(norm).duplicated(keep="first").to_numpy() & given_image
     first_row = pd.Series(np.arange(n)).groupby(pd.Series(norm)).transform("min").to_numpy()
-    cols.flag(dup, "image", lambda i: f"duplicate image {images.iloc[i]!r} (first on line {cols.lines[first_row[i]]})")
+    cols.flag(
+        dup,
+        "image",
+        lambda i: f"duplicate image {images.iloc[i]!r} (first on line {cols.lines[first_row[i]]})",
+    )
 
     seq, cond = text["sequence"], text["condition"]
     first_cond = cond.groupby(seq).transform("first")
     first_cond_row = pd.Series(np.arange(n)).groupby(seq).transform("first").to_numpy()
     cols.flag(
-        (cond != first_cond).to_numpy() & (seq != "").to_numpy(), "condition",
-        lambda i: f"sequence {seq.iloc[i]!r} mixes conditions: {cond.iloc[i]!r} here, "
-        f"{first_cond.iloc[i]!r} on line {cols.lines[first_cond_row[i]]}; use one sequence per condition",
+        (cond != first_cond).to_numpy() & (seq != "").to_numpy(),
+        "condition",
+        lambda i: (
+            f"sequence {seq.iloc[i]!r} mixes conditions: {cond.iloc[i]!r} here, "
+            f"{first_cond.iloc[i]!r} on line {cols.lines[first_cond_row[i]]}; use one sequence per condition"
+        ),
     )
 
     timestamps, ts_given = cols.numbers("timestamp")
     some = pd.Series(ts_given).groupby(seq).transform("any").to_numpy()
-    cols.flag(some & ~ts_given, "timestamp",
-              lambda i: f"missing, while other rows of sequence {seq.iloc[i]!r} have timestamps")
+    cols.flag(
+        some & ~ts_given,
+        "timestamp",
+        lambda i: f"missing, while other rows of sequence {seq.iloc[i]!r} have timestamps",
+    )
 
     camera = text["camera"].where(text["camera"] != "", seq)
     models, params = _check_intrinsics(cols, camera)
@@ -302,24 +354,37 @@ def _validate(cols: _Columns, root: Path, check_files: bool, errors: _Errors) ->
     qvecs, tvecs = pose_values[:, :4], pose_values[:, 4:]
     prior_values, prior_given = _check_group(cols, PRIOR_COLUMNS, "camera-centre prior")
     norms = np.linalg.norm(qvecs, axis=1)
-    cols.flag(posed & (np.abs(norms - 1.0) > QUATERNION_TOLERANCE), "qw",
-              lambda i: f"quaternion (qw, qx, qy, qz) has norm {norms[i]:.6g}, not 1 "
-              f"(tolerance {QUATERNION_TOLERANCE:g}); poses are world-to-camera, Hamilton, w first")
+    cols.flag(
+        posed & (np.abs(norms - 1.0) > QUATERNION_TOLERANCE),
+        "qw",
+        lambda i: (
+            f"quaternion (qw, qx, qy, qz) has norm {norms[i]:.6g}, not 1 "
+            f"(tolerance {QUATERNION_TOLERANCE:g}); poses are world-to-camera, Hamilton, w first"
+        ),
+    )
     if errors.total:
         return []
     rotations = qvec_to_rotmat(np.where(posed[:, None], qvecs, [1.0, 0, 0, 0]))
-    return _records(cols, text, root, timestamps, ts_given, camera, models, params,
-                    rotations, tvecs, posed, prior_values, prior_given)
+    stamps = [t if given else None for t, given in zip(timestamps.tolist(), ts_given)]
+    poses = [Pose(r, t) if given else None for r, t, given in zip(rotations, tvecs, posed)]
+    priors = [p if given else None for p, given in zip(prior_values, prior_given)]
+    return _records(cols, text, root, camera, models, params, stamps, poses, priors)
 
 
 def _check_paths(cols: _Columns, name: str, values: pd.Series, root: Path, check_files: bool) -> list[str]:
-    """Reject absolute paths and paths that leave the root; check the files exist. Returns normalised paths."""
+    """Reject absolute paths and paths that leave the root; check the files exist. Returns them normalised."""
     given = (values != "").to_numpy()
     slashed = values.str.replace("\\", "/", regex=False)
     absolute = (slashed.str.startswith("/") | slashed.str.match(r"^[A-Za-z]:")).to_numpy() & given
     escapes = slashed.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True).to_numpy() & given
-    cols.flag(absolute, name, lambda i: f"absolute path {values.iloc[i]!r}; paths are relative to the image root {root}")
-    cols.flag(escapes & ~absolute, name, lambda i: f"path {values.iloc[i]!r} leaves the image root {root} ('..')")
+    cols.flag(
+        absolute,
+        name,
+        lambda i: f"absolute path {values.iloc[i]!r}; paths are relative to the image root {root}",
+    )
+    cols.flag(
+        escapes & ~absolute, name, lambda i: f"path {values.iloc[i]!r} leaves the image root {root} ('..')"
+    )
     norm = [posixpath.normpath(v) if v else "" for v in slashed.tolist()]
     if check_files:
         ok = given & ~absolute & ~escapes
@@ -357,10 +422,17 @@ def _check_intrinsics(cols: _Columns, camera: pd.Series) -> tuple[list[str], lis
     model, params = cols.text("camera_model"), cols.text("camera_params")
     has_model, has_params = (model != "").to_numpy(), (params != "").to_numpy()
     cols.flag(has_params & ~has_model, "camera_model", "missing, while camera_params is given")
-    cols.flag(has_model & ~has_params, "camera_params", lambda i: f"missing, while camera_model {model.iloc[i]!r} is given")
+    cols.flag(
+        has_model & ~has_params,
+        "camera_params",
+        lambda i: f"missing, while camera_model {model.iloc[i]!r} is given",
+    )
     known = model.isin(list(CAMERA_MODELS)).to_numpy()
-    cols.flag(has_model & ~known, "camera_model",
-              lambda i: f"unknown camera model {model.iloc[i]!r}; known: {', '.join(CAMERA_MODELS)}")
+    cols.flag(
+        has_model & ~known,
+        "camera_model",
+        lambda i: f"unknown camera model {model.iloc[i]!r}; known: {', '.join(CAMERA_MODELS)}",
+    )
     codes, uniques = pd.factorize(params)
     parsed = [_parse_params(u) if u else () for u in uniques]
     bad_text = np.array([isinstance(p, str) for p in parsed])[codes]
@@ -368,8 +440,14 @@ def _check_intrinsics(cols: _Columns, camera: pd.Series) -> tuple[list[str], lis
     counts = np.array([len(p) if isinstance(p, tuple) else -1 for p in parsed])[codes]
     expected = model.map(CAMERA_MODELS).fillna(-1).to_numpy()
     wrong = has_model & known & has_params & (counts >= 0) & (counts != expected)
-    cols.flag(wrong, "camera_params", lambda i: f"camera model {model.iloc[i]} takes {int(expected[i])} "
-              f"parameters, got {counts[i]}: {params.iloc[i]!r}")
+    cols.flag(
+        wrong,
+        "camera_params",
+        lambda i: (
+            f"camera model {model.iloc[i]} takes {int(expected[i])} "
+            f"parameters, got {counts[i]}: {params.iloc[i]!r}"
+        ),
+    )
     focal = np.array([p[0] if isinstance(p, tuple) and p else np.inf for p in parsed])[codes]
     cols.flag(focal <= 0, "camera_params", lambda i: f"focal length must be positive, got {focal[i]:g}")
     # Same intrinsics = same model and the same parsed numbers ("525" == "525.0").
@@ -377,10 +455,15 @@ def _check_intrinsics(cols: _Columns, camera: pd.Series) -> tuple[list[str], lis
     key = pd.Series(pd.factorize(model)[0] * (len(parsed) + 1) + canonical)
     first_key = key.groupby(camera).transform("first").to_numpy()
     first_row = pd.Series(np.arange(cols.n)).groupby(camera).transform("first").to_numpy()
-    cols.flag(key.to_numpy() != first_key, "camera_params",
-              lambda i: f"camera {camera.iloc[i]!r} has other intrinsics on line {cols.lines[first_row[i]]} "
-              f"({model.iloc[first_row[i]] or 'none'} {params.iloc[first_row[i]]!s}); rows of one camera id "
-              "share intrinsics (give them different 'camera' ids)")
+    cols.flag(
+        key.to_numpy() != first_key,
+        "camera_params",
+        lambda i: (
+            f"camera {camera.iloc[i]!r} has other intrinsics on line {cols.lines[first_row[i]]} "
+            f"({model.iloc[first_row[i]] or 'none'} {params.iloc[first_row[i]]!s}); rows of one camera id "
+            "share intrinsics (give them different 'camera' ids)"
+        ),
+    )
     row_params = [p if isinstance(p, tuple) and p else None for p in parsed]
     return model.tolist(), [row_params[c] for c in codes.tolist()]
 
@@ -408,14 +491,23 @@ def _check_group(cols: _Columns, names: Sequence[str], what: str) -> tuple[np.nd
     half = (count > 0) & (count < len(names))
     first_missing = np.argmin(given, axis=1)
     for k, name in enumerate(names):  # reported under the first missing column of each row
-        cols.flag(half & (first_missing == k), name, lambda i: f"{what} is half-given: missing "
-                  f"{', '.join(n for n, g in zip(names, given[i]) if not g)}; give all of {', '.join(names)} or none")
+        cols.flag(
+            half & (first_missing == k),
+            name,
+            lambda i: (
+                f"{what} is half-given: missing "
+                f"{', '.join(n for n, g in zip(names, given[i]) if not g)}; "
+                f"give all of {', '.join(names)} or none"
+            ),
+        )
     return values, (count == len(names)) & np.isfinite(values).all(axis=1)
 
 
-def _records(cols, text, root, timestamps, ts_given, camera, models, params,
-             rotations, tvecs, posed, prior_values, prior_given) -> list[ImageRecord]:
-    """Build the typed records (one Python object per row; the maths was vectorised above)."""
+def _records(cols, text, root, camera, models, params, timestamps, poses, priors) -> list[ImageRecord]:
+    """Build the typed records (one Python object per row; the maths was vectorised above).
+
+    `timestamps`, `poses` and `priors` hold one value per row, None where the row has none."""
+
     def opt(name: str) -> list[str | None]:
         return [v or None for v in text[name].tolist()]
 
@@ -424,20 +516,30 @@ def _records(cols, text, root, timestamps, ts_given, camera, models, params,
 
     season, daytime, weather = opt("season"), opt("daytime"), opt("weather")
     mask, label = opt_path("mask"), opt_path("label")
-    ts = timestamps.tolist()
     out = []
     for i, (image, seq, cond, cam) in enumerate(
         zip(text["image"].tolist(), text["sequence"].tolist(), text["condition"].tolist(), camera.tolist())
     ):
-        out.append(ImageRecord(
-            image=image, path=root / image, sequence=seq, condition=cond,
-            season=season[i], daytime=daytime[i], weather=weather[i],
-            timestamp=ts[i] if ts_given[i] else None,
-            camera=cam, camera_model=models[i] or None, camera_params=params[i],
-            pose=Pose(rotations[i], tvecs[i]) if posed[i] else None,
-            prior=prior_values[i] if prior_given[i] else None,
-            mask=mask[i], label=label[i], row=int(cols.lines[i]),
-        ))
+        out.append(
+            ImageRecord(
+                image=image,
+                path=root / image,
+                sequence=seq,
+                condition=cond,
+                season=season[i],
+                daytime=daytime[i],
+                weather=weather[i],
+                timestamp=timestamps[i],
+                camera=cam,
+                camera_model=models[i] or None,
+                camera_params=params[i],
+                pose=poses[i],
+                prior=priors[i],
+                mask=mask[i],
+                label=label[i],
+                row=int(cols.lines[i]),
+            )
+        )
     return out
 
 
@@ -464,7 +566,9 @@ def _flatten_row(row: Mapping[str, object], k: int) -> dict[str, str]:
         if key == "pose":
             if value is not None:
                 if not isinstance(value, Pose):
-                    raise ManifestError(f"row {k}: 'pose' must be an xseason.geometry.Pose, got {type(value).__name__}")
+                    raise ManifestError(
+                        f"row {k}: 'pose' must be an xseason.geometry.Pose, got {type(value).__name__}"
+                    )
                 out.update(zip(POSE_COLUMNS, map(_fmt, (*value.qvec, *value.t))))
         elif key == "prior":
             if value is not None:
@@ -475,7 +579,10 @@ def _flatten_row(row: Mapping[str, object], k: int) -> dict[str, str]:
             out[key] = _fmt(value)
         else:
             close = difflib.get_close_matches(key, COLUMNS, n=1)
-            raise ManifestError(f"row {k}: unknown manifest column {key!r}" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            raise ManifestError(
+                f"row {k}: unknown manifest column {key!r}"
+                + (f" (did you mean '{close[0]}'?)" if close else "")
+            )
     return out
 
 

@@ -1,6 +1,6 @@
 """The correspondence dataset as a torch `Dataset`: image pairs, their matches, their labels.
 
-One item is one image pair of a dataset folder (CONTRACTS §3). Each image gets its own
+One item is one image pair of a dataset folder (docs/FORMAT.md §3). Each image gets its own
 geometric transform, and the matches move with the pixels (contract convention: the centre
 of the top-left pixel is (0, 0)):
 
@@ -27,12 +27,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from xseason.core.errors import DatasetFormatError
-from xseason.store.format import CorrespondenceStore, StoreConfig, open_dataset, write_dataset
+from xseason.store import CorrespondenceStore, open_dataset
 
 IGNORE = 255
 
@@ -53,7 +52,10 @@ class AugmentConfig:
     def validate(self) -> None:
         if self.short_side < 0 or min(self.crop) < 0 or self.max_matches < 1:
             raise ValueError("short_side, crop must be >= 0 and max_matches >= 1")
-        if not 0 <= self.hflip <= 1 or min(self.brightness, self.contrast, self.saturation, self.scale_jitter) < 0:
+        if (
+            not 0 <= self.hflip <= 1
+            or min(self.brightness, self.contrast, self.saturation, self.scale_jitter) < 0
+        ):
             raise ValueError("hflip must be in [0, 1] and jitter amounts >= 0")
 
 
@@ -100,7 +102,7 @@ def read_label(path: Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Resize by (sx, sy) to `resized` (W, H), crop at integer (x0, y0) to `out` (W, H), then optional flip."""
+    """Resize by (sx, sy) to `resized` (W, H), crop at integer (x0, y0) to `out` (W, H), then maybe flip."""
 
     sx: float
     sy: float
@@ -124,8 +126,14 @@ class ImageTransform:
         x = xy[:, 0] if not self.flip else self.out[0] - 1 - xy[:, 0]
         xr, yr = x + self.x0, xy[:, 1] + self.y0  # back to resized-image coordinates
         return (
-            (x >= -0.5) & (x < self.out[0] - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < self.out[1] - 0.5)
-            & (xr >= -0.5) & (xr < w - 0.5) & (yr >= -0.5) & (yr < h - 0.5)
+            (x >= -0.5)
+            & (x < self.out[0] - 0.5)
+            & (xy[:, 1] >= -0.5)
+            & (xy[:, 1] < self.out[1] - 0.5)
+            & (xr >= -0.5)
+            & (xr < w - 0.5)
+            & (yr >= -0.5)
+            & (yr < h - 0.5)
         )
 
     def resize(self, img: np.ndarray, nearest: bool = False) -> np.ndarray:
@@ -154,16 +162,17 @@ def crop(img: np.ndarray, x0: int, y0: int, width: int, height: int, fill: int =
     """The (height, width) window at (x0, y0) of `img`; parts outside the image are `fill`."""
     h, w = img.shape[:2]
     if x0 >= 0 and y0 >= 0 and x0 + width <= w and y0 + height <= h:
-        return img[y0:y0 + height, x0:x0 + width]
+        return img[y0 : y0 + height, x0 : x0 + width]
     out = np.full((height, width, *img.shape[2:]), fill, dtype=img.dtype)
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + width, w), min(y0 + height, h)
     if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = img[sy0:sy1, sx0:sx1]
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
     return out
 
 
-def plan_transform(size: tuple[int, int], centre: np.ndarray | None, cfg: AugmentConfig,
-                   rng: np.random.Generator) -> ImageTransform:
+def plan_transform(
+    size: tuple[int, int], centre: np.ndarray | None, cfg: AugmentConfig, rng: np.random.Generator
+) -> ImageTransform:
     """Draw the geometric transform of one image of `size` (W, H); the crop is centred on `centre` (x, y)."""
     w, h = size
     s = cfg.short_side / min(w, h) if cfg.short_side else 1.0
@@ -239,9 +248,16 @@ class CorrespondenceDataset(Dataset):
     Decoded, resized images and labels are kept in an `ArrayCache` of `cache_mb` MiB.
     """
 
-    def __init__(self, path: str | Path | CorrespondenceStore, filter: PairFilter | None = None,
-                 augment: AugmentConfig | None = None, seed: int = 0, load_images: bool = True,
-                 with_labels: bool = True, cache_mb: float = 512.0) -> None:
+    def __init__(
+        self,
+        path: str | Path | CorrespondenceStore,
+        filter: PairFilter | None = None,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        load_images: bool = True,
+        with_labels: bool = True,
+        cache_mb: float = 512.0,
+    ) -> None:
         self.store = path if isinstance(path, CorrespondenceStore) else open_dataset(path)
         self.filter = filter or PairFilter()
         self.augment = augment or AugmentConfig()
@@ -249,10 +265,9 @@ class CorrespondenceDataset(Dataset):
         self.load_images = load_images
         self.with_labels = with_labels
         images = self.store.images.set_index("image_id")
-        pairs = self.store.pairs
-        cond = images["condition"].astype("string").fillna("")
-        cond0 = cond.reindex(pairs["image_id0"]).to_numpy(dtype=object)
-        cond1 = cond.reindex(pairs["image_id1"]).to_numpy(dtype=object)
+        pairs = self.store.pair_conditions(unknown="")
+        cond0 = pairs["reference"].to_numpy(dtype=object)
+        cond1 = pairs["condition"].to_numpy(dtype=object)
         keep = pairs["num_matches"].to_numpy() >= self.filter.min_matches
         if self.filter.splits is not None:
             keep &= pairs["split"].isin(self.filter.splits).to_numpy()
@@ -262,7 +277,9 @@ class CorrespondenceDataset(Dataset):
         self.image_ids = pairs[["image_id0", "image_id1"]].to_numpy()[keep]
         self.conditions = np.stack([cond0[keep], cond1[keep]], 1)
         self.splits = pairs["split"].to_numpy(dtype=object)[keep]
-        self._size = {int(i): (int(r.width), int(r.height)) for i, r in images[["width", "height"]].iterrows()}
+        self._size = {
+            int(i): (int(r.width), int(r.height)) for i, r in images[["width", "height"]].iterrows()
+        }
         self._labels = label_paths(self.store) if with_labels else {}
         self.cache = ArrayCache(int(cache_mb * 2**20))
 
@@ -286,7 +303,9 @@ class CorrespondenceDataset(Dataset):
         out_xy = []
         for side, xy in ((0, xy0), (1, xy1)):
             image_id = int(self.image_ids[index, side])
-            t = plan_transform(self._size[image_id], None if centre is None else xy[centre], self.augment, rng)
+            t = plan_transform(
+                self._size[image_id], None if centre is None else xy[centre], self.augment, rng
+            )
             p = t.points(xy)
             keep &= t.inside(p)
             out_xy.append(p)
@@ -300,7 +319,9 @@ class CorrespondenceDataset(Dataset):
         idx = np.flatnonzero(keep)
         if len(idx) > self.augment.max_matches:
             idx = np.sort(rng.choice(idx, self.augment.max_matches, replace=False))
-        sample["matches"] = torch.from_numpy(np.concatenate([out_xy[0][idx], out_xy[1][idx]], 1).astype(np.float32))
+        sample["matches"] = torch.from_numpy(
+            np.concatenate([out_xy[0][idx], out_xy[1][idx]], 1).astype(np.float32)
+        )
         sample["weights"] = torch.from_numpy(m["weight"][idx].astype(np.float32))
         return sample
 
@@ -309,15 +330,22 @@ class CorrespondenceDataset(Dataset):
         flip, jitter or photometric change (for evaluation; matches of a dataset built with
         `crop=(0, 0), hflip=0, scale_jitter=0` are in these pixels). Read-only cached arrays."""
         plain = replace(self.augment, crop=(0, 0), hflip=0.0, scale_jitter=0.0)
-        return self._resized(image_id, plan_transform(self._size[image_id], None, plain, np.random.default_rng(0)))
+        return self._resized(
+            image_id, plan_transform(self._size[image_id], None, plain, np.random.default_rng(0))
+        )
 
     def _resized(self, image_id: int, t: ImageTransform) -> tuple[np.ndarray, np.ndarray]:
         """(image, label) of `image_id` resized by `t` (label all IGNORE when unknown), from the cache."""
         img = self.cache.get((image_id, "image", t.resized), lambda: t.resize(self._read(image_id)))
         label = self._labels.get(image_id)
-        lab = self.cache.get((image_id, "label", t.resized),
-                             lambda: t.resize(read_label(label), nearest=True) if label is not None
-                             else np.full(t.resized[::-1], IGNORE, np.uint8))
+        lab = self.cache.get(
+            (image_id, "label", t.resized),
+            lambda: (
+                t.resize(read_label(label), nearest=True)
+                if label is not None
+                else np.full(t.resized[::-1], IGNORE, np.uint8)
+            ),
+        )
         return img, lab
 
     def _read(self, image_id: int) -> np.ndarray:
@@ -349,7 +377,9 @@ class PadCollate:
             if key in out:
                 continue
             values = [s[key] for s in samples]
-            if isinstance(values[0], torch.Tensor):  # numpy's one-thread copy: torch.stack's threads stall on a busy CPU
+            if isinstance(
+                values[0], torch.Tensor
+            ):  # numpy's one-thread copy: torch.stack's threads stall on a busy CPU
                 out[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
             else:
                 out[key] = torch.tensor(values) if isinstance(values[0], int) else list(values)
@@ -364,8 +394,17 @@ class PairBatchSampler(Sampler[list[tuple[int, int]]]):
     each epoch is a permutation. Rank r takes every world_size-th item of the global batch.
     """
 
-    def __init__(self, groups: Sequence[str], batch_size: int, num_steps: int, seed: int = 0,
-                 balance: bool = True, start_step: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        groups: Sequence[str],
+        batch_size: int,
+        num_steps: int,
+        seed: int = 0,
+        balance: bool = True,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if len(groups) == 0:
             raise DatasetFormatError("no image pairs to sample from (check the split / condition filters)")
         self.n = len(groups)
@@ -373,8 +412,9 @@ class PairBatchSampler(Sampler[list[tuple[int, int]]]):
         self.start_step, self.rank, self.world_size = start_step, rank, world_size
         self.prob = None
         if balance:
-            _, inverse, counts = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True,
-                                           return_counts=True)
+            _, inverse, counts = np.unique(
+                np.asarray(groups, dtype=object).astype(str), return_inverse=True, return_counts=True
+            )
             self.prob = 1.0 / (counts[inverse] * len(counts))
 
     def __len__(self) -> int:
@@ -387,9 +427,11 @@ class PairBatchSampler(Sampler[list[tuple[int, int]]]):
             return np.random.default_rng([self.seed, step]).choice(self.n, g, p=self.prob)
         start = step * g
         epochs = range(start // self.n, (start + g - 1) // self.n + 1)
-        order = np.concatenate([np.random.default_rng([self.seed, 1 << 20, e]).permutation(self.n) for e in epochs])
+        order = np.concatenate(
+            [np.random.default_rng([self.seed, 1 << 20, e]).permutation(self.n) for e in epochs]
+        )
         offset = start - epochs[0] * self.n
-        return order[offset:offset + g]
+        return order[offset : offset + g]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start_step, self.num_steps):
@@ -398,84 +440,19 @@ class PairBatchSampler(Sampler[list[tuple[int, int]]]):
             yield [(int(batch[k]), step * len(batch) + k) for k in slots]
 
 
-# ----------------------------------------------------------------------------- a toy dataset
-
-
-def make_toy_dataset(root: str | Path, places: int = 12, size: tuple[int, int] = (160, 120),
-                     conditions: Sequence[str] = ("day", "night"), num_classes: int = 4,
-                     matches_per_pair: int = 300, test_fraction: float = 0.25, seed: int = 0) -> Path:
-    """A small generated dataset with exact matches and labels, for tests, benchmarks and smoke runs.
-
-    Every place is a label map of blobs (class 0 above, 1 below the horizon, 2..K-1 blobs) seen
-    through windows of `size` at random offsets, one image per condition; each class has a
-    textured colour per condition (conditions differ strongly in colour). Pairs link the first
-    condition (reference) to every other one; matches are random sub-pixel points of the
-    overlap (exact: the views differ by a translation). Images and labels go to `root/images`,
-    the dataset to `root/dataset` (returned), with the optional `label` column in images.parquet.
-    """
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    w, h = size
-    margin = max(w, h) // 4
-    palettes = rng.integers(20, 236, size=(len(conditions), num_classes, 3))
-    img_dir = root / "images"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    images, pairs, matches = [], [], []
-    n_test = max(1, round(places * test_fraction))
-    for place in range(places):
-        lab = _toy_labels(rng, (h + 2 * margin, w + 2 * margin), num_classes)
-        offsets = []
-        for c, cond in enumerate(conditions):
-            ox, oy = (int(v) for v in rng.integers(0, 2 * margin + 1, size=2))
-            offsets.append((ox, oy))
-            window = lab[oy:oy + h, ox:ox + w]
-            texture = rng.normal(0, 12, size=(h, w, 1)) + np.sin(np.arange(w) * (0.3 + 0.2 * c))[None, :, None] * 10
-            img = np.clip(palettes[c][window] + texture, 0, 255).astype(np.uint8)
-            name = f"p{place:03d}_{cond}.png"
-            cv2.imwrite(str(img_dir / name), img[..., ::-1])
-            cv2.imwrite(str(img_dir / f"p{place:03d}_{cond}_label.png"), window.astype(np.uint8))
-            images.append({"image_id": len(images), "image": name, "sequence": f"{cond}-run", "condition": cond,
-                           "season": None, "daytime": cond, "weather": None, "camera_model": "PINHOLE",
-                           "width": w, "height": h, "params": [float(w), float(w), w / 2, h / 2],
-                           "registered": False, **{k: None for k in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")},
-                           "label": f"p{place:03d}_{cond}_label.png"})
-        ref = len(images) - len(conditions)
-        for c in range(1, len(conditions)):
-            dx, dy = offsets[0][0] - offsets[c][0], offsets[0][1] - offsets[c][1]  # x1 = x0 + (dx, dy)
-            x0 = rng.uniform(max(0, -dx), min(w, w - dx) - 1, matches_per_pair)
-            y0 = rng.uniform(max(0, -dy), min(h, h - dy) - 1, matches_per_pair)
-            pair_id = len(pairs)
-            matches.append({"pair_id": np.full(matches_per_pair, pair_id, np.int64),
-                            "x0": x0.astype(np.float32), "y0": y0.astype(np.float32),
-                            "x1": (x0 + dx).astype(np.float32), "y1": (y0 + dy).astype(np.float32),
-                            "weight": np.ones(matches_per_pair, np.float32),
-                            "point3d_id": np.arange(matches_per_pair, dtype=np.int64),
-                            **{k: np.zeros(matches_per_pair, np.float32) for k in ("dist3d", "err0", "err1")}})
-            overlap = (w - abs(dx)) * (h - abs(dy)) / (w * h)
-            pairs.append({"pair_id": pair_id, "image_id0": ref, "image_id1": ref + c, "num_matches": matches_per_pair,
-                          "overlap": overlap, "split": "test" if place >= places - n_test else "train"})
-    table = {k: np.concatenate([m[k] for m in matches]) for k in matches[0]}
-    return write_dataset(root / "dataset", pd.DataFrame(images), pd.DataFrame(pairs), table,
-                         config={"toy": {"places": places, "size": list(size), "seed": seed}},
-                         manifest_checksum=None, image_root=img_dir,
-                         store_config=StoreConfig(coord_step=0, mantissa_bits=23))
-
-
-def _toy_labels(rng: np.random.Generator, shape: tuple[int, int], num_classes: int) -> np.ndarray:
-    """Class 0 above a wavy horizon, 1 below it, blobs of the other classes on top."""
-    h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w]
-    horizon = h * rng.uniform(0.35, 0.55) + 6 * np.sin(xs / rng.uniform(8, 20))
-    lab = (ys > horizon).astype(np.int64)
-    for k in range(2, num_classes):
-        for _ in range(int(rng.integers(2, 5))):
-            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(6, 18)
-            lab[(xs - cx) ** 2 + ((ys - cy) * 1.3) ** 2 < r * r] = k
-    return lab
-
-
 __all__ = [
-    "AugmentConfig", "PairFilter", "ArrayCache", "CorrespondenceDataset", "PadCollate", "PairBatchSampler", "ImageTransform",
-    "plan_transform", "photometric", "crop", "label_paths", "read_image", "read_label", "IGNORE",
-    "make_toy_dataset",
+    "AugmentConfig",
+    "PairFilter",
+    "ArrayCache",
+    "CorrespondenceDataset",
+    "PadCollate",
+    "PairBatchSampler",
+    "ImageTransform",
+    "plan_transform",
+    "photometric",
+    "crop",
+    "label_paths",
+    "read_image",
+    "read_label",
+    "IGNORE",
 ]

@@ -21,15 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from xseason.core.config import load_config
 from xseason.core.errors import ConfigError
-from xseason.learn.dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PairFilter
 from xseason.core.files import atomic_path
+from xseason.core.log import progress
+from xseason.core.plots import draw_bar_chart
+from xseason.learn.dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PairFilter
 from xseason.learn.losses import sample_at
 from xseason.learn.models import load_model, upsample_to
-from xseason.core.plots import draw_bar_chart
 
 
 @dataclass
@@ -51,6 +51,11 @@ class EvalConfig:
             raise ValueError("match_radius must be > 0, max_matches >= 1, short_side >= 0")
 
 
+def load_eval_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EvalConfig:
+    """EvalConfig from a YAML file and `key=value` overrides."""
+    return load_config(EvalConfig, path, overrides)
+
+
 @dataclass
 class EvalReport:
     """Result tables (one row per checkpoint x condition pair / condition) and where they were written."""
@@ -64,17 +69,24 @@ def evaluate(checkpoints: list[str | Path], dataset: str | Path, cfg: EvalConfig
     """Evaluate each checkpoint on `dataset` and write the side-by-side report."""
     cfg = cfg or EvalConfig()
     names = _names(checkpoints, cfg.names)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    ds = CorrespondenceDataset(dataset, PairFilter(cfg.splits, cfg.conditions, 1),
-                               AugmentConfig(short_side=cfg.short_side, crop=(0, 0), max_matches=cfg.max_matches),
-                               load_images=False)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    )
+    ds = CorrespondenceDataset(
+        dataset,
+        PairFilter(cfg.splits, cfg.conditions, 1),
+        AugmentConfig(short_side=cfg.short_side, crop=(0, 0), max_matches=cfg.max_matches),
+        load_images=False,
+    )
     pair_rows, cond_rows = [], []
     for name, ckpt in zip(names, checkpoints):
         model = load_model(ckpt).to(device).eval()
         p, c = _evaluate_model(model, ds, cfg, device, name)
         pair_rows.append(p)
         cond_rows.append(c)
-    report = EvalReport(pd.concat(pair_rows, ignore_index=True), pd.concat(cond_rows, ignore_index=True), Path(cfg.out))
+    report = EvalReport(
+        pd.concat(pair_rows, ignore_index=True), pd.concat(cond_rows, ignore_index=True), Path(cfg.out)
+    )
     write_report(report)
     return report
 
@@ -89,8 +101,9 @@ def _names(checkpoints: list[str | Path], names: list[str] | None) -> list[str]:
 
 
 @torch.no_grad()
-def predict_images(model, ds: CorrespondenceDataset, image_ids: list[int], device: torch.device,
-                   batch_size: int = 16) -> dict[int, dict[str, torch.Tensor]]:
+def predict_images(
+    model, ds: CorrespondenceDataset, image_ids: list[int], device: torch.device, batch_size: int = 16
+) -> dict[int, dict[str, torch.Tensor]]:
     """Model outputs ({"logits", "embedding"} at 1/4 resolution, on the CPU) of each image's `ds.view`.
 
     Every image is run once however many pairs it is in; images of equal size are batched.
@@ -101,22 +114,23 @@ def predict_images(model, ds: CorrespondenceDataset, image_ids: list[int], devic
     out: dict[int, dict[str, torch.Tensor]] = {}
     for ids in by_size.values():
         for k in range(0, len(ids), batch_size):
-            chunk = ids[k:k + batch_size]
+            chunk = ids[k : k + batch_size]
             x = torch.from_numpy(np.stack([ds.view(i)[0] for i in chunk])).permute(0, 3, 1, 2)
             res = model(x.to(device).float().div_(255))
             for j, image_id in enumerate(chunk):
-                out[image_id] = {key: v[j:j + 1].float().cpu() for key, v in res.items()}
+                out[image_id] = {key: v[j : j + 1].float().cpu() for key, v in res.items()}
     return out
 
 
 @torch.no_grad()
-def _evaluate_model(model, ds: CorrespondenceDataset, cfg: EvalConfig, device: torch.device,
-                    name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _evaluate_model(
+    model, ds: CorrespondenceDataset, cfg: EvalConfig, device: torch.device, name: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     k = model.cfg.num_classes
     image_ids = sorted({int(i) for i in np.unique(ds.image_ids)})
     outs = predict_images(model, ds, image_ids, device)
     pair_stats: dict[str, np.ndarray] = {}  # condition pair -> [pairs, matches, agree, emb_correct]
-    for i in tqdm(range(len(ds)), desc=f"eval {name}", disable=not cfg.progress, unit="pair"):
+    for i in progress(range(len(ds)), desc=f"eval {name}", enabled=cfg.progress, unit="pair"):
         s = ds[i]
         a, b = outs[s["image_id0"]], outs[s["image_id1"]]
         both = {key: torch.cat([a[key], b[key]]) for key in a}
@@ -139,17 +153,34 @@ def _evaluate_model(model, ds: CorrespondenceDataset, cfg: EvalConfig, device: t
         confusion[cond] = confusion.get(cond, 0) + cm
         n_images[cond] = n_images.get(cond, 0) + 1
     pairs = pd.DataFrame(
-        [{"checkpoint": name, "condition_pair": key, "pairs": int(v[0]), "matches": int(v[1]),
-          "label_agreement": v[2] / max(v[1], 1), "embedding_accuracy": v[3] / max(v[1], 1)}
-         for key, v in sorted(pair_stats.items())])
+        [
+            {
+                "checkpoint": name,
+                "condition_pair": key,
+                "pairs": int(v[0]),
+                "matches": int(v[1]),
+                "label_agreement": v[2] / max(v[1], 1),
+                "embedding_accuracy": v[3] / max(v[1], 1),
+            }
+            for key, v in sorted(pair_stats.items())
+        ]
+    )
     conds = pd.DataFrame(
-        [{"checkpoint": name, "condition": cond, "images": n_images[cond], **segmentation_scores(cm)}
-         for cond, cm in sorted(confusion.items())])
+        [
+            {"checkpoint": name, "condition": cond, "images": n_images[cond], **segmentation_scores(cm)}
+            for cond, cm in sorted(confusion.items())
+        ]
+    )
     return pairs, conds
 
 
-def match_metrics(outs: dict[str, torch.Tensor], matches: torch.Tensor, size0: tuple[int, int],
-                  size1: tuple[int, int], radius: float) -> tuple[int, int]:
+def match_metrics(
+    outs: dict[str, torch.Tensor],
+    matches: torch.Tensor,
+    size0: tuple[int, int],
+    size1: tuple[int, int],
+    radius: float,
+) -> tuple[int, int]:
     """(label agreements, embedding matches within `radius`) of one pair's (n, 4) matches.
 
     `outs` holds the model's outputs for the stacked [image0, image1].
@@ -174,8 +205,11 @@ def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
     tp = np.diag(confusion).astype(np.float64)
     union = confusion.sum(0) + confusion.sum(1) - tp
     present = union > 0
-    return {"miou": float((tp[present] / union[present]).mean()) if present.any() else float("nan"),
-            "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)), "pixels": int(confusion.sum())}
+    return {
+        "miou": float((tp[present] / union[present]).mean()) if present.any() else float("nan"),
+        "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)),
+        "pixels": int(confusion.sum()),
+    }
 
 
 def write_report(report: EvalReport) -> None:
@@ -187,9 +221,18 @@ def write_report(report: EvalReport) -> None:
             df.to_csv(tmp, index=False)
     lines = ["# Seasonal robustness", ""]
     for title, df, index, metrics in (
-        ("Per condition pair (held-out correspondences)", report.pairs, "condition_pair",
-         ["label_agreement", "embedding_accuracy"]),
-        ("Per condition (held-out labelled images)", report.conditions, "condition", ["miou", "pixel_accuracy"]),
+        (
+            "Per condition pair (held-out correspondences)",
+            report.pairs,
+            "condition_pair",
+            ["label_agreement", "embedding_accuracy"],
+        ),
+        (
+            "Per condition (held-out labelled images)",
+            report.conditions,
+            "condition",
+            ["miou", "pixel_accuracy"],
+        ),
     ):
         lines += [f"## {title}", ""]
         if df.empty:
@@ -200,26 +243,38 @@ def write_report(report: EvalReport) -> None:
         lines += [markdown_table(wide.reset_index()), ""]
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
-    for df, index, metric, fname in ((report.pairs, "condition_pair", "label_agreement", "label_agreement.png"),
-                                     (report.conditions, "condition", "miou", "miou.png")):
+    for df, index, metric, fname in (
+        (report.pairs, "condition_pair", "label_agreement", "label_agreement.png"),
+        (report.conditions, "condition", "miou", "miou.png"),
+    ):
         if not df.empty:
             wide = df.pivot(index=index, columns="checkpoint", values=metric)
-            draw_bar_chart(list(wide.index), {c: wide[c].tolist() for c in wide.columns}, out / fname, title=metric)
+            draw_bar_chart(
+                list(wide.index), {c: wide[c].tolist() for c in wide.columns}, out / fname, title=metric
+            )
 
 
 def markdown_table(df: pd.DataFrame) -> str:
     """A Markdown table of `df` (floats with 3 decimals, missing values as '-')."""
-    cells = [["-" if isinstance(v, float) and v != v else f"{v:.3f}" if isinstance(v, float) else str(v)
-              for v in row] for row in df.itertuples(index=False)]
+    cells = [
+        [
+            "-" if isinstance(v, float) and v != v else f"{v:.3f}" if isinstance(v, float) else str(v)
+            for v in row
+        ]
+        for row in df.itertuples(index=False)
+    ]
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     return "\n".join([head, "|" + "---|" * len(df.columns), *("| " + " | ".join(r) + " |" for r in cells)])
 
 
-
-def load_eval_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EvalConfig:
-    """EvalConfig from a YAML file and `key=value` overrides."""
-    return load_config(EvalConfig, path, overrides)
-
-
-__all__ = ["EvalConfig", "EvalReport", "evaluate", "predict_images", "match_metrics", "segmentation_scores",
-           "write_report", "markdown_table", "load_eval_config"]
+__all__ = [
+    "EvalConfig",
+    "EvalReport",
+    "evaluate",
+    "predict_images",
+    "match_metrics",
+    "segmentation_scores",
+    "write_report",
+    "markdown_table",
+    "load_eval_config",
+]

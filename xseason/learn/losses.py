@@ -85,7 +85,9 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / total.clamp_min(1e-12)
 
 
-def class_loss(ref_logits: torch.Tensor, tgt_logits: torch.Tensor, weights: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+def class_loss(
+    ref_logits: torch.Tensor, tgt_logits: torch.Tensor, weights: torch.Tensor, cfg: LossConfig
+) -> torch.Tensor:
     """(M, K) logits at the matches -> CE of target vs. argmax of the (detached) reference."""
     with torch.no_grad():
         prob = ref_logits.float().softmax(-1)
@@ -106,7 +108,11 @@ def kl_loss(ref_logits: torch.Tensor, tgt_logits: torch.Tensor, weights: torch.T
 
 
 def hinge_loss(
-    f0: torch.Tensor, f1: torch.Tensor, weights: torch.Tensor, cfg: LossConfig, negative_ok: torch.Tensor | None = None
+    f0: torch.Tensor,
+    f1: torch.Tensor,
+    weights: torch.Tensor,
+    cfg: LossConfig,
+    negative_ok: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hinge on L2-normalised (M, D) vectors; the negative of match i is f1 of match i+1 (cyclic)."""
     f0 = F.normalize(f0.float(), dim=-1)
@@ -167,7 +173,9 @@ def kmeans(features: torch.Tensor, k: int, iters: int = 20, seed: int = 0) -> to
     return centroids
 
 
-def _distinct(pair_a: torch.Tensor, pair_b: torch.Tensor, pts_a: torch.Tensor, pts_b: torch.Tensor, radius: float) -> torch.Tensor:
+def _distinct(
+    pair_a: torch.Tensor, pair_b: torch.Tensor, pts_a: torch.Tensor, pts_b: torch.Tensor, radius: float
+) -> torch.Tensor:
     """Broadcast mask: b may serve as a negative of a unless same pair and within `radius` px."""
     return (pair_a != pair_b) | ((pts_a - pts_b).float().norm(dim=-1) >= radius)
 
@@ -199,10 +207,14 @@ def correspondence_loss(
     pair_index = torch.arange(len(matches), device=matches.device)[:, None].expand_as(valid)[valid]
     points1 = matches[..., 2:][valid]
     if cfg.kind in ("hinge_feature", "hinge_logits"):
-        neg_ok = _distinct(pair_index, pair_index.roll(-1, 0), points1, points1.roll(-1, 0), cfg.negative_radius)
+        neg_ok = _distinct(
+            pair_index, pair_index.roll(-1, 0), points1, points1.roll(-1, 0), cfg.negative_radius
+        )
         return hinge_loss(a, b, w, cfg, neg_ok)
     if cfg.kind == "contrastive":
-        neg_ok = _distinct(pair_index[:, None], pair_index[None], points1[:, None], points1[None], cfg.negative_radius)
+        neg_ok = _distinct(
+            pair_index[:, None], pair_index[None], points1[:, None], points1[None], cfg.negative_radius
+        )
         return contrastive_loss(a, b, w, cfg.temperature, neg_ok)
     if centroids is None:
         raise ValueError("the cluster loss needs centroids (see kmeans)")
@@ -210,6 +222,18 @@ def correspondence_loss(
 
 
 __all__ = [
-    "LossConfig", "LossKind", "CITYSCAPES_MOVING", "to_grid", "sample_at", "weighted_mean", "class_loss",
-    "kl_loss", "hinge_loss", "contrastive_loss", "cluster_scores", "cluster_loss", "kmeans", "correspondence_loss",
+    "LossConfig",
+    "LossKind",
+    "CITYSCAPES_MOVING",
+    "to_grid",
+    "sample_at",
+    "weighted_mean",
+    "class_loss",
+    "kl_loss",
+    "hinge_loss",
+    "contrastive_loss",
+    "cluster_scores",
+    "cluster_loss",
+    "kmeans",
+    "correspondence_loss",
 ]

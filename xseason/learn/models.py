@@ -85,7 +85,7 @@ class _PyramidPool(nn.Module):
 
 
 class SegNet(nn.Module):
-    """Input (B, 3, H, W) float RGB in [0, 1] -> {"logits": (B, K, H/4, W/4), "embedding": (B, D, H/4, W/4)}."""
+    """(B, 3, H, W) float RGB in [0, 1] -> {"logits": (B, K, H/4, W/4), "embedding": (B, D, H/4, W/4)}."""
 
     def __init__(self, cfg: ModelConfig | None = None) -> None:
         super().__init__()
@@ -95,7 +95,9 @@ class SegNet(nn.Module):
         self.down4 = nn.Sequential(_conv(c1, c2, stride=2), _Residual(c2))
         self.down8 = nn.Sequential(_conv(c2, c3, stride=2), _Residual(c3), _Residual(c3, dilation=2))
         self.context = _PyramidPool(c3)
-        self.decode = nn.Sequential(_conv(c3 + c2, cfg.decoder_width), _conv(cfg.decoder_width, cfg.decoder_width))
+        self.decode = nn.Sequential(
+            _conv(c3 + c2, cfg.decoder_width), _conv(cfg.decoder_width, cfg.decoder_width)
+        )
         self.classifier = nn.Conv2d(cfg.decoder_width, cfg.num_classes, 1)
         self.embedder = nn.Conv2d(cfg.decoder_width, cfg.embedding_dim, 1)
 
@@ -128,7 +130,9 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__}: {exc})") from None
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({exc.__class__.__name__}: {exc})"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict (a state_dict or {{'model': state_dict, ...}})")
     return data
@@ -187,6 +191,14 @@ def state_digest(model: nn.Module) -> str:
 
 
 __all__ = [
-    "state_digest", "ModelConfig", "SegNet", "CheckpointError", "build_model", "upsample_to", "read_checkpoint", "load_model",
-    "load_weights", "model_payload",
+    "state_digest",
+    "ModelConfig",
+    "SegNet",
+    "CheckpointError",
+    "build_model",
+    "upsample_to",
+    "read_checkpoint",
+    "load_model",
+    "load_weights",
+    "model_payload",
 ]

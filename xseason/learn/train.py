@@ -10,8 +10,9 @@ Outputs under `cfg.out`: `checkpoints/last.pt` (everything needed for an exact r
 optimizer, scheduler, RNG states, step, cluster centroids), `model.pt` (the final network),
 `metrics.jsonl` / `metrics.csv` (one row per `log_every` steps) and `curves.png`.
 A rerun with the same `out` resumes from `last.pt` (`resume: true`; refused when the dataset was
-rebuilt since: `dataset_fingerprint`); on CPU the result is bit-identical to an uninterrupted run. Under `torchrun` (WORLD_SIZE > 1) it trains with
-DistributedDataParallel (NCCL on CUDA, gloo on CPU), each rank taking its share of the batch.
+rebuilt since: `dataset_fingerprint`); on CPU the result is bit-identical to an uninterrupted run.
+Under `torchrun` (WORLD_SIZE > 1) it trains with DistributedDataParallel (NCCL on CUDA, gloo on
+CPU), each rank taking its share of the batch.
 """
 
 from __future__ import annotations
@@ -31,16 +32,29 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from xseason.core.config import load_config, to_dict
-from xseason.learn.dataset import IGNORE, AugmentConfig, CorrespondenceDataset, PadCollate, PairBatchSampler, PairFilter
 from xseason.core.errors import ConfigError
-from xseason.core.plots import draw_line_chart
 from xseason.core.files import atomic_path, sha256_file
+from xseason.core.log import progress
+from xseason.core.plots import draw_line_chart
+from xseason.learn.dataset import (
+    IGNORE,
+    AugmentConfig,
+    CorrespondenceDataset,
+    PadCollate,
+    PairBatchSampler,
+    PairFilter,
+)
 from xseason.learn.losses import LossConfig, correspondence_loss, kmeans, sample_at
 from xseason.learn.models import (
-    ModelConfig, build_model, load_weights, model_payload, read_checkpoint, state_digest, upsample_to,
+    ModelConfig,
+    build_model,
+    load_weights,
+    model_payload,
+    read_checkpoint,
+    state_digest,
+    upsample_to,
 )
 
 
@@ -61,7 +75,7 @@ class DataConfig:
 class TrainConfig:
     """Everything about one training run (`configs/train.yaml`)."""
 
-    dataset: Path | None = None  # a dataset folder (CONTRACTS §3); required
+    dataset: Path | None = None  # a dataset folder (docs/FORMAT.md §3); required
     out: Path = Path("runs/train")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -106,15 +120,19 @@ class TrainResult:
     steps: int  # steps done so far (== cfg.steps once finished)
     steps_run: int  # steps trained by this call (0: the run was already finished)
     last_metrics: dict
-    seconds_per_step: float  # mean over the steps run in this call (after the first); else over the logged ones
+    seconds_per_step: (
+        float  # mean over the steps run in this call (after the first); else over the logged ones
+    )
     images_per_second: float  # 2 x pairs per step / seconds per step (both images of a pair are loaded)
     weights_digest: str  # models.state_digest of the final network (of this rank)
 
     def summary(self) -> str:
         """One line for the command line: steps, how many were trained now, speed, the model file."""
         now = f"{self.steps_run} trained now" if self.steps_run else "already trained"
-        return (f"{self.steps} steps ({now}), {self.seconds_per_step:.3f} s/step, "
-                f"{self.images_per_second:.1f} images/s -> {self.model_path}")
+        return (
+            f"{self.steps} steps ({now}), {self.seconds_per_step:.3f} s/step, "
+            f"{self.images_per_second:.1f} images/s -> {self.model_path}"
+        )
 
 
 class _Runtime:
@@ -134,7 +152,9 @@ class _Runtime:
             if cuda:
                 torch.cuda.set_device(self.device)
         else:
-            self.device = torch.device("cuda" if cuda else "cpu") if cfg.device == "auto" else torch.device(cfg.device)
+            self.device = (
+                torch.device("cuda" if cuda else "cpu") if cfg.device == "auto" else torch.device(cfg.device)
+            )
         self.cuda = self.device.type == "cuda"
         self.main = self.rank == 0
 
@@ -150,40 +170,69 @@ def train(cfg: TrainConfig) -> TrainResult:
     out = Path(cfg.out)
     ckpt_path = out / "checkpoints" / "last.pt"
 
-    ds = CorrespondenceDataset(cfg.dataset, PairFilter(cfg.data.splits, cfg.data.conditions, cfg.data.min_matches),
-                               cfg.data.augment, seed=cfg.seed, cache_mb=cfg.data.cache_mb)
-    supervised = set(cfg.supervised_conditions if cfg.supervised_conditions is not None else ds.conditions[:, 0])
+    ds = CorrespondenceDataset(
+        cfg.dataset,
+        PairFilter(cfg.data.splits, cfg.data.conditions, cfg.data.min_matches),
+        cfg.data.augment,
+        seed=cfg.seed,
+        cache_mb=cfg.data.cache_mb,
+    )
+    supervised = set(
+        cfg.supervised_conditions if cfg.supervised_conditions is not None else ds.conditions[:, 0]
+    )
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model)
     if cfg.init_checkpoint is not None:
         load_weights(model, cfg.init_checkpoint)
-    model.to(rt.device, memory_format=torch.channels_last if (rt.cuda and cfg.channels_last) else torch.preserve_format)
+    model.to(
+        rt.device,
+        memory_format=torch.channels_last if (rt.cuda and cfg.channels_last) else torch.preserve_format,
+    )
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: max(1.0 - s / cfg.steps, 0.0) ** cfg.poly_power)
+        optimizer, lambda s: max(1.0 - s / cfg.steps, 0.0) ** cfg.poly_power
+    )
     state = {"step": 0, "centroids": None}
     fingerprint = dataset_fingerprint(cfg.dataset)
     if cfg.resume and ckpt_path.is_file():
         trained_on = checkpoint_dataset(ckpt_path)
         if trained_on not in (None, fingerprint):
-            raise ConfigError(f"{ckpt_path} was trained on another dataset than {cfg.dataset} (rebuilt since?): "
-                              "train into a new 'out', or set resume=false to start over")
+            raise ConfigError(
+                f"{ckpt_path} was trained on another dataset than {cfg.dataset} (rebuilt since?): "
+                "train into a new 'out', or set resume=false to start over"
+            )
         state = _load_state(ckpt_path, model, optimizer, scheduler, rt)
     net = model
     if rt.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[rt.device.index] if rt.cuda else None, find_unused_parameters=True)
+            model, device_ids=[rt.device.index] if rt.cuda else None, find_unused_parameters=True
+        )
 
     start = state["step"]
-    sampler = PairBatchSampler(ds.condition_pairs(), cfg.batch_size, cfg.steps, seed=cfg.seed,
-                               balance=cfg.data.balance, start_step=start, rank=rt.rank, world_size=rt.world)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=PadCollate(cfg.data.augment.max_matches),
-                        num_workers=cfg.data.num_workers, pin_memory=rt.cuda,
-                        persistent_workers=cfg.data.num_workers > 0)
+    sampler = PairBatchSampler(
+        ds.condition_pairs(),
+        cfg.batch_size,
+        cfg.steps,
+        seed=cfg.seed,
+        balance=cfg.data.balance,
+        start_step=start,
+        rank=rt.rank,
+        world_size=rt.world,
+    )
+    loader = DataLoader(
+        ds,
+        batch_sampler=sampler,
+        collate_fn=PadCollate(cfg.data.augment.max_matches),
+        num_workers=cfg.data.num_workers,
+        pin_memory=rt.cuda,
+        persistent_workers=cfg.data.num_workers > 0,
+    )
     log = _MetricLog(out, start, enabled=rt.main)
     centroids = state["centroids"]
     model.train()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and rt.main), desc="train", unit="step")
+    bar = progress(
+        total=cfg.steps, initial=start, enabled=cfg.progress and rt.main, desc="train", unit="step"
+    )
     times: list[float] = []
     metrics: dict = {}
     t_last = time.perf_counter()
@@ -193,7 +242,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         if use_corr and cfg.loss.kind == "cluster" and (centroids is None or step % cfg.cluster_refresh == 0):
             centroids = _refresh_centroids(net, batch, cfg, rt, step)
         losses = _step_losses(net, batch, cfg, rt, supervised, use_corr, centroids)
-        total = cfg.supervised_weight * losses["supervised"] + (cfg.corr_weight * losses["corr"] if use_corr else 0.0)
+        total = cfg.supervised_weight * losses["supervised"] + (
+            cfg.corr_weight * losses["corr"] if use_corr else 0.0
+        )
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -203,8 +254,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         t_last = now
         bar.update(1)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            metrics = {"step": step + 1, "lr": scheduler.get_last_lr()[0], "loss": float(total.detach()),
-                       **{k: float(v.detach()) for k, v in losses.items()}, "seconds_per_step": float(np.mean(times[-cfg.log_every:]))}
+            metrics = {
+                "step": step + 1,
+                "lr": scheduler.get_last_lr()[0],
+                "loss": float(total.detach()),
+                **{k: float(v.detach()) for k, v in losses.items()},
+                "seconds_per_step": float(np.mean(times[-cfg.log_every :])),
+            }
             log.write(metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
         if rt.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
@@ -224,19 +280,29 @@ def train(cfg: TrainConfig) -> TrainResult:
             dist.destroy_process_group()
     logged = log.rows()
     spp = float(np.mean(times[1:] or times)) if times else _logged_seconds_per_step(logged)
-    return TrainResult(out, model_path, end, len(times), metrics or (logged[-1] if logged else {}), spp,
-                       2 * cfg.batch_size * rt.world / spp, state_digest(model))
+    return TrainResult(
+        out,
+        model_path,
+        end,
+        len(times),
+        metrics or (logged[-1] if logged else {}),
+        spp,
+        2 * cfg.batch_size * rt.world / spp,
+        state_digest(model),
+    )
 
 
 def _logged_seconds_per_step(rows: list[dict]) -> float:
-    """Mean seconds per step of a run's metrics.jsonl rows (NaN without any), for a call that trained nothing."""
+    """Mean seconds per step of a run's metrics.jsonl rows (NaN without any), for a call that trained none."""
     values = [r["seconds_per_step"] for r in rows if "seconds_per_step" in r]
     return float(np.mean(values)) if values else math.nan
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -245,7 +311,9 @@ def _images(batch: dict, key: str, rt: _Runtime, cfg: TrainConfig) -> torch.Tens
     return img.contiguous(memory_format=torch.channels_last) if (rt.cuda and cfg.channels_last) else img
 
 
-def _supervised_labels(batch: dict, side: int, supervised: set[str], device: torch.device) -> torch.Tensor | None:
+def _supervised_labels(
+    batch: dict, side: int, supervised: set[str], device: torch.device
+) -> torch.Tensor | None:
     """Labels of the batch's images of side 0/1, IGNORE for images whose condition is not supervised."""
     keep = torch.tensor([c in supervised for c in batch[f"condition{side}"]])
     if not keep.any():
@@ -255,8 +323,15 @@ def _supervised_labels(batch: dict, side: int, supervised: set[str], device: tor
     return labels.to(device, non_blocking=True).long()
 
 
-def _step_losses(net, batch: dict, cfg: TrainConfig, rt: _Runtime, supervised: set[str], use_corr: bool,
-                 centroids: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def _step_losses(
+    net,
+    batch: dict,
+    cfg: TrainConfig,
+    rt: _Runtime,
+    supervised: set[str],
+    use_corr: bool,
+    centroids: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
     labels = [_supervised_labels(batch, s, supervised, rt.device) for s in (0, 1)]
     both = use_corr or labels[1] is not None
     images = [_images(batch, "image0", rt, cfg)] + ([_images(batch, "image1", rt, cfg)] if both else [])
@@ -264,7 +339,7 @@ def _step_losses(net, batch: dict, cfg: TrainConfig, rt: _Runtime, supervised: s
     with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=rt.cuda and cfg.amp):
         outs = net(torch.cat(images))
     b = len(images[0])
-    halves = [{k: v[i * b:(i + 1) * b] for k, v in outs.items()} for i in range(len(images))]
+    halves = [{k: v[i * b : (i + 1) * b] for k, v in outs.items()} for i in range(len(images))]
     ce_sum = torch.zeros((), device=rt.device)
     count = 0
     for out, lab in zip(halves, labels):
@@ -309,17 +384,27 @@ def dataset_fingerprint(dataset: str | os.PathLike) -> str:
 
 
 def checkpoint_dataset(path: Path) -> str | None:
-    """The `dataset_fingerprint` a checkpoint was trained on (None: a checkpoint from before it was recorded)."""
+    """The `dataset_fingerprint` a checkpoint was trained on (None: a checkpoint older than the record)."""
     return read_checkpoint(path).get("dataset_sha256")
 
 
-def _save_state(path: Path, model, optimizer, scheduler, step: int, centroids, cfg: TrainConfig,
-                dataset_sha256: str) -> None:
+def _save_state(
+    path: Path, model, optimizer, scheduler, step: int, centroids, cfg: TrainConfig, dataset_sha256: str
+) -> None:
     state = {
-        **model_payload(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "step": step, "centroids": centroids, "train_config": to_dict(cfg), "dataset_sha256": dataset_sha256,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        **model_payload(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "centroids": centroids,
+        "train_config": to_dict(cfg),
+        "dataset_sha256": dataset_sha256,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -369,7 +454,9 @@ class _MetricLog:
             return
         with atomic_path(self.path.with_name("metrics.csv")) as tmp:
             df.to_csv(tmp, index=False)
-        series = {k: (df["step"].to_numpy(), df[k].to_numpy()) for k in ("loss", "supervised", "corr") if k in df}
+        series = {
+            k: (df["step"].to_numpy(), df[k].to_numpy()) for k in ("loss", "supervised", "corr") if k in df
+        }
         draw_line_chart(series, self.path.with_name("curves.png"), title="training loss", xlabel="step")
 
 
@@ -378,4 +465,12 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     return load_config(TrainConfig, path, overrides)
 
 
-__all__ = ["TrainConfig", "DataConfig", "TrainResult", "train", "load_train_config"]
+__all__ = [
+    "TrainConfig",
+    "DataConfig",
+    "TrainResult",
+    "train",
+    "load_train_config",
+    "dataset_fingerprint",
+    "checkpoint_dataset",
+]

@@ -35,43 +35,27 @@ condition itself), one vectorised pass over all its candidate pairs:
    [min_overlap, max_overlap] and at least `min_matches` matches (checked again on the kept
    matches), become pairs. ``weight = exp(-dist3d / weight_scale)`` (the reference
    paper used exp(-d) with d in metres), clipped to [1e-6, 1].
+5. Splits by place (splits.py): the place of a pair is the median of its matched 3D points.
 
-Splits are by place: the place of a pair is the median of its matched 3D points, projected on
-the first principal axis of the reference camera centres (the route direction); that axis is
-cut into `split_blocks` equal blocks and whole blocks are drawn (seeded) into train / val /
-test by `split_fractions`. All pairs looking at the same stretch of route share one split.
+The input is the association stage's `AssociatedPoints`; the output, `CorrespondenceTables`,
+holds the store's pairs, matches and points3d tables (the images table is the views':
+`store.tables.images_table`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from xseason.matching.association import (
-    AssociationConfig,
-    Associations,
-    AssociationError,
-    ImageView,
-    PointTable,
-    associate,
-    clean_points,
-    point_table_from_reconstructions,
-    unmasked,
-    well_measured,
-)
-from xseason.core.errors import XSeasonError
-from xseason.core.geometry import Camera, Pose, in_image
+from xseason.core.geometry import Camera, in_image
+from xseason.core.log import progress as progress_bar
+from xseason.matching.association import AssociatedPoints, Associations, PointTable
+from xseason.matching.splits import RouteAxis, assign_splits, route_axis
 from xseason.matching.surfaces import SurfaceConfig, SurfaceModel, build_surfaces
-
-MATCH_COLUMNS = ("pair_id", "x0", "y0", "x1", "y1", "weight", "point3d_id", "dist3d", "err0", "err1", "densified")
-
-
-class CorrespondenceError(XSeasonError):
-    """The correspondence stage cannot run on these inputs (message says why)."""
+from xseason.matching.views import ImageView, unmasked
 
 
 @dataclass
@@ -96,7 +80,7 @@ class CorrespondenceConfig:
     weight_scale: float = 1.0  # weight = exp(-dist3d / weight_scale)
     densify: bool = True  # also match surface samples of the reference images (surfaces.py) into the others
     surface_stride: float = 4.0  # px, one surface sample per stride x stride cell of a reference image
-    surface_depth_tol: float = 0.01  # relative: the target's ray must hit the sample's region this close to it
+    surface_depth_tol: float = 0.01  # relative: the target's ray must hit the sample's region this close
     max_surface_matches: int = 500  # per pair (seeded subsample)
     surface_probe: int = 256  # surface samples tried per candidate pair to estimate its surface matches
     split_blocks: int = 20
@@ -108,27 +92,72 @@ class CorrespondenceConfig:
             raise ValueError("need 0 <= min_overlap <= max_overlap")
         if self.max_pairs_per_image < 1 or self.min_matches < 1 or self.max_candidates < 1:
             raise ValueError("max_pairs_per_image, max_candidates and min_matches must be >= 1")
-        if self.surface_stride < 1 or self.max_surface_matches < 0 or self.split_blocks < 1 or self.surface_probe < 1:
-            raise ValueError("surface_stride must be >= 1, max_surface_matches >= 0, surface_probe >= 1, split_blocks >= 1")
+        if (
+            self.surface_stride < 1
+            or self.max_surface_matches < 0
+            or self.split_blocks < 1
+            or self.surface_probe < 1
+        ):
+            raise ValueError(
+                "surface_stride must be >= 1, max_surface_matches >= 0, surface_probe >= 1, split_blocks >= 1"
+            )
         if self.weight_scale <= 0 or self.surface_depth_tol <= 0:
             raise ValueError("weight_scale and surface_depth_tol must be > 0")
         if any(f < 0 for f in self.split_fractions) or abs(sum(self.split_fractions) - 1) > 1e-6:
             raise ValueError("split_fractions must be three non-negative numbers summing to 1")
 
 
-class CorrespondenceTables:
-    """The three tables of the store (CONTRACTS §3) plus the matched reference points.
+@dataclass
+class Matches:
+    """The matches of one image pair (reference image i, target image j), one entry each: its point
+    matches (`_point_matches`), then its surface matches (`_surface_matches`)."""
 
-    Matches are kept as compact per-pair arrays; `iter_matches` streams them as DataFrames of
-    whole pairs in pair_id order (what `store.write_dataset` takes without holding all rows),
-    `matches` builds the one full table (on first use; costly at scale).
+    x0: np.ndarray  # (N, 2) float32 pixels in i
+    x1: np.ndarray  # (N, 2) float32 pixels in j
+    point: np.ndarray  # (N,) int64 reference point matched (index into the table), -1: a surface sample
+    xyz: np.ndarray  # (N, 3) the world point matched
+    dist3d: np.ndarray  # (N,) float32 distance of the reference point to its partner (0 for a sample)
+    err0: np.ndarray  # (N,) float32 reprojection error of i's keypoint (0 for a sample)
+    err1: np.ndarray  # (N,) float32 reprojection error of j's keypoint (0 for a sample)
+    densified: np.ndarray  # (N,) bool: a surface sample
+
+    def __len__(self) -> int:
+        return len(self.point)
+
+    def __add__(self, other: Matches) -> Matches:
+        return Matches(
+            *(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self))
+        )
+
+
+@dataclass
+class PairMatches:
+    """One pair of the tables: reference image i, target image j (indices of the views)."""
+
+    i: int
+    j: int
+    overlap: float
+    matches: Matches
+
+
+class CorrespondenceTables:
+    """The stage's output: the store's pairs and points3d tables, and its matches.
+
+    Matches are kept as compact per-pair arrays (`found`, in pair_id order); `iter_matches`
+    streams them as DataFrames of whole pairs in pair_id order (what `store.write_dataset` takes
+    without holding all rows), `matches` builds the one full table (on first use; costly at scale).
     """
 
-    def __init__(self, images: pd.DataFrame, pairs: pd.DataFrame, raw: list[dict], point_id: np.ndarray,
-                 weight_scale: float, points3d: pd.DataFrame | None = None):
-        self.images, self.pairs = images, pairs
-        self.points3d = points3d if points3d is not None else pd.DataFrame()
-        self._raw, self._point_id, self._weight_scale = raw, point_id, weight_scale
+    def __init__(
+        self,
+        pairs: pd.DataFrame,
+        points3d: pd.DataFrame,
+        found: list[PairMatches],
+        point_id: np.ndarray,
+        weight_scale: float,
+    ):
+        self.pairs, self.points3d = pairs, points3d
+        self._found, self._point_id, self._weight_scale = found, point_id, weight_scale
         self._matches: pd.DataFrame | None = None
 
     @property
@@ -136,12 +165,12 @@ class CorrespondenceTables:
         return int(self.pairs["num_matches"].sum()) if len(self.pairs) else 0
 
     def iter_matches(self, chunk_rows: int = 1 << 20) -> Iterator[pd.DataFrame]:
-        """Match DataFrames (columns MATCH_COLUMNS) of about `chunk_rows` rows, whole pairs, by pair_id."""
+        """Matches tables (docs/FORMAT.md §3) of about `chunk_rows` rows, whole pairs, by pair_id."""
         start = 0
-        while start < len(self._raw):
+        while start < len(self._found):
             n, stop = 0, start
-            while stop < len(self._raw) and (n == 0 or n + len(self._raw[stop]["point"]) <= chunk_rows):
-                n += len(self._raw[stop]["point"])
+            while stop < len(self._found) and (n == 0 or n + len(self._found[stop].matches) <= chunk_rows):
+                n += len(self._found[stop].matches)
                 stop += 1
             yield self._frame(start, stop)
             start = stop
@@ -149,13 +178,16 @@ class CorrespondenceTables:
     @property
     def matches(self) -> pd.DataFrame:
         if self._matches is None:
-            self._matches = self._frame(0, len(self._raw))
+            self._matches = self._frame(0, len(self._found))
         return self._matches
 
     def _frame(self, start: int, stop: int) -> pd.DataFrame:
-        raw = self._raw[start:stop]
-        n = np.array([len(r["point"]) for r in raw], np.int64)
-        cat = (lambda key: np.concatenate([r[key] for r in raw])) if raw else (lambda key: np.zeros(0))
+        found = [p.matches for p in self._found[start:stop]]
+        n = np.array([len(m) for m in found], np.int64)
+
+        def cat(key: str) -> np.ndarray:
+            return np.concatenate([getattr(m, key) for m in found]) if found else np.zeros(0)
+
         x0, x1 = cat("x0").reshape(-1, 2), cat("x1").reshape(-1, 2)
         point = cat("point").astype(np.int64)
         point_id = pd.array(self._point_id[np.maximum(point, 0)] if len(point) else point, dtype="Int64")
@@ -164,65 +196,25 @@ class CorrespondenceTables:
         return pd.DataFrame(
             {
                 "pair_id": np.repeat(np.arange(start, stop, dtype=np.int64), n),
-                "x0": x0[:, 0].astype(np.float32), "y0": x0[:, 1].astype(np.float32),
-                "x1": x1[:, 0].astype(np.float32), "y1": x1[:, 1].astype(np.float32),
+                "x0": x0[:, 0].astype(np.float32),
+                "y0": x0[:, 1].astype(np.float32),
+                "x1": x1[:, 0].astype(np.float32),
+                "y1": x1[:, 1].astype(np.float32),
                 "weight": np.clip(np.exp(-dist3d / self._weight_scale), 1e-6, 1.0).astype(np.float32),
                 "point3d_id": point_id,
                 "dist3d": dist3d,
-                "err0": cat("err0").astype(np.float32), "err1": cat("err1").astype(np.float32),
+                "err0": cat("err0").astype(np.float32),
+                "err1": cat("err1").astype(np.float32),
                 "densified": cat("densified").astype(bool),
             }
         )
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def views_from_manifest(manifest, recs: Mapping[str, object]) -> list[ImageView]:
-    """One `ImageView` per manifest record, camera and pose from the registered reconstructions.
-
-    Unregistered images keep pose None and the manifest's camera (or their sequence's).
-    """
-    registered: dict[str, tuple[Camera, Pose]] = {}
-    seq_camera: dict[str, Camera] = {}
-    for seq, rec in recs.items():
-        for image in rec.images.values():
-            if not image.has_pose:
-                continue
-            cam = _camera_from_pycolmap(rec.camera(image.camera_id))
-            m = np.asarray(image.cam_from_world().matrix(), np.float64)
-            registered[image.name] = (cam, Pose(m[:3, :3], m[:3, 3]))
-            seq_camera.setdefault(str(seq), cam)
-    views = []
-    for r in manifest.images:
-        cam, pose = registered.get(r.image, (None, None))
-        if cam is None:
-            cam = seq_camera.get(r.sequence) or _camera_from_record(r)
-        views.append(ImageView(r.image, r.sequence, r.condition, cam, pose, r.mask, r.season, r.daytime, r.weather))
-    return views
-
-
-def _camera_from_pycolmap(cam) -> Camera:
-    return Camera(cam.model.name, int(cam.width), int(cam.height), tuple(float(p) for p in cam.params))
-
-
-def _camera_from_record(record) -> Camera:
-    import cv2
-
-    image = cv2.imread(str(record.path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise CorrespondenceError(f"{record.path}: cannot read the image (needed for its size)")
-    h, w = image.shape[:2]
-    if record.camera_model and record.camera_params:
-        return Camera(record.camera_model, w, h, tuple(record.camera_params))
-    f = 1.2 * max(w, h)
-    return Camera("SIMPLE_PINHOLE", w, h, (f, w / 2, h / 2))
 
 
 # ----------------------------------------------------------------------------- generation
 
 
 def _focal(camera: Camera) -> float:
+    """Focal length in pixels (geometric mean of fx and fy)."""
     k = camera.calibration_matrix()
     return float(np.sqrt(k[0, 0] * k[1, 1]))
 
@@ -245,8 +237,9 @@ class _Context:
     ref_cache: dict = field(default_factory=dict)  # image -> _reference_side(...), until its last target
 
 
-def _context(table: PointTable, assoc: Associations, cfg: CorrespondenceConfig,
-             surfaces: SurfaceModel) -> _Context:
+def _context(
+    table: PointTable, assoc: Associations, cfg: CorrespondenceConfig, surfaces: SurfaceModel
+) -> _Context:
     n = len(table.views)
     centres, axes = np.full((n, 3), np.nan), np.full((n, 3), np.nan)
     obs_valid = table.obs_err <= cfg.max_reproj_error
@@ -291,18 +284,28 @@ class _Side:
     sample_region: np.ndarray  # (S,) their regions
     sample_xyz: np.ndarray  # (S, 3) their world points
     sample_order: np.ndarray  # (S,) a seeded permutation: pairs try the samples in it, from their own start
-    matchable: dict = field(default_factory=dict)  # condition -> `_matchable(...)`
+    matchable: dict[str, _Matchable] = field(default_factory=dict)  # condition -> `_matchable(...)`
 
 
-def _matchable(ctx: _Context, side: _Side, condition: str) -> dict:
+@dataclass
+class _Matchable:
+    """Points of a reference image that can make point matches with the images of one condition."""
+
+    point: np.ndarray  # (N,) reference points
+    x0: np.ndarray  # (N, 2) float32 their projections in the reference image
+    err0: np.ndarray  # (N,) reprojection error of the reference image's keypoint
+    partner: np.ndarray  # (N,) their partners in the condition
+    dist3d: np.ndarray  # (N,) distance to the partner
+
+
+def _matchable(ctx: _Context, side: _Side, condition: str) -> _Matchable:
     """The side's points that can make a point match with an image of `condition`: on a surface,
     unoccluded in i, with a partner in `condition` within max_dist3d (cached per condition)."""
     if condition not in side.matchable:
         pos = ctx.ref_pos[side.points]
         partner, dist3d = ctx.assoc.partner[condition][pos], ctx.assoc.partner_dist[condition][pos]
         k = np.flatnonzero((partner >= 0) & (dist3d <= ctx.cfg.max_dist3d) & side.on_surface)
-        side.matchable[condition] = {"point": side.points[k], "x0": side.uv[k], "err0": side.err[k],
-                                     "partner": partner[k], "dist3d": dist3d[k]}
+        side.matchable[condition] = _Matchable(side.points[k], side.uv[k], side.err[k], partner[k], dist3d[k])
     return side.matchable[condition]
 
 
@@ -342,39 +345,49 @@ def sample_grid(camera: Camera, stride: float, seed) -> np.ndarray:
     return uv[in_image(camera, uv)]
 
 
-def _target_matches(ctx: _Context, j: int, cand_i: np.ndarray, condition: str) -> list[dict]:
+def _target_matches(ctx: _Context, j: int, cand_i: np.ndarray, condition: str) -> list[PairMatches]:
     """Pairs and matches of target image j against its candidate reference images (`_neighbours`)."""
     t, cfg = ctx.table, ctx.cfg
     if len(cand_i) == 0:
         return []
     sides = [_reference_side(ctx, i) for i in cand_i]
     point_sets = _point_matches(ctx, j, cand_i, sides, condition)
-    scans = [_SurfaceScan(int(np.random.default_rng((cfg.split_seed, j, int(i))).integers(max(len(side.sample_order), 1))))
-             for i, side in zip(cand_i, sides)]  # each pair's seeded start in i's sample order
-    _try_samples(ctx, j, [(side, scan, cfg.surface_probe) for side, scan in zip(sides, scans)])
+    starts = [
+        np.random.default_rng((cfg.split_seed, j, int(i))).integers(max(len(side.sample_order), 1))
+        for i, side in zip(cand_i, sides, strict=True)
+    ]  # each pair's seeded start in i's sample order
+    scans = [_SurfaceScan(int(start)) for start in starts]
+    _try_samples(ctx, j, [(side, scan, cfg.surface_probe) for side, scan in zip(sides, scans, strict=True)])
     n_j = max(int(np.diff(t.image_ptr)[j]), 1)
-    shared = np.array([len(p["point"]) + s.estimate(side) for p, s, side in zip(point_sets, scans, sides)])
+    shared = np.array(
+        [len(p) + s.estimate(side) for p, s, side in zip(point_sets, scans, sides, strict=True)]
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        point_overlap = np.array([min(len(p["point"]) / max(len(side.points), 1), len(p["point"]) / n_j)
-                                  for p, side in zip(point_sets, sides)])
-        surface_overlap = np.array([s.estimate(side) / max(len(side.sample_uv), 1) for s, side in zip(scans, sides)])
+        point_overlap = np.array(
+            [
+                min(len(p) / max(len(side.points), 1), len(p) / n_j)
+                for p, side in zip(point_sets, sides, strict=True)
+            ]
+        )
+        surface_overlap = np.array(
+            [s.estimate(side) / max(len(side.sample_uv), 1) for s, side in zip(scans, sides, strict=True)]
+        )
     overlap = np.maximum(point_overlap, surface_overlap)
     good = (shared >= cfg.min_matches) & (overlap >= cfg.min_overlap) & (overlap <= cfg.max_overlap)
     chosen = np.flatnonzero(good)
     chosen = chosen[np.argsort(-shared[chosen], kind="stable")][: cfg.max_pairs_per_image]
     out = []
     for c in chosen:
-        p, s = point_sets[c], _surface_matches(ctx, j, sides[c], scans[c])
-        if len(p["point"]) + len(s["x0"]) < cfg.min_matches:  # the estimate promised more than there are
+        matches = point_sets[c] + _surface_matches(ctx, j, sides[c], scans[c])
+        if len(matches) < cfg.min_matches:  # the estimate promised more than there are
             continue
-        out.append({
-            "i": int(cand_i[c]), "j": int(j), "overlap": float(overlap[c]),
-            **{k: np.concatenate([p[k], s[k]]) for k in ("x0", "x1", "point", "xyz", "dist3d", "err0", "err1", "densified")},
-        })
+        out.append(PairMatches(int(cand_i[c]), int(j), float(overlap[c]), matches))
     return out
 
 
-def _point_matches(ctx: _Context, j: int, cand_i: np.ndarray, sides: list[_Side], condition: str) -> list[dict]:
+def _point_matches(
+    ctx: _Context, j: int, cand_i: np.ndarray, sides: list[_Side], condition: str
+) -> list[Matches]:
     """Matches from associated points, for each candidate i of j (all candidates in one pass): a
     reference point i observed whose partner in `condition` j observed, kept only on a surface
     region and occluded in neither image (measured on `demo`: points off the surfaces, phantoms
@@ -382,10 +395,12 @@ def _point_matches(ctx: _Context, j: int, cand_i: np.ndarray, sides: list[_Side]
     by > 5 px)."""
     t, cfg = ctx.table, ctx.cfg
     ready = [_matchable(ctx, side, condition) for side in sides]
-    owner = np.repeat(np.arange(len(sides)), [len(m["point"]) for m in ready])  # candidate of each entry
-    pts, uv0, err0, partner, dist3d = (np.concatenate([m[key] for m in ready])
-                                       for key in ("point", "x0", "err0", "partner", "dist3d"))
-    j_points, first = np.unique(t.obs_point[t.image_ptr[j]: t.image_ptr[j + 1]], return_index=True)
+    owner = np.repeat(np.arange(len(sides)), [len(m.point) for m in ready])  # candidate of each entry
+    pts, uv0, err0, partner, dist3d = (
+        np.concatenate([getattr(m, key) for m in ready])
+        for key in ("point", "x0", "err0", "partner", "dist3d")
+    )
+    j_points, first = np.unique(t.obs_point[t.image_ptr[j] : t.image_ptr[j + 1]], return_index=True)
     obs_in_j = np.full(t.num_points, -1, np.int64)  # point -> j's first observation of it
     obs_in_j[j_points] = t.image_ptr[j] + first
     at = obs_in_j[partner]
@@ -396,19 +411,29 @@ def _point_matches(ctx: _Context, j: int, cand_i: np.ndarray, sides: list[_Side]
     err1 = np.linalg.norm(uv1 - t.obs_xy[at[keep]], axis=1)
     fine = inside & (err1 <= cfg.max_reproj_error)
     i = cand_i[owner[keep[fine]]]
-    fine[fine] = predicted_error(t, pts[keep[fine]], ctx.centres[i], ctx.focals[i], view_j, uv1[fine], cfg) \
+    fine[fine] = (
+        predicted_error(t, pts[keep[fine]], ctx.centres[i], ctx.focals[i], view_j, uv1[fine], cfg)
         <= cfg.max_predicted_error
+    )
     keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
     if ctx.surfaces.regions:  # (i's side of the check is `_Side.on_surface`; one cast per point here)
         points, inverse = np.unique(pts[keep], return_inverse=True)
         fine = _unoccluded(ctx, j, t.xyz[points])[inverse]
         keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
     ends = np.searchsorted(owner[keep], np.arange(1, len(sides)))
-    return [{
-        "x0": uv0[k], "x1": u1.astype(np.float32), "point": pts[k], "xyz": t.xyz[pts[k]],
-        "dist3d": dist3d[k].astype(np.float32), "err0": err0[k].astype(np.float32),
-        "err1": e1.astype(np.float32), "densified": np.zeros(len(k), bool),
-    } for k, u1, e1 in zip(np.split(keep, ends), np.split(uv1, ends), np.split(err1, ends))]
+    return [
+        Matches(
+            x0=uv0[k],
+            x1=u1.astype(np.float32),
+            point=pts[k],
+            xyz=t.xyz[pts[k]],
+            dist3d=dist3d[k].astype(np.float32),
+            err0=err0[k].astype(np.float32),
+            err1=e1.astype(np.float32),
+            densified=np.zeros(len(k), bool),
+        )
+        for k, u1, e1 in zip(np.split(keep, ends), np.split(uv1, ends), np.split(err1, ends), strict=True)
+    ]
 
 
 def _projected_inside(view: ImageView, xyz: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -472,17 +497,21 @@ def _try_samples(ctx: _Context, j: int, batch: list[tuple[_Side, _SurfaceScan, i
     uv = np.concatenate([u for _, u in tried] + [np.zeros((0, 2))])
     if len(uv) == 0:
         return
-    expected = np.concatenate([side.sample_region[k] for (side, _, _), (k, _) in zip(batch, tried)])
-    target = np.concatenate([side.sample_xyz[k] for (side, _, _), (k, _) in zip(batch, tried)])
+    expected = np.concatenate(
+        [side.sample_region[k] for (side, _, _), (k, _) in zip(batch, tried, strict=True)]
+    )
+    target = np.concatenate([side.sample_xyz[k] for (side, _, _), (k, _) in zip(batch, tried, strict=True)])
     region, xyz = ctx.surfaces.samples(view, uv, False, *_looking(ctx, j), expected=expected)
     hit = (region == expected) & (
-        np.linalg.norm(xyz - target, axis=1) <= ctx.cfg.surface_depth_tol * np.linalg.norm(target - view.pose.center, axis=1))
+        np.linalg.norm(xyz - target, axis=1)
+        <= ctx.cfg.surface_depth_tol * np.linalg.norm(target - view.pose.center, axis=1)
+    )
     ends = np.cumsum([len(k) for k, _ in tried])
-    for (_, scan, _), (k, u), h in zip(batch, tried, np.split(hit, ends[:-1])):
+    for (_, scan, _), (k, u), h in zip(batch, tried, np.split(hit, ends[:-1]), strict=True):
         scan.hits.append((k[h], u[h]))
 
 
-def _surface_matches(ctx: _Context, j: int, side: _Side, scan: _SurfaceScan) -> dict:
+def _surface_matches(ctx: _Context, j: int, side: _Side, scan: _SurfaceScan) -> Matches:
     """The pair's surface matches: the first `max_surface_matches` hits of its scan, trying more
     samples (in batches sized by the hit rate so far) until it has them or none is left."""
     limit = ctx.cfg.max_surface_matches
@@ -494,17 +523,26 @@ def _surface_matches(ctx: _Context, j: int, side: _Side, scan: _SurfaceScan) -> 
     by_sample = np.argsort(keep, kind="stable")
     keep, uv1 = keep[by_sample], uv1[by_sample]
     n = len(keep)
-    return {
-        "x0": side.sample_uv[keep].astype(np.float32), "x1": uv1.astype(np.float32),
-        "point": np.full(n, -1, np.int64), "xyz": side.sample_xyz[keep],
-        "dist3d": np.zeros(n, np.float32), "err0": np.zeros(n, np.float32), "err1": np.zeros(n, np.float32),
-        "densified": np.ones(n, bool),
-    }
+    return Matches(
+        x0=side.sample_uv[keep].astype(np.float32),
+        x1=uv1.astype(np.float32),
+        point=np.full(n, -1, np.int64),
+        xyz=side.sample_xyz[keep],
+        dist3d=np.zeros(n, np.float32),
+        err0=np.zeros(n, np.float32),
+        err1=np.zeros(n, np.float32),
+        densified=np.ones(n, bool),
+    )
 
 
 def predicted_error(
-    table: PointTable, points: np.ndarray, centre_i: np.ndarray, focal_i: np.ndarray | float, view_j: ImageView,
-    uv_j: np.ndarray, cfg: CorrespondenceConfig,
+    table: PointTable,
+    points: np.ndarray,
+    centre_i: np.ndarray,
+    focal_i: np.ndarray | float,
+    view_j: ImageView,
+    uv_j: np.ndarray,
+    cfg: CorrespondenceConfig,
 ) -> np.ndarray:
     """Pixel shift in image j of each point moved by its depth uncertainty along the ray from the
     camera centre of image i (`centre_i`, (3,) or one per point; focal length `focal_i` likewise).
@@ -525,30 +563,30 @@ def predicted_error(
 
 
 def make_correspondences(
-    table: PointTable,
-    associations: Sequence[Associations],
+    associated: AssociatedPoints,
     cfg: CorrespondenceConfig | None = None,
     surface_cfg: SurfaceConfig | None = None,
     progress: bool = True,
-    surface_table: PointTable | None = None,
 ) -> CorrespondenceTables:
-    """Pairs and matches for every reference condition's `Associations` (see module doc); the
-    surfaces of densification come from `surface_table` (default: `table`)."""
+    """The correspondence stage: pairs and matches for every reference condition's associations
+    (module doc); the surfaces of densification come from `associated.surface_points`."""
     cfg = cfg or CorrespondenceConfig()
+    table = associated.points
     cond_of = np.array([v.condition for v in table.views], dtype=object)
     registered = np.array([v.pose is not None for v in table.views], bool)
     seq_of = np.array([v.sequence for v in table.views], dtype=object)
     done_refs: list[str] = []
-    raw = []
-    origin, route = _route_axis(table)
-    for assoc in associations:
-        surfaces = build_surfaces(surface_table or table, assoc.reference, surface_cfg)
+    found_all: list[PairMatches] = []
+    route = route_axis(table.views)
+    for assoc in associated.associations:
+        surfaces = build_surfaces(associated.surface_points, assoc.reference, surface_cfg)
         ctx = _context(table, assoc, cfg, surfaces)
-        ref_images = np.flatnonzero((cond_of == assoc.reference) & registered)
-        jobs = []  # (condition, target image, its candidates) in the tables' order: by condition, then image
-        for cond in (c for c in table.conditions if c not in done_refs and (c != assoc.reference or cfg.self_pairs)):
+        # (condition, target image, its candidates) in the tables' order: by condition, then image
+        jobs = []
+        targets = [c for c in table.conditions if c != assoc.reference or cfg.self_pairs]
+        for cond in (c for c in targets if c not in done_refs):
             for j in np.flatnonzero((cond_of == cond) & registered):
-                cands = ref_images
+                cands = ctx.ref_images
                 if cond == assoc.reference:
                     cands = cands[cands < j]
                     if not cfg.same_sequence:
@@ -556,139 +594,59 @@ def make_correspondences(
                 jobs.append((cond, int(j), _neighbours(ctx, j, cands)))
         # Targets run in route order, so that a reference image's side is computed once and dropped
         # after its last target, while the few nearby ones are in memory.
-        order = np.argsort([(ctx.centres[j] - origin) @ route for _, j, _ in jobs], kind="stable")
+        order = np.argsort([route.position(ctx.centres[j]) for _, j, _ in jobs], kind="stable")
         last_use = {int(i): rank for rank, k in enumerate(order) for i in jobs[k][2]}
-        found: list[list[dict]] = [[] for _ in jobs]
-        for rank, k in enumerate(tqdm(order, desc=f"matches {assoc.reference}", disable=not progress, leave=False)):
+        found: list[list[PairMatches]] = [[] for _ in jobs]
+        bar = progress_bar(order, desc=f"matches {assoc.reference}", enabled=progress, leave=False)
+        for rank, k in enumerate(bar):
             cond, j, cands = jobs[k]
             found[k] = _target_matches(ctx, j, cands, cond)
             for i in cands:
                 if last_use[int(i)] == rank:
                     ctx.ref_cache.pop(int(i), None)
-        raw.extend(r for pairs in found for r in pairs)
+        found_all.extend(pair for pairs in found for pair in pairs)
         done_refs.append(assoc.reference)
-    return _tables(table, raw, cfg)
+    return _tables(table, found_all, route, cfg)
 
 
-def _tables(table: PointTable, raw: list[dict], cfg: CorrespondenceConfig) -> CorrespondenceTables:
-    images = images_table(table.views)
-    n = np.array([len(r["point"]) for r in raw], np.int64)
-    place = np.array([np.median(r["xyz"], axis=0) for r in raw]).reshape(-1, 3)
+def _tables(
+    table: PointTable, found: list[PairMatches], route: RouteAxis, cfg: CorrespondenceConfig
+) -> CorrespondenceTables:
+    """The pairs (split by place) and points3d tables of the pairs found, in pair_id order."""
+    n = np.array([len(p.matches) for p in found], np.int64)
+    place = np.array([np.median(p.matches.xyz, axis=0) for p in found]).reshape(-1, 3)
     pairs = pd.DataFrame(
         {
-            "pair_id": np.arange(len(raw), dtype=np.int64),
-            "image_id0": np.array([r["i"] for r in raw], np.int32),
-            "image_id1": np.array([r["j"] for r in raw], np.int32),
+            "pair_id": np.arange(len(found), dtype=np.int64),
+            "image_id0": np.array([p.i for p in found], np.int32),
+            "image_id1": np.array([p.j for p in found], np.int32),
             "num_matches": n.astype(np.int32),
-            "overlap": np.array([r["overlap"] for r in raw], np.float32),
-            "split": assign_splits(place, _route_axis(table), cfg),
+            "overlap": np.array([p.overlap for p in found], np.float32),
+            "split": assign_splits(place, route, cfg.split_blocks, cfg.split_fractions, cfg.split_seed),
         }
     )
-    used = np.unique(np.concatenate([r["point"] for r in raw])) if raw else np.zeros(0, np.int64)
+    used = np.unique(np.concatenate([p.matches.point for p in found])) if found else np.zeros(0, np.int64)
     used = used[used >= 0]
     points3d = pd.DataFrame(
         {
             "point3d_id": table.point_id[used],
-            "x": table.xyz[used, 0], "y": table.xyz[used, 1], "z": table.xyz[used, 2],
+            "x": table.xyz[used, 0],
+            "y": table.xyz[used, 1],
+            "z": table.xyz[used, 2],
             "condition": np.array(table.conditions, dtype=object)[table.point_condition[used]].astype(str)
-            if len(used) else np.zeros(0, str),
+            if len(used)
+            else np.zeros(0, str),
         }
     )
-    return CorrespondenceTables(images, pairs, raw, table.point_id, cfg.weight_scale, points3d)
-
-
-def _route_axis(table: PointTable) -> tuple[np.ndarray, np.ndarray]:
-    """(origin, unit direction) of the first principal axis of the registered camera centres."""
-    c = np.array([v.pose.center for v in table.views if v.pose is not None]).reshape(-1, 3)
-    if len(c) < 2:
-        return np.zeros(3), np.array([1.0, 0.0, 0.0])
-    mean = c.mean(axis=0)
-    _, _, vt = np.linalg.svd(c - mean, full_matrices=False)
-    return mean, vt[0]
-
-
-def assign_splits(place: np.ndarray, axis: tuple[np.ndarray, np.ndarray], cfg: CorrespondenceConfig) -> np.ndarray:
-    """train/val/test per pair from its place (see module doc): whole blocks of route per split."""
-    if len(place) == 0:
-        return np.zeros(0, dtype=object)
-    s = (place - axis[0]) @ axis[1]
-    lo, hi = float(s.min()), float(s.max())
-    nb = cfg.split_blocks
-    block = np.clip(((s - lo) / max(hi - lo, 1e-9) * nb).astype(np.int64), 0, nb - 1)
-    counts = np.floor(np.asarray(cfg.split_fractions) * nb).astype(int)
-    for k in (1, 2):  # at least one block for each non-empty split when possible
-        if cfg.split_fractions[k] > 0 and counts[k] == 0 and nb >= 3:
-            counts[k] = 1
-    counts[0] = nb - counts[1] - counts[2]
-    names = np.repeat(np.array(["train", "val", "test"], dtype=object), counts)
-    perm = np.random.default_rng(cfg.split_seed).permutation(nb)
-    return names[perm][block]
-
-
-def images_table(views: Sequence[ImageView]) -> pd.DataFrame:
-    """The images table of the store (CONTRACTS §3), image_id = position in `views`."""
-    poses = [v.pose for v in views]
-    q = np.array([p.qvec if p is not None else [np.nan] * 4 for p in poses]).reshape(-1, 4)
-    tv = np.array([p.t if p is not None else [np.nan] * 3 for p in poses]).reshape(-1, 3)
-    df = pd.DataFrame(
-        {
-            "image_id": np.arange(len(views), dtype=np.int32),
-            "image": [v.name for v in views],
-            "sequence": [v.sequence for v in views],
-            "condition": [v.condition for v in views],
-            "season": [v.season for v in views],
-            "daytime": [v.daytime for v in views],
-            "weather": [v.weather for v in views],
-            "camera_model": [v.camera.model for v in views],
-            "width": np.array([v.camera.width for v in views], np.int32),
-            "height": np.array([v.camera.height for v in views], np.int32),
-            "params": [list(map(float, v.camera.params)) for v in views],
-            "registered": np.array([p is not None for p in poses], bool),
-        }
-    )
-    for k, name in enumerate(("qw", "qx", "qy", "qz")):
-        df[name] = q[:, k]
-    for k, name in enumerate(("tx", "ty", "tz")):
-        df[name] = tv[:, k]
-    return df
-
-
-def build_correspondences(
-    recs: Mapping[str, object],
-    views: Sequence[ImageView],
-    references: Sequence[str],
-    assoc_cfg: AssociationConfig | None = None,
-    corr_cfg: CorrespondenceConfig | None = None,
-    surface_cfg: SurfaceConfig | None = None,
-    progress: bool = True,
-) -> CorrespondenceTables:
-    """The whole stage: registered reconstructions -> cleaned clouds -> associations (and
-    surfaces) -> tables."""
-    assoc_cfg = assoc_cfg or AssociationConfig()
-    if not references:
-        raise CorrespondenceError("at least one reference condition is needed")
-    raw = point_table_from_reconstructions(recs, views, assoc_cfg.spacing_k)
-    table = clean_points(raw, assoc_cfg)
-    try:
-        assocs = [associate(table, ref, assoc_cfg) for ref in references]
-    except AssociationError as exc:
-        raise CorrespondenceError(str(exc)) from None
-    # Surfaces from every well-measured point: outlier removal thins exactly the sparse near points
-    # that pin a plane down best (measured on `demo`: median plane-sample error 0.25 -> 0.12 px).
-    return make_correspondences(table, assocs, corr_cfg, surface_cfg, progress,
-                                surface_table=raw.subset(well_measured(raw, assoc_cfg)))
+    return CorrespondenceTables(pairs, points3d, found, table.point_id, cfg.weight_scale)
 
 
 __all__ = [
     "CorrespondenceConfig",
-    "CorrespondenceError",
     "CorrespondenceTables",
-    "MATCH_COLUMNS",
-    "assign_splits",
-    "build_correspondences",
-    "images_table",
+    "Matches",
+    "PairMatches",
     "make_correspondences",
     "predicted_error",
     "sample_grid",
-    "views_from_manifest",
 ]

@@ -19,10 +19,11 @@ takes a table of well-measured points (all conditions, one world frame):
 3. Clutter: every point not on a remaining cell (trees, poles, signs, surfaces too small for a
    plane, removed cells) is an occluder, except points lying flat (within 2 x plane_distance) on
    a removed cell of a region that keeps at least half of its cells (the reference's own: not on
-   the region's border cells, where an object in front of it ends). The reference condition's clutter is voxelised (voxels
-   of `clutter_radius`), gaps of up to `clutter_join` closed and grown by a voxel: solid crowns
-   and shafts out of sparse leaf and pole points, kept `camera_clearance` away from the
-   cameras. The looking image's own condition adds its clutter as single octahedra.
+   the region's border cells, where an object in front of it ends). The reference condition's
+   clutter is voxelised (voxels of `clutter_radius`), gaps of up to `clutter_join` closed and
+   grown by a voxel: solid crowns and shafts out of sparse leaf and pole points, kept
+   `camera_clearance` away from the cameras. The looking image's own condition adds its clutter
+   as single octahedra.
 4. Ray casting (open3d `RaycastingScene`, re-centred: it casts in float32): for any pixel, the
    first region or clutter hit.
 
@@ -48,13 +49,16 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from xseason.matching.association import PointTable, unmasked
 from xseason.core.geometry import in_image
+from xseason.matching.association import PointTable
+from xseason.matching.views import ImageView, unmasked
 
 NO_HIT, CLUTTER, DROPPED = -2, -1, -3
 
 _OCTAHEDRON_VERTICES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
-_OCTAHEDRON_FACES = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
+_OCTAHEDRON_FACES = np.array(
+    [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+)
 
 
 @dataclass
@@ -69,16 +73,23 @@ class SurfaceConfig:
     merge_rms_ratio: float = 2.0  # merged fit RMS at most this times the worse of the two
     cell_size: float = 0.033  # extent cells on the planes
     closing: int = 3  # holes of up to this many cells are filled
-    free_space_margin: float = 0.03  # a ray removes a cell it crosses this share of its length before its point
+    free_space_margin: float = 0.03  # a ray removes a cell crossed this share of its length before its point
     clutter_radius: float = 0.02  # occluders grow this far around the other points
-    clutter_join: float = 30.0  # gaps up to this x clutter_radius between reference clutter are closed (one solid)
+    clutter_join: float = 30.0  # gaps up to this x clutter_radius in reference clutter are closed (one solid)
     camera_clearance: float = 0.1  # no solid clutter this close to a camera
     edge_px: float = 6.0  # neighbourhood checked around every sample
     edge_tolerance: float = 0.05  # relative depth: a neighbour hit nearer than this is an occluder edge
     seed: int = 0  # RANSAC seed
 
     def validate(self) -> None:
-        positive = ("plane_distance", "merge_distance", "cell_size", "clutter_radius", "edge_px", "edge_tolerance")
+        positive = (
+            "plane_distance",
+            "merge_distance",
+            "cell_size",
+            "clutter_radius",
+            "edge_px",
+            "edge_tolerance",
+        )
         if any(getattr(self, k) <= 0 for k in positive) or self.clutter_join < 0 or self.camera_clearance < 0:
             raise ValueError(f"{', '.join(positive)} must be > 0, clutter_join and camera_clearance >= 0")
         if self.min_points < 3 or self.closing < 0 or self.ransac_iterations < 1:
@@ -97,7 +108,7 @@ class Region:
     points: np.ndarray  # indices into the PointTable
 
     @classmethod
-    def fit(cls, xyz: np.ndarray, points: np.ndarray) -> "Region":
+    def fit(cls, xyz: np.ndarray, points: np.ndarray) -> Region:
         """Least-squares plane of `xyz[points]`."""
         sub = xyz[points]
         origin = sub.mean(axis=0)
@@ -128,8 +139,10 @@ class _Scene:
         self.shift = vertices.mean(axis=0) if len(vertices) else np.zeros(3)
         self.scene = o3d.t.geometry.RaycastingScene()
         if len(triangles):
-            self.scene.add_triangles(o3d.core.Tensor((vertices - self.shift).astype(np.float32)),
-                                     o3d.core.Tensor(triangles.astype(np.uint32)))
+            self.scene.add_triangles(
+                o3d.core.Tensor((vertices - self.shift).astype(np.float32)),
+                o3d.core.Tensor(triangles.astype(np.uint32)),
+            )
 
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance along each unit ray to its first hit (inf: none) and its owner (NO_HIT: none)."""
@@ -155,9 +168,19 @@ class SurfaceModel:
     reference's and its own; other traversals' cars and foliage are not in either).
     """
 
-    def __init__(self, regions: list[Region], grids: list["_Grid"], alive: np.ndarray, vertices: np.ndarray,
-                 triangles: np.ndarray, triangle_region: np.ndarray, clutter: dict[int, np.ndarray],
-                 cameras: np.ndarray, scale: float, cfg: SurfaceConfig):
+    def __init__(
+        self,
+        regions: list[Region],
+        grids: list[_Grid],
+        alive: np.ndarray,
+        vertices: np.ndarray,
+        triangles: np.ndarray,
+        triangle_region: np.ndarray,
+        clutter: dict[int, np.ndarray],
+        cameras: np.ndarray,
+        scale: float,
+        cfg: SurfaceConfig,
+    ):
         self.regions, self.scale, self.cfg = regions, scale, cfg
         self._grids, self._alive = grids, alive  # extent cells of each region, and which remain
         self._cameras = cameras  # (C, 3) registered camera centres
@@ -179,12 +202,21 @@ class SurfaceModel:
         if key not in self._scenes:
             verts, tris, owner = self._mesh
             radius = self.cfg.clutter_radius * self.scale
-            hv, ht = _clutter_mesh(self._points(solid), radius, self.cfg.clutter_join * radius,
-                                   self.cfg.camera_clearance * self.scale, self._cameras, len(verts))
+            hv, ht = _clutter_mesh(
+                self._points(solid),
+                radius,
+                self.cfg.clutter_join * radius,
+                self.cfg.camera_clearance * self.scale,
+                self._cameras,
+                len(verts),
+            )
             ov, ot = _octahedra(self._points(sparse), radius, first_vertex=len(verts) + len(hv))
             clutter = np.full(len(ht) + len(ot), CLUTTER, np.int64)
-            self._scenes[key] = _Scene(np.concatenate([verts, hv, ov]), np.concatenate([tris, ht, ot]),
-                                       np.concatenate([owner, clutter]))
+            self._scenes[key] = _Scene(
+                np.concatenate([verts, hv, ov]),
+                np.concatenate([tris, ht, ot]),
+                np.concatenate([owner, clutter]),
+            )
         return self._scenes[key]
 
     def on_surfaces(self, xyz: np.ndarray) -> np.ndarray:
@@ -193,10 +225,18 @@ class SurfaceModel:
         return _on_surfaces(self.regions, self._grids, self._alive, xyz, _surface_tol(self.cfg) * self.scale)
 
     def _points(self, conditions: tuple[int, ...]) -> np.ndarray:
-        return np.concatenate([self._clutter.get(c, np.zeros((0, 3))) for c in conditions] or [np.zeros((0, 3))])
+        clouds = [self._clutter.get(c, np.zeros((0, 3))) for c in conditions]
+        return np.concatenate(clouds or [np.zeros((0, 3))])
 
-    def samples(self, view, pixels: np.ndarray, strict: bool, solid: tuple[int, ...],
-                sparse: tuple[int, ...] = (), expected: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def samples(
+        self,
+        view: ImageView,
+        pixels: np.ndarray,
+        strict: bool,
+        solid: tuple[int, ...],
+        sparse: tuple[int, ...] = (),
+        expected: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Surface samples at `pixels` of `view` (module doc) in `scene(solid, sparse)`: region
         index per pixel (DROPPED when no valid sample, or not the `expected` region) and the world
         point hit. Neighbourhoods are cast only for the pixels still valid."""
@@ -218,7 +258,7 @@ class SurfaceModel:
         return np.where(keep, what, DROPPED), xyz
 
 
-def _world_rays(view, pixels: np.ndarray) -> np.ndarray:
+def _world_rays(view: ImageView, pixels: np.ndarray) -> np.ndarray:
     d = view.camera.unproject(pixels) @ view.pose.R  # camera -> world: R^T d
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
@@ -244,18 +284,26 @@ def build_surfaces(table: PointTable, reference: str, cfg: SurfaceConfig | None 
     # the region ends (a pole's edge), and its points there must stay solid.
     region_of_cell = np.zeros(len(alive), np.int64)
     region_of_cell[cell] = owner
-    remains = np.bincount(region_of_cell, alive, len(regions)) >= 0.5 * np.bincount(region_of_cell, minlength=len(regions))
+    remains = np.bincount(region_of_cell, alive, len(regions)) >= 0.5 * np.bincount(
+        region_of_cell, minlength=len(regions)
+    )
     flat_tol = 2 * cfg.plane_distance * scale
     flat = _on_surfaces(regions, grids, remains[region_of_cell], table.xyz, flat_tol)
-    inner = _on_surfaces(regions, grids, remains[region_of_cell] & _interior_cells(grids, len(alive)), table.xyz, flat_tol)
+    inner = _on_surfaces(
+        regions, grids, remains[region_of_cell] & _interior_cells(grids, len(alive)), table.xyz, flat_tol
+    )
     other = table.point_condition != table.condition_index(reference)
     clutter = seen & ~(on | (flat & other) | inner)
-    by_condition = {c: table.xyz[clutter & (table.point_condition == c)] for c in range(len(table.conditions))}
+    by_condition = {
+        c: table.xyz[clutter & (table.point_condition == c)] for c in range(len(table.conditions))
+    }
     cameras = np.array([v.pose.center for v in table.views if v.pose is not None]).reshape(-1, 3)
-    return SurfaceModel(regions, grids, alive, verts, tris[keep], owner[keep], by_condition, cameras, scale, cfg)
+    return SurfaceModel(
+        regions, grids, alive, verts, tris[keep], owner[keep], by_condition, cameras, scale, cfg
+    )
 
 
-def _interior_cells(grids: list["_Grid"], n_cells: int) -> np.ndarray:
+def _interior_cells(grids: list[_Grid], n_cells: int) -> np.ndarray:
     """(n_cells,) whether each cell's eight neighbours are cells of its region too."""
     out = np.zeros(n_cells, bool)
     for grid in grids:
@@ -274,7 +322,8 @@ def _extract_planes(xyz: np.ndarray, points: np.ndarray, cfg: SurfaceConfig, sca
     regions: list[Region] = []
     remaining = np.asarray(points, np.int64)
     while len(remaining) >= cfg.min_points:
-        inliers = remaining[_ransac_plane(xyz[remaining], cfg.plane_distance * scale, cfg.ransac_iterations, rng)]
+        plane = _ransac_plane(xyz[remaining], cfg.plane_distance * scale, cfg.ransac_iterations, rng)
+        inliers = remaining[plane]
         if len(inliers) < cfg.min_points:
             break
         plane = Region.fit(xyz, inliers)
@@ -337,7 +386,8 @@ def _connected_parts(uv: np.ndarray, eps: float, min_points: int = 5) -> np.ndar
     links = _links_within(uv[core], eps)
     graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(len(core), len(core)))
     _, core_label = connected_components(graph, directed=False)
-    dist, nearest = cKDTree(uv[core]).query(uv, distance_upper_bound=np.nextafter(eps, np.inf))  # <= eps, as the counts
+    # <= eps, as the counts
+    dist, nearest = cKDTree(uv[core]).query(uv, distance_upper_bound=np.nextafter(eps, np.inf))
     near = np.isfinite(dist)
     labels[near] = core_label[nearest[near]]
     return labels
@@ -410,8 +460,9 @@ class _Grid:
         return out
 
 
-def _region_cells(regions: list[Region], xyz: np.ndarray, cfg: SurfaceConfig,
-                  scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[_Grid]]:
+def _region_cells(
+    regions: list[Region], xyz: np.ndarray, cfg: SurfaceConfig, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[_Grid]]:
     """Vertices, triangles (two per occupied cell), per triangle its region and its cell, and the
     grid of each region."""
     size = cfg.cell_size * scale
@@ -435,15 +486,23 @@ def _region_cells(regions: list[Region], xyz: np.ndarray, cfg: SurfaceConfig,
         v = region.origin + quad[..., :1] * region.axes[0] + quad[..., 1:] * region.axes[1]
         base = count + 4 * np.arange(len(cells))
         verts.append(v.reshape(-1, 3))
-        tris.append(np.concatenate([np.stack([base, base + 1, base + 2], 1), np.stack([base, base + 2, base + 3], 1)]))
+        tris.append(_quad_triangles(base))
         owner.append(np.full(2 * len(cells), index, np.int64))
         cell_ids.append(np.tile(np.arange(n_cells, n_cells + len(cells)), 2))
         count, n_cells = count + 4 * len(cells), n_cells + len(cells)
     return np.concatenate(verts), np.concatenate(tris), np.concatenate(owner), np.concatenate(cell_ids), grids
 
 
-def _cells_in_free_space(table: PointTable, regions: list[Region], verts: np.ndarray, tris: np.ndarray,
-                         owner: np.ndarray, cell: np.ndarray, cfg: SurfaceConfig, scale: float) -> np.ndarray:
+def _cells_in_free_space(
+    table: PointTable,
+    regions: list[Region],
+    verts: np.ndarray,
+    tris: np.ndarray,
+    owner: np.ndarray,
+    cell: np.ndarray,
+    cfg: SurfaceConfig,
+    scale: float,
+) -> np.ndarray:
     """Per triangle: False where its cell is crossed by an observation ray whose point lies clearly
     behind that cell's plane (more than 3 x plane_distance, and `free_space_margin` of the ray's
     length beyond the crossing): a camera saw through the cell."""
@@ -470,20 +529,23 @@ def _cells_in_free_space(table: PointTable, regions: list[Region], verts: np.nda
     return keep
 
 
-def _stacked(regions: list[Region], grids: list[_Grid], alive: np.ndarray, cfg: SurfaceConfig, scale: float) -> np.ndarray:
+def _stacked(
+    regions: list[Region], grids: list[_Grid], alive: np.ndarray, cfg: SurfaceConfig, scale: float
+) -> np.ndarray:
     """Per cell: whether it lies over an `alive` cell of a larger region that is parallel
     (`merge_angle`) and nearer than 3 x plane_distance: a second layer of the same surface (on
     `demo`, near-camera road points triangulated 5 cm high made a plane over the road), which
     carving cannot remove because rays reach that surface's points within that distance."""
     stacked = np.zeros(len(alive), bool)
     near = 3 * cfg.plane_distance * scale
-    for upper, grid in zip(regions, grids):
+    for upper, grid in zip(regions, grids, strict=True):
         ij = np.argwhere(grid.cell_id >= 0)
         centre = (ij + 0.5) * grid.size + grid.low
         xyz = upper.origin + centre[:, :1] * upper.axes[0] + centre[:, 1:] * upper.axes[1]
         for a, lower in enumerate(regions):
-            if len(lower.points) <= len(upper.points) or \
-                    abs(float(lower.normal @ upper.normal)) < np.cos(np.radians(cfg.merge_angle)):
+            if len(lower.points) <= len(upper.points) or abs(float(lower.normal @ upper.normal)) < np.cos(
+                np.radians(cfg.merge_angle)
+            ):
                 continue
             under = grids[a].cell_at(lower.plane_coords(xyz))
             over = (under >= 0) & (np.abs(lower.residuals(xyz)) <= near)
@@ -492,11 +554,12 @@ def _stacked(regions: list[Region], grids: list[_Grid], alive: np.ndarray, cfg: 
     return stacked
 
 
-def _on_surfaces(regions: list[Region], grids: list[_Grid], cells: np.ndarray, xyz: np.ndarray,
-                 tol: float) -> np.ndarray:
+def _on_surfaces(
+    regions: list[Region], grids: list[_Grid], cells: np.ndarray, xyz: np.ndarray, tol: float
+) -> np.ndarray:
     """(P,) points within `tol` of a region's plane on one of its `cells` (per cell: True/False)."""
     out = np.zeros(len(xyz), bool)
-    for region, grid in zip(regions, grids):
+    for region, grid in zip(regions, grids, strict=True):
         near = np.flatnonzero(np.abs(region.residuals(xyz)) <= tol)
         cell = grid.cell_at(region.plane_coords(xyz[near]))
         out[near[cell >= 0]] |= cells[cell[cell >= 0]]
@@ -507,8 +570,9 @@ _BLOCK = 128  # voxels per side of the blocks the clutter grid is processed in (
 _NEIGHBOURS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
 
 
-def _clutter_mesh(points: np.ndarray, radius: float, join: float, clearance: float, cameras: np.ndarray,
-                  first_vertex: int) -> tuple[np.ndarray, np.ndarray]:
+def _clutter_mesh(
+    points: np.ndarray, radius: float, join: float, clearance: float, cameras: np.ndarray, first_vertex: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Solid occluders: voxels of size `radius` holding clutter points, gaps of up to `join` closed
     (a tree's scattered leaf points become its crown, a pole's few points its shaft), grown by one
     voxel; voxels within `clearance` of a camera are left empty (a camera is in free space).
@@ -541,8 +605,8 @@ def _clutter_mesh(points: np.ndarray, radius: float, join: float, clearance: flo
         local_cams = camera_voxel - start
         for c in local_cams[np.all((local_cams >= -reach) & (local_cams < shape + reach), axis=1)]:
             lo, hi = np.maximum(c - reach, 0), np.minimum(c + reach + 1, shape)
-            occupied[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = False
-        core = occupied[crop:shape[0] - crop, crop:shape[1] - crop, crop:shape[2] - crop]
+            occupied[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = False
+        core = occupied[crop : shape[0] - crop, crop : shape[1] - crop, crop : shape[2] - crop]
         cells.append(np.argwhere(core) + start + crop)
     return _voxel_faces(np.concatenate(cells), radius, first_vertex)
 
@@ -552,9 +616,10 @@ def _tiles(voxel: np.ndarray, margin: int) -> list[tuple[np.ndarray, np.ndarray,
     the `crop` voxels on every side: one grid with `margin` free voxels around all points when the
     extent is small (crop 0), else blocks of `_BLOCK` voxels plus a margin of context (crop = margin)."""
     low, high = voxel.min(axis=0), voxel.max(axis=0) + 1
-    if np.prod((high - low + 2 * margin).astype(float)) <= _BLOCK ** 3 * 8:
+    if np.prod((high - low + 2 * margin).astype(float)) <= _BLOCK**3 * 8:
         return [(low - margin, high - low + 2 * margin, 0)]
-    keys = np.unique((np.unique(voxel // _BLOCK, axis=0)[:, None, :] + _NEIGHBOURS[None]).reshape(-1, 3), axis=0)
+    blocks = np.unique(voxel // _BLOCK, axis=0)
+    keys = np.unique((blocks[:, None, :] + _NEIGHBOURS[None]).reshape(-1, 3), axis=0)
     return [(key * _BLOCK - margin, np.full(3, _BLOCK + 2 * margin), margin) for key in keys]
 
 
@@ -587,15 +652,20 @@ def _voxel_faces(cells: np.ndarray, size: float, first_vertex: int) -> tuple[np.
             quad[:, 3, v] += 1
             base = count + 4 * np.arange(len(exposed))
             verts.append((quad * size).reshape(-1, 3))
-            faces.append(np.concatenate([np.stack([base, base + 1, base + 2], 1), np.stack([base, base + 2, base + 3], 1)]))
+            faces.append(_quad_triangles(base))
             count += 4 * len(exposed)
     return np.concatenate(verts), np.concatenate(faces).astype(np.int64)
 
 
 def _octahedra(centres: np.ndarray, radius: float, first_vertex: int) -> tuple[np.ndarray, np.ndarray]:
     verts = (centres[:, None, :] + radius * _OCTAHEDRON_VERTICES[None]).reshape(-1, 3)
-    faces = (_OCTAHEDRON_FACES[None] + 6 * np.arange(len(centres))[:, None, None]).reshape(-1, 3) + first_vertex
-    return verts, faces.astype(np.int64)
+    faces = (_OCTAHEDRON_FACES[None] + 6 * np.arange(len(centres))[:, None, None]).reshape(-1, 3)
+    return verts, (faces + first_vertex).astype(np.int64)
+
+
+def _quad_triangles(base: np.ndarray) -> np.ndarray:
+    """Two triangles (a, b, c), (a, c, d) of each quad whose 4 corners are the vertices base + 0..3."""
+    return np.concatenate([np.stack([base, base + 1, base + 2], 1), np.stack([base, base + 2, base + 3], 1)])
 
 
 __all__ = ["SurfaceConfig", "SurfaceModel", "Region", "build_surfaces", "NO_HIT", "CLUTTER", "DROPPED"]

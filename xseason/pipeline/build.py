@@ -1,9 +1,10 @@
 """`xseason build`: manifest -> reconstruction -> registration -> association ->
 correspondences -> dataset, stage by stage, resumable.
 
-Intermediate work lives in a work folder beside the dataset (`<out>.work/` unless given):
-the COLMAP database and per-sequence models (`colmap/`), the registered models (`sfm/`) and
-`registration.json`. Each stage reuses what a previous run finished there. The dataset
+Intermediate work lives in a work folder beside the dataset (`<out>.work/` unless given; its
+layout: `xseason.sfm.paths.BuildPaths`): the COLMAP database, the per-sequence and registered
+models, registration.json and the build's log. The stages pass their results on in memory; the
+files are caches: each stage reuses what a previous run finished there. The dataset
 itself is written to a temporary folder and renamed into place only when complete, so a
 crash never leaves a dataset that looks whole; a complete dataset built from the same
 manifest and config is not rebuilt.
@@ -12,22 +13,30 @@ manifest and config is not rebuilt.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from xseason.matching.association import AssociationConfig
 from xseason.core.config import load_config, to_dict
-from xseason.matching.correspondences import CorrespondenceConfig, build_correspondences, views_from_manifest
 from xseason.core.errors import ConfigError
-from xseason.sfm.features import FeatureConfig, MatchingConfig
 from xseason.core.files import write_json
+from xseason.core.log import log_file, stage
 from xseason.inputs.manifest import Manifest, read_manifest
-from xseason.sfm.reconstruction import ReconstructionConfig, reconstruct
-from xseason.sfm.registration import RegistrationConfig, load_registered, register
-from xseason.store.format import StoreConfig, write_dataset
+from xseason.matching.association import AssociationConfig, associate_clouds, point_table_from_reconstructions
+from xseason.matching.correspondences import CorrespondenceConfig, make_correspondences
 from xseason.matching.surfaces import SurfaceConfig
+from xseason.matching.views import views_from_manifest
+from xseason.sfm.config import SfMConfig
+from xseason.sfm.features import extract
+from xseason.sfm.paths import BuildPaths
+from xseason.sfm.reconstruction import reconstruct
+from xseason.sfm.registration import register
+from xseason.store import StoreConfig, write_dataset
+from xseason.store.tables import images_table
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MANIFEST = Path("data_manifest.csv")
 DEFAULT_SCENE = Path("data/demo")
@@ -39,18 +48,15 @@ def ensure_default_scene(manifest: Path = DEFAULT_MANIFEST, scene: Path = DEFAUL
         return
     from xseason.synth import render_scene, synth_config
 
-    print(f"rendering the built-in demo scene into {scene}/ (once) ...")
+    log.info("rendering the built-in demo scene into %s/ (once) ...", scene)
     render_scene(scene, synth_config("demo"), root_manifest=manifest)
 
 
 @dataclass
-class BuildConfig:
-    """Every knob of the build, one section per stage (configs/build.yaml documents them)."""
+class BuildConfig(SfMConfig):
+    """Every knob of the build, one section per stage (configs/build.yaml documents them): the SfM
+    stages' sections (`SfMConfig`), then the later stages'."""
 
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    matching: MatchingConfig = field(default_factory=MatchingConfig)
-    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
-    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     association: AssociationConfig = field(default_factory=AssociationConfig)
     correspondences: CorrespondenceConfig = field(default_factory=CorrespondenceConfig)
     surfaces: SurfaceConfig = field(default_factory=SurfaceConfig)
@@ -69,21 +75,23 @@ class BuildSummary:
     reused: bool = False
 
     def format(self) -> str:
-        lines = [f"dataset: {self.dataset}" + ("  (already complete: reused)" if self.reused else ""),
-                 f"work folder: {self.work_dir}", f"reference condition(s): {', '.join(self.references)}", "",
-                 "images registered per condition:", self.registered.to_string(index=False), "",
-                 "pairs and matches per condition pair:",
-                 self.pairs.to_string(index=False) if len(self.pairs) else "  (no pairs)"]
+        lines = [
+            f"dataset: {self.dataset}" + ("  (already complete: reused)" if self.reused else ""),
+            f"work folder: {self.work_dir}",
+            f"reference condition(s): {', '.join(self.references)}",
+            "",
+            "images registered per condition:",
+            self.registered.to_string(index=False),
+            "",
+            "pairs and matches per condition pair:",
+            self.pairs.to_string(index=False) if len(self.pairs) else "  (no pairs)",
+        ]
         return "\n".join(lines)
 
 
 def load_build_config(path: str | Path | None = None, overrides: list[str] | None = None) -> BuildConfig:
     """The build config from a YAML file (default: all defaults) and `section.key=value` overrides."""
     return load_config(BuildConfig, path, overrides)
-
-
-def default_work_dir(out: Path) -> Path:
-    return out.parent / f"{out.name}.work"
 
 
 def run_build(
@@ -100,39 +108,79 @@ def run_build(
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, image_root=image_root)
     out = Path(out)
-    work = Path(work_dir) if work_dir is not None else default_work_dir(out)
+    paths = BuildPaths(work_dir) if work_dir is not None else BuildPaths.beside(out)
+    work = paths.root
     refs = _references(manifest, references)
     config_dict = to_dict(cfg)
 
-    if _is_complete(out, manifest.checksum, config_dict, refs):
+    stale = _rebuild_reason(out, manifest.checksum, config_dict, refs)
+    if stale is None:
+        log.info(
+            "%s is complete and was built from this manifest (sha256 %s...), config and "
+            "reference(s) %s: reused",
+            out,
+            manifest.checksum[:12],
+            ", ".join(refs),
+        )
         return _summary(out, work, refs, reused=True)
 
+    resumed = work.is_dir() and any(work.iterdir())
     work.mkdir(parents=True, exist_ok=True)
-    models = reconstruct(manifest, work, cfg)
-    registration = register(manifest, models, work, cfg, refs)
-    recs = load_registered(work)
-    views = views_from_manifest(manifest, recs)
-    tables = build_correspondences(recs, views, refs, cfg.association, cfg.correspondences, cfg.surfaces,
-                                   progress=progress)
-    images = _with_labels(tables.images, manifest)
-    condition_of = {r.sequence: r.condition for r in manifest.images}
-    write_dataset(
-        out, images, tables.pairs, tables.matches,
-        config=config_dict, manifest_checksum=manifest.checksum, image_root=manifest.root,
-        points3d=tables.points3d if len(tables.points3d) else None, store_config=cfg.store,
-        extra_meta={
-            "references": refs,
-            "manifest": str(manifest.path.resolve()),
-            "work_dir": str(work.resolve()),
-            "registration_rate": registration.rate(condition_of),
-        },
-    )
-    summary = _summary(out, work, refs)
-    write_json(work / "build_summary.json", {
-        "dataset": str(out), "references": refs,
-        "registered": summary.registered.to_dict(orient="records"),
-        "pairs": summary.pairs.to_dict(orient="records"),
-    })
+    with log_file(paths.log), stage("build"):
+        log.info(
+            "building %s (%s) from %s: %d images, conditions %s, reference(s) %s",
+            out,
+            stale,
+            manifest.path,
+            len(manifest.images),
+            ", ".join(manifest.conditions()),
+            ", ".join(refs),
+        )
+        if resumed:
+            log.info("resuming in %s: what an earlier run finished there is reused", work)
+        with stage("features"):
+            index = extract(manifest, paths, cfg.features)
+        with stage("reconstruction"):
+            models = reconstruct(manifest, index, paths, cfg)
+        with stage("registration"):
+            registration = register(manifest, index, models, paths, cfg, refs)
+            recs = registration.models
+        with stage("association"):
+            views = views_from_manifest(manifest, recs, cfg.features.default_focal_factor)
+            points = point_table_from_reconstructions(recs, views, cfg.association.spacing_k)
+            associated = associate_clouds(points, refs, cfg.association)
+        with stage("correspondences"):
+            tables = make_correspondences(associated, cfg.correspondences, cfg.surfaces, progress=progress)
+        with stage("store"):
+            images = _with_labels(images_table(views), manifest)
+            condition_of = {r.sequence: r.condition for r in manifest.images}
+            write_dataset(
+                out,
+                images,
+                tables.pairs,
+                tables.matches,
+                config=config_dict,
+                manifest_checksum=manifest.checksum,
+                image_root=manifest.root,
+                points3d=tables.points3d if len(tables.points3d) else None,
+                store_config=cfg.store,
+                extra_meta={
+                    "references": refs,
+                    "manifest": str(manifest.path.resolve()),
+                    "work_dir": str(work.resolve()),
+                    "registration_rate": registration.rate(condition_of),
+                },
+            )
+            summary = _summary(out, work, refs)
+            write_json(
+                paths.summary,
+                {
+                    "dataset": str(out),
+                    "references": refs,
+                    "registered": summary.registered.to_dict(orient="records"),
+                    "pairs": summary.pairs.to_dict(orient="records"),
+                },
+            )
     return summary
 
 
@@ -141,13 +189,16 @@ def _references(manifest: Manifest, references: list[str] | None) -> list[str]:
     refs = list(references) if references else [manifest.images[0].condition]
     unknown = [r for r in refs if r not in conditions]
     if unknown:
-        raise ConfigError(f"reference condition {unknown[0]!r} is not in the manifest; its conditions: "
-                          f"{', '.join(conditions)}")
+        raise ConfigError(
+            f"reference condition {unknown[0]!r} is not in the manifest; its conditions: "
+            f"{', '.join(conditions)}"
+        )
     return list(dict.fromkeys(refs))
 
 
 def _with_labels(images: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
-    """Add the optional `label` column (label PNG path relative to the image root) when the manifest has labels."""
+    """Add the optional `label` column (label PNG path relative to the image root) when the manifest
+    has labels."""
     labels = {r.image: r.label for r in manifest.images if r.label is not None}
     if not labels:
         return images
@@ -160,31 +211,42 @@ def _with_labels(images: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
     return out
 
 
-def _is_complete(out: Path, checksum: str, config: dict, refs: list[str]) -> bool:
+def _rebuild_reason(out: Path, checksum: str, config: dict, refs: list[str]) -> str | None:
+    """Why the dataset at `out` must be built, or None when it is complete and built from the same inputs."""
     meta_path = out / "dataset.json"
     if not meta_path.is_file():
-        return False
+        return "no complete dataset there yet"
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError):
-        return False
-    return meta.get("manifest_sha256") == checksum and meta.get("config") == config and meta.get("references") == refs
+        return "its dataset.json is unreadable"
+    changed = [
+        what
+        for what, old, new in (
+            ("manifest", meta.get("manifest_sha256"), checksum),
+            ("config", meta.get("config"), config),
+            ("references", meta.get("references"), refs),
+        )
+        if old != new
+    ]
+    return f"the dataset there was built from another {', '.join(changed)}" if changed else None
 
 
 def _summary(out: Path, work: Path, refs: list[str], reused: bool = False) -> BuildSummary:
-    from xseason.store.format import open_dataset
+    from xseason.store import open_dataset
 
     store = open_dataset(out)
     images = store.images
     registered = (
         images.groupby("condition", sort=False)["registered"]
-        .agg(images="size", registered="sum").reset_index()
+        .agg(images="size", registered="sum")
+        .reset_index()
     )
     registered["rate"] = (registered["registered"] / registered["images"]).round(3)
-    cond = images.set_index("image_id")["condition"]
-    pairs = store.pairs.assign(reference=lambda d: d["image_id0"].map(cond), condition=lambda d: d["image_id1"].map(cond))
     per_pair = (
-        pairs.groupby(["reference", "condition"], sort=False)["num_matches"]
-        .agg(pairs="size", matches="sum").reset_index()
+        store.pair_conditions()
+        .groupby(["reference", "condition"], sort=False)["num_matches"]
+        .agg(pairs="size", matches="sum")
+        .reset_index()
     )
     return BuildSummary(out, work, refs, registered, per_pair, reused)

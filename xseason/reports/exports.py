@@ -1,45 +1,47 @@
 """Exports of a build: the registered reconstruction as a COLMAP model, the clouds as a coloured PLY.
 
-Both read the build folder's registered models (``xseason.registration.load_registered``: one
+Both read the build folder's registered models (``xseason.sfm.registration.load_registered``: one
 pycolmap model per sequence, all in the common world frame) or take such a mapping directly.
 
 Colours: every condition gets one colour of ``CONDITION_PALETTE`` (Paul Tol's "bright" scheme,
-colour-blind safe and readable on white and on black), assigned to the condition names in sorted order, so that a set of conditions is always
-drawn the same way (the report's legend, the PLY, and the report's top view agree). More
-conditions than colours reuse the palette from the start.
+colour-blind safe and readable on white and on black), assigned to the condition names in sorted
+order, so that a set of conditions is always drawn the same way (the report's legend, the PLY,
+and the report's top view agree). More conditions than colours reuse the palette from the start.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import pandas as pd
 import pycolmap
-from tqdm import tqdm
 
+from xseason.core.colmap import camera_from_colmap, camera_to_colmap
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
+from xseason.core.log import progress
 from xseason.inputs.manifest import Manifest
-from xseason.sfm.reconstruction import sequence_folder
-from xseason.store.format import open_dataset
+from xseason.sfm.paths import BuildPaths, sequence_folder
+from xseason.sfm.registration import load_registered
+from xseason.store import UNKNOWN_CONDITION, open_dataset
 
 # Paul Tol's "bright" qualitative scheme (personal.sron.nl/~pault), RGB 0-255.
 CONDITION_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (68, 119, 170),   # blue
+    (68, 119, 170),  # blue
     (238, 102, 119),  # red
-    (34, 136, 51),    # green
-    (204, 187, 68),   # yellow
+    (34, 136, 51),  # green
+    (204, 187, 68),  # yellow
     (102, 204, 238),  # cyan
-    (170, 51, 119),   # purple
+    (170, 51, 119),  # purple
     (187, 187, 187),  # grey
 )
 
 Models = Mapping[str, pycolmap.Reconstruction]
-ModelSource = Union[str, os.PathLike, Models]
+ModelSource = str | os.PathLike | Models
 
 
 class ExportError(XSeasonError):
@@ -58,7 +60,7 @@ def sequence_conditions(source: Manifest | pd.DataFrame | Mapping[str, str]) -> 
         return {seq: recs[0].condition for seq, recs in source.sequences().items()}
     if isinstance(source, pd.DataFrame):
         rows = source.dropna(subset=["sequence"])
-        return dict(zip(rows["sequence"], rows["condition"].fillna("(none)")))
+        return dict(zip(rows["sequence"], rows["condition"].fillna(UNKNOWN_CONDITION)))
     return dict(source)
 
 
@@ -67,10 +69,23 @@ def find_build_dir(dataset_dir: str | os.PathLike) -> Path | None:
     `<dataset>.work` beside it; None when neither holds a registration.json."""
     dataset_dir = Path(dataset_dir)
     meta = open_dataset(dataset_dir).meta
-    for candidate in (meta.get("work_dir"), dataset_dir.parent / f"{dataset_dir.name}.work"):
-        if candidate and (Path(candidate) / "registration.json").is_file():
-            return Path(candidate)
+    candidates = [BuildPaths(meta["work_dir"])] if meta.get("work_dir") else []
+    for paths in [*candidates, BuildPaths.beside(dataset_dir)]:
+        if paths.registration.is_file():
+            return paths.root
     return None
+
+
+def add_build_arguments(
+    parser: argparse.ArgumentParser, help_text: str, no_build_help: str | None = None
+) -> None:
+    """The option `--build DIR` of a command that reads a dataset's build (work) folder (without
+    it, the command takes `find_build_dir(DATASET)`), and `--no-build`, exclusive with it, when
+    `no_build_help` is given."""
+    group = parser.add_mutually_exclusive_group() if no_build_help is not None else parser
+    group.add_argument("--build", type=Path, metavar="DIR", help=help_text)
+    if no_build_help is not None:
+        group.add_argument("--no-build", action="store_true", help=no_build_help)
 
 
 def load_models(source: ModelSource) -> dict[str, pycolmap.Reconstruction]:
@@ -78,12 +93,10 @@ def load_models(source: ModelSource) -> dict[str, pycolmap.Reconstruction]:
     if isinstance(source, Mapping):
         models = dict(source)
     else:
-        from xseason.sfm.registration import load_registered
-
         build_dir = Path(source)
         if not build_dir.is_dir():
             raise ExportError(f"{build_dir}: build folder not found")
-        models = load_registered(build_dir)
+        models = load_registered(BuildPaths(build_dir))
     if not models:
         where = "models" if isinstance(source, Mapping) else source
         raise ExportError(f"{where}: no registered sequence to export")
@@ -104,29 +117,34 @@ def merge_models(models: Models) -> pycolmap.Reconstruction:
     merged = pycolmap.Reconstruction()
     names: set[str] = set()
     next_camera, next_image = 1, 1
-    for sequence, rec in tqdm(models.items(), desc="merge models", unit="sequence", leave=False):
+    for sequence, rec in progress(models.items(), desc="merge models", unit="sequence", leave=False):
         camera_ids: dict[int, int] = {}
         for old_id, cam in rec.cameras.items():
             camera_ids[old_id] = next_camera
-            merged.add_camera_with_trivial_rig(pycolmap.Camera(
-                model=cam.model_name, width=cam.width, height=cam.height, params=cam.params, camera_id=next_camera))
+            merged.add_camera_with_trivial_rig(camera_to_colmap(camera_from_colmap(cam), next_camera))
             next_camera += 1
         image_ids: dict[int, int] = {}
         for old_id in sorted(rec.reg_image_ids()):
             img = rec.image(old_id)
             if img.name in names:
-                raise ExportError(f"image name {img.name!r} occurs in two sequences (second: {sequence!r}); "
-                                  "cannot merge them into one COLMAP model")
+                raise ExportError(
+                    f"image name {img.name!r} occurs in two sequences (second: {sequence!r}); "
+                    "cannot merge them into one COLMAP model"
+                )
             names.add(img.name)
             image_ids[old_id] = next_image
             keypoints = np.array([p.xy for p in img.points2D], np.float64).reshape(-1, 2)  # no bulk accessor
-            new = pycolmap.Image(name=img.name, keypoints=keypoints, camera_id=camera_ids[img.camera_id],
-                                 image_id=next_image)
+            new = pycolmap.Image(
+                name=img.name, keypoints=keypoints, camera_id=camera_ids[img.camera_id], image_id=next_image
+            )
             merged.add_image_with_trivial_frame(new, img.cam_from_world())
             next_image += 1
         for point in rec.points3D.values():
-            elements = [pycolmap.TrackElement(image_ids[e.image_id], e.point2D_idx)
-                        for e in point.track.elements if e.image_id in image_ids]
+            elements = [
+                pycolmap.TrackElement(image_ids[e.image_id], e.point2D_idx)
+                for e in point.track.elements
+                if e.image_id in image_ids
+            ]
             if len(elements) < 2:
                 continue
             track = pycolmap.Track()
@@ -136,7 +154,9 @@ def merge_models(models: Models) -> pycolmap.Reconstruction:
     return merged
 
 
-def export_colmap(source: ModelSource, out_dir: str | os.PathLike, merged: bool = True, text: bool = False) -> Path:
+def export_colmap(
+    source: ModelSource, out_dir: str | os.PathLike, merged: bool = True, text: bool = False
+) -> Path:
     """Write the registered reconstruction as COLMAP model(s) in the common world frame.
 
     `merged`: one model of all sequences at `out_dir`; otherwise one model per sequence at
@@ -155,8 +175,9 @@ def export_colmap(source: ModelSource, out_dir: str | os.PathLike, merged: bool 
     return out_dir
 
 
-def export_ply(source: ModelSource, path: str | os.PathLike,
-               conditions: Manifest | pd.DataFrame | Mapping[str, str]) -> dict[str, object]:
+def export_ply(
+    source: ModelSource, path: str | os.PathLike, conditions: Manifest | pd.DataFrame | Mapping[str, str]
+) -> dict[str, object]:
     """Write all registered 3D points as one PLY, coloured by condition; return its legend.
 
     Per vertex: ``x y z`` (float32, common frame), ``red green blue`` (the condition's colour),
@@ -190,10 +211,14 @@ def export_ply(source: ModelSource, path: str | os.PathLike,
     cloud.point.condition = o3d.core.Tensor(cond_index.reshape(-1, 1))
     cloud.point.sequence = o3d.core.Tensor(seq_index.reshape(-1, 1))
     legend = {
-        "conditions": [{"index": i, "name": c, "rgb": list(colors[c]),
-                        "points": int(counts[cond_of_seq == i].sum())} for i, c in enumerate(cond_names)],
-        "sequences": [{"index": i, "name": s, "condition": seq_cond[s], "points": int(counts[i])}
-                      for i, s in enumerate(seq_names)],
+        "conditions": [
+            {"index": i, "name": c, "rgb": list(colors[c]), "points": int(counts[cond_of_seq == i].sum())}
+            for i, c in enumerate(cond_names)
+        ],
+        "sequences": [
+            {"index": i, "name": s, "condition": seq_cond[s], "points": int(counts[i])}
+            for i, s in enumerate(seq_names)
+        ],
     }
     with atomic_path(path) as tmp:
         if not o3d.t.io.write_point_cloud(str(tmp), cloud):
@@ -202,6 +227,16 @@ def export_ply(source: ModelSource, path: str | os.PathLike,
     return legend
 
 
-__all__ = ["CONDITION_PALETTE", "ExportError", "condition_colors", "sequence_conditions", "find_build_dir",
-           "load_models",
-           "model_points", "merge_models", "export_colmap", "export_ply"]
+__all__ = [
+    "CONDITION_PALETTE",
+    "ExportError",
+    "condition_colors",
+    "sequence_conditions",
+    "find_build_dir",
+    "add_build_arguments",
+    "load_models",
+    "model_points",
+    "merge_models",
+    "export_colmap",
+    "export_ply",
+]

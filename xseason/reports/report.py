@@ -19,17 +19,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from xseason.core.errors import XSeasonError
-from xseason.reports.exports import condition_colors, load_models, model_points, sequence_conditions
 from xseason.core.files import atomic_path
-from xseason.reports.stats import QUANTILES, condition_pair_stats, draw_pair, match_errors
+from xseason.core.log import progress
 from xseason.core.plots import draw_histogram, short_number
-from xseason.store.format import CorrespondenceStore, open_dataset
+from xseason.reports.exports import condition_colors, load_models, model_points, sequence_conditions
+from xseason.reports.show import draw_pair, match_errors
+from xseason.reports.stats import QUANTILES, condition_pair_stats
+from xseason.store import SPLITS, UNKNOWN_CONDITION, CorrespondenceStore, open_dataset
 
-
-UNKNOWN_RGB = (200, 200, 200)  # a condition that the dataset does not know (e.g. a sequence only in the build)
+UNKNOWN_RGB = (
+    200,
+    200,
+    200,
+)  # a condition that the dataset does not know (e.g. a sequence only in the build)
 
 
 class ReportError(XSeasonError):
@@ -44,7 +48,9 @@ class ReportConfig:
     example_width: int = 1280  # example drawings wider than this are scaled down (pixels)
     histogram_bins: int = 40
     histogram_size: tuple[int, int] = (480, 280)  # width, height in pixels
-    upper_quantile: float = 0.995  # x range of unbounded histograms ends at this quantile (the rest: last bin)
+    upper_quantile: float = (
+        0.995  # x range of unbounded histograms ends at this quantile (the rest: last bin)
+    )
     top_view_size: int = 640  # pixels, longer side
     top_view_max_points: int = 300_000
     truth_max_pairs: int = 30  # pairs per condition pair checked against the ground truth
@@ -61,9 +67,14 @@ class ReportConfig:
 # ----------------------------------------------------------------------------- drawing
 
 
-def draw_top_view(points: dict[str, np.ndarray], centres: dict[str, np.ndarray],
-                  colors: dict[str, tuple[int, int, int]], size: int = 640, max_points: int = 300_000,
-                  seed: int = 0) -> np.ndarray:
+def draw_top_view(
+    points: dict[str, np.ndarray],
+    centres: dict[str, np.ndarray],
+    colors: dict[str, tuple[int, int, int]],
+    size: int = 640,
+    max_points: int = 300_000,
+    seed: int = 0,
+) -> np.ndarray:
     """Points and camera centres (per condition, world frame) seen from 'above', as a BGR image.
 
     'Above' is the direction of least spread of all points (PCA): the view plane holds the
@@ -115,16 +126,23 @@ def _write_png(path: Path, image: np.ndarray) -> str:
 # ----------------------------------------------------------------------------- page
 
 
-def write_report(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, build_dir: str | os.PathLike | None = None,
-                 truth_dir: str | os.PathLike | None = None, examples_per_pair: int = 2,
-                 cfg: ReportConfig | None = None) -> Path:
+def write_report(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    build_dir: str | os.PathLike | None = None,
+    truth_dir: str | os.PathLike | None = None,
+    examples_per_pair: int = 2,
+    cfg: ReportConfig | None = None,
+) -> Path:
     """Write the report folder `out_dir` (index.html + PNGs) about a dataset and, optionally, its build
     folder and the synthetic scene's ground truth. Returns the path of index.html."""
     cfg = cfg or ReportConfig()
     cfg.validate()
     store = open_dataset(dataset_dir)
     if build_dir is not None and not (Path(build_dir) / "registration.json").is_file():
-        raise ReportError(f"{build_dir}: no registration.json (is this a build folder whose registration finished?)")
+        raise ReportError(
+            f"{build_dir}: no registration.json (is this a build folder whose registration finished?)"
+        )
     if truth_dir is not None and not Path(truth_dir).is_dir():
         raise ReportError(f"{truth_dir}: ground-truth scene folder not found")
     out_dir = Path(out_dir)
@@ -147,9 +165,13 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table(df: pd.DataFrame, markup: tuple[str, ...] = (), header: bool = True, floats: str = "{:.3g}") -> str:
+def _table(
+    df: pd.DataFrame, markup: tuple[str, ...] = (), header: bool = True, floats: str = "{:.3g}"
+) -> str:
     """An HTML table: text escaped, numbers right-aligned; columns named in `markup` hold ready markup."""
-    head = "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in df.columns) + "</tr></thead>" if header else ""
+    head = (
+        "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in df.columns) + "</tr></thead>" if header else ""
+    )
     raw = [c in markup for c in df.columns]
     rows = []
     for rec in df.itertuples(index=False):  # table rows: one per condition pair / sequence
@@ -179,33 +201,43 @@ def _img(src: str, alt: str) -> str:
 
 
 def _conditions(store: CorrespondenceStore) -> dict[str, tuple[int, int, int]]:
-    return condition_colors(store.images["condition"].fillna("(none)"))
+    return condition_colors(store.images["condition"].fillna(UNKNOWN_CONDITION))
 
 
 def _summary_section(store: CorrespondenceStore) -> str:
     meta, images, pairs = store.meta, store.images, store.pairs
     counts = meta.get("counts", {})
     colors = _conditions(store)
-    per_cond = images.assign(condition=images["condition"].fillna("(none)")).groupby("condition", sort=True).agg(
-        sequences=("sequence", "nunique"), images=("image_id", "size"), registered=("registered", "sum"))
+    per_cond = (
+        images.assign(condition=images["condition"].fillna(UNKNOWN_CONDITION))
+        .groupby("condition")
+        .agg(sequences=("sequence", "nunique"), images=("image_id", "size"), registered=("registered", "sum"))
+    )
     per_cond.insert(0, "condition", [_swatch(c, colors) for c in per_cond.index])
-    splits = " / ".join(str(int((pairs["split"] == s).sum())) for s in ("train", "val", "test"))
-    facts = pd.DataFrame([
-        ("dataset folder", str(store.root.resolve())),
-        ("format", f"{meta.get('format')} v{meta.get('version')}"),
-        ("created", (meta.get("created") or {}).get("utc", "-")),
-        ("tool version", meta.get("tool_version", "-")),
-        ("manifest sha256", (meta.get("manifest_sha256") or "-")[:16]),
-        ("reference condition(s)", ", ".join(meta.get("references") or []) or "-"),
-        ("images (registered)", f"{len(images):,} ({int(images['registered'].sum()):,})"),
-        ("pairs (train / val / test)", f"{len(pairs):,} ({splits})"),
-        ("matches", f"{counts.get('matches', 0):,}"),
-        ("3D points", "-" if counts.get("points3d") is None else f"{counts['points3d']:,}"),
-    ], columns=["fact", "value"])
+    splits = " / ".join(str(int((pairs["split"] == s).sum())) for s in SPLITS)
+    facts = pd.DataFrame(
+        [
+            ("dataset folder", str(store.root.resolve())),
+            ("format", f"{meta.get('format')} v{meta.get('version')}"),
+            ("created", (meta.get("created") or {}).get("utc", "-")),
+            ("tool version", meta.get("tool_version", "-")),
+            ("manifest sha256", (meta.get("manifest_sha256") or "-")[:16]),
+            ("reference condition(s)", ", ".join(meta.get("references") or []) or "-"),
+            ("images (registered)", f"{len(images):,} ({int(images['registered'].sum()):,})"),
+            ("pairs (train / val / test)", f"{len(pairs):,} ({splits})"),
+            ("matches", f"{counts.get('matches', 0):,}"),
+            ("3D points", "-" if counts.get("points3d") is None else f"{counts['points3d']:,}"),
+        ],
+        columns=["fact", "value"],
+    )
     config = _e(json.dumps(meta.get("config", {}), indent=2, default=str))
-    return ("<section id='summary'><h2>Build summary</h2>" + _table(facts, header=False)
-            + "<h3>Conditions</h3>" + _table(per_cond.reset_index(drop=True), markup=("condition",))
-            + f"<details><summary>build configuration</summary><pre>{config}</pre></details></section>")
+    return (
+        "<section id='summary'><h2>Build summary</h2>"
+        + _table(facts, header=False)
+        + "<h3>Conditions</h3>"
+        + _table(per_cond.reset_index(drop=True), markup=("condition",))
+        + f"<details><summary>build configuration</summary><pre>{config}</pre></details></section>"
+    )
 
 
 def _registration_section(store: CorrespondenceStore, build_dir: Path, tmp: Path, cfg: ReportConfig) -> str:
@@ -221,87 +253,126 @@ def _registration_section(store: CorrespondenceStore, build_dir: Path, tmp: Path
     for seq, info in state.get("sequences", {}).items():  # one row per sequence
         mine = img_status[img_status["sequence"] == seq] if len(img_status) else img_status
         method = mine["method"].value_counts() if len(mine) else pd.Series(dtype=int)
-        rows.append({
-            "sequence": seq, "condition": _swatch(seq_cond.get(seq, "(none)"), colors),
-            "status": info.get("status", "-") + (" (world)" if seq in world and info.get("status") != "world" else ""),
-            "images": len(mine), "registered": int(mine["registered"].sum()) if len(mine) else 0,
-            "by absolute pose": int(method.get("absolute_pose", 0)),
-            "3D points": (info.get("model") or {}).get("points", np.nan),
-            "reproj. error px": (info.get("model") or {}).get("mean_reproj_error", np.nan),
-            "scale": info.get("scale", np.nan),
-            "3D-3D inliers": _fraction(info.get("inliers"), info.get("correspondences")),
-            "3D residual median": info.get("residual_median", np.nan),
-            "3D residual rmse": info.get("residual_rmse", np.nan),
-            "reason": info.get("reason") or "",
-        })
-    table = _table(pd.DataFrame(rows), markup=("condition",)) if rows else "<p>registration.json lists no sequence.</p>"
+        rows.append(
+            {
+                "sequence": seq,
+                "condition": _swatch(seq_cond.get(seq, UNKNOWN_CONDITION), colors),
+                "status": info.get("status", "-")
+                + (" (world)" if seq in world and info.get("status") != "world" else ""),
+                "images": len(mine),
+                "registered": int(mine["registered"].sum()) if len(mine) else 0,
+                "by absolute pose": int(method.get("absolute_pose", 0)),
+                "3D points": (info.get("model") or {}).get("points", np.nan),
+                "reproj. error px": (info.get("model") or {}).get("mean_reproj_error", np.nan),
+                "scale": info.get("scale", np.nan),
+                "3D-3D inliers": _fraction(info.get("inliers"), info.get("correspondences")),
+                "3D residual median": info.get("residual_median", np.nan),
+                "3D residual rmse": info.get("residual_rmse", np.nan),
+                "reason": info.get("reason") or "",
+            }
+        )
+    table = (
+        _table(pd.DataFrame(rows), markup=("condition",))
+        if rows
+        else "<p>registration.json lists no sequence.</p>"
+    )
     failed = img_status[~img_status["registered"].astype(bool)] if len(img_status) else img_status
     listed = failed.head(cfg.max_listed_images)
     missing = ""
     if len(failed):
-        lst = _table(pd.DataFrame({"image": listed.index, "sequence": listed["sequence"],
-                                   "reason": listed["reason"].fillna("")}))
+        lst = _table(
+            pd.DataFrame(
+                {"image": listed.index, "sequence": listed["sequence"], "reason": listed["reason"].fillna("")}
+            )
+        )
         more = f"<p>... and {len(failed) - len(listed)} more.</p>" if len(failed) > len(listed) else ""
-        missing = f"<details><summary>{len(failed)} unregistered image(s) and why</summary>{lst}{more}</details>"
+        missing = (
+            f"<details><summary>{len(failed)} unregistered image(s) and why</summary>{lst}{more}</details>"
+        )
     view = _top_view(build_dir, seq_cond, colors, tmp, cfg)
-    return (f"<section id='registration'><h2>Registration per sequence</h2>{table}{missing}{view}</section>")
+    return f"<section id='registration'><h2>Registration per sequence</h2>{table}{missing}{view}</section>"
 
 
 def _fraction(num: object, den: object) -> str:
     return "-" if num is None else (f"{num} / {den}" if den is not None else str(num))
 
 
-def _top_view(build_dir: Path, seq_cond: dict[str, str], colors: dict[str, tuple[int, int, int]], tmp: Path,
-              cfg: ReportConfig) -> str:
+def _top_view(
+    build_dir: Path,
+    seq_cond: dict[str, str],
+    colors: dict[str, tuple[int, int, int]],
+    tmp: Path,
+    cfg: ReportConfig,
+) -> str:
     models = load_models(build_dir)
     points: dict[str, list[np.ndarray]] = {}
     centres: dict[str, list[np.ndarray]] = {}
     for seq, rec in models.items():  # one model per sequence
-        cond = seq_cond.get(seq, "(none)")
+        cond = seq_cond.get(seq, UNKNOWN_CONDITION)
         points.setdefault(cond, []).append(model_points(rec))
-        centres.setdefault(cond, []).append(np.array(
-            [rec.image(i).projection_center() for i in rec.reg_image_ids()], np.float64).reshape(-1, 3))
+        centres.setdefault(cond, []).append(
+            np.array([rec.image(i).projection_center() for i in rec.reg_image_ids()], np.float64).reshape(
+                -1, 3
+            )
+        )
     colors = {c: colors.get(c, UNKNOWN_RGB) for c in points}
-    image = draw_top_view({c: np.concatenate(v) for c, v in points.items()},
-                          {c: np.concatenate(v) for c, v in centres.items()}, colors, cfg.top_view_size,
-                          cfg.top_view_max_points, cfg.seed)
+    image = draw_top_view(
+        {c: np.concatenate(v) for c, v in points.items()},
+        {c: np.concatenate(v) for c, v in centres.items()},
+        colors,
+        cfg.top_view_size,
+        cfg.top_view_max_points,
+        cfg.seed,
+    )
     name = _write_png(tmp / "img" / "top_view.png", image)
     legend = " ".join(f"{_swatch(c, colors)}" for c in sorted(points))
-    return (f"<figure>{_img(name, 'top view of the registered clouds')}<figcaption>Registered 3D points seen from "
-            f"above (plane of the two main directions), coloured by condition; discs are camera centres. "
-            f"{legend}</figcaption></figure>")
+    return (
+        f"<figure>{_img(name, 'top view of the registered clouds')}<figcaption>"
+        f"Registered 3D points seen from above (plane of the two main directions), coloured by "
+        f"condition; discs are camera centres. {legend}</figcaption></figure>"
+    )
 
 
 def _stats_section(store: CorrespondenceStore) -> str:
     stats = condition_pair_stats(store)
     colors = _conditions(store)
-    view = pd.DataFrame({
-        "reference": [_swatch(c, colors) for c in stats["reference"]],
-        "condition": [_swatch(c, colors) for c in stats["condition"]],
-        "split": stats["split"], "pairs": stats["pairs"], "matches": stats["matches"],
-        **{f"p{q}": stats[f"mpp_q{q}"] for q in QUANTILES},
-        "densified": stats["densified_share"],
-    })
-    return ("<section id='stats'><h2>Statistics per condition pair</h2>"
-            "<p>Matches per pair: quantiles p5 ... p95; densified: share of matches added by densification.</p>"
-            + _table(view, markup=("reference", "condition")) + "</section>")
+    view = pd.DataFrame(
+        {
+            "reference": [_swatch(c, colors) for c in stats["reference"]],
+            "condition": [_swatch(c, colors) for c in stats["condition"]],
+            "split": stats["split"],
+            "pairs": stats["pairs"],
+            "matches": stats["matches"],
+            **{f"p{q}": stats[f"mpp_q{q}"] for q in QUANTILES},
+            "densified": stats["densified_share"],
+        }
+    )
+    return (
+        "<section id='stats'><h2>Statistics per condition pair</h2>"
+        "<p>Matches per pair: quantiles p5 ... p95; densified: share of matches added by densification.</p>"
+        + _table(view, markup=("reference", "condition"))
+        + "</section>"
+    )
 
 
 def _histogram_section(store: CorrespondenceStore, tmp: Path, cfg: ReportConfig) -> str:
     counts = store.pairs["num_matches"].to_numpy()
     figures = [("matches_per_pair", "matches per pair", "matches", counts, None)]
-    for col, title, xlabel in (("dist3d", "3D distance of associated points", "dist3d (world units)"),
-                               ("weight", "match weight", "weight"),
-                               ("err0", "reprojection error, reference image", "err0 (px)"),
-                               ("err1", "reprojection error, other image", "err1 (px)")):
+    for col, title, xlabel in (
+        ("dist3d", "3D distance of associated points", "dist3d (world units)"),
+        ("weight", "match weight", "weight"),
+        ("err0", "reprojection error, reference image", "err0 (px)"),
+        ("err1", "reprojection error, other image", "err1 (px)"),
+    ):
         values = _column(store, col)
         finite = values[np.isfinite(values)]
         top = float(np.quantile(finite, cfg.upper_quantile)) if finite.size else 1.0
         figures.append((col, title, xlabel, values, 1.0 if col == "weight" else top))  # weight lies in (0, 1]
     cells = []
     for name, title, xlabel, values, top in figures:  # one PNG per histogram
-        image = draw_histogram(values, title, xlabel, cfg.histogram_bins, None if top is None else (0.0, top),
-                               cfg.histogram_size)
+        image = draw_histogram(
+            values, title, xlabel, cfg.histogram_bins, None if top is None else (0.0, top), cfg.histogram_size
+        )
         _write_png(tmp / "img" / f"{name}.png", image)
         nonfinite = int((~np.isfinite(np.asarray(values, np.float64))).sum())
         notes = []
@@ -311,7 +382,9 @@ def _histogram_section(store: CorrespondenceStore, tmp: Path, cfg: ReportConfig)
             notes.append(f"{nonfinite:,} non-finite value(s) left out.")
         caption = f"<figcaption>{_e(' '.join(notes))}</figcaption>" if notes else ""
         cells.append(f"<figure>{_img(f'{name}.png', title)}{caption}</figure>")
-    return "<section id='histograms'><h2>Histograms</h2><div class='grid'>" + "".join(cells) + "</div></section>"
+    return (
+        "<section id='histograms'><h2>Histograms</h2><div class='grid'>" + "".join(cells) + "</div></section>"
+    )
 
 
 def _column(store: CorrespondenceStore, name: str) -> np.ndarray:
@@ -320,26 +393,20 @@ def _column(store: CorrespondenceStore, name: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
-def _condition_pairs(store: CorrespondenceStore) -> pd.DataFrame:
-    """The pairs table with `reference` and `condition` columns (conditions of image 0 and image 1)."""
-    cond = store.images.set_index("image_id")["condition"].fillna("(none)")
-    return store.pairs.assign(reference=cond.reindex(store.pairs["image_id0"]).to_numpy(),
-                              condition=cond.reindex(store.pairs["image_id1"]).to_numpy())
-
-
-def truth_errors(store: CorrespondenceStore, truth_dir: str | os.PathLike, max_pairs: int = 30,
-                 seed: int = 0) -> pd.DataFrame:
+def truth_errors(
+    store: CorrespondenceStore, truth_dir: str | os.PathLike, max_pairs: int = 30, seed: int = 0
+) -> pd.DataFrame:
     """Per condition pair, on a random sample of at most `max_pairs` pairs: how far every match's
     (x1, y1) lies from the true position of (x0, y0) in the other image (synthetic scene only).
 
     Columns: reference, condition, pairs checked, matches, visible (share whose reference point is
     visible in the other image), median px, p90 px, < 1 px, < 3 px (shares of the visible ones).
     """
-    pairs = _condition_pairs(store)
+    pairs = store.pair_conditions()
     names = store.images.set_index("image_id")["image"]
     rows = []
     groups = list(pairs.groupby(["reference", "condition"], sort=True))
-    for (ref, other), group in tqdm(groups, desc="ground truth", unit="condition pair", leave=False):
+    for (ref, other), group in progress(groups, desc="ground truth", unit="condition pair", leave=False):
         chosen = group.sample(min(len(group), max_pairs), random_state=seed)
         errors = [np.zeros(0)]
         for pair in chosen.itertuples(index=False):  # a sample of pairs; matches vectorised inside
@@ -349,12 +416,19 @@ def truth_errors(store: CorrespondenceStore, truth_dir: str | os.PathLike, max_p
         err = np.concatenate(errors)
         seen = err[np.isfinite(err)]
         some = seen.size > 0
-        rows.append({"reference": ref, "condition": other, "pairs checked": len(chosen), "matches": err.size,
-                     "visible": seen.size / err.size if err.size else np.nan,
-                     "median px": float(np.median(seen)) if some else np.nan,
-                     "p90 px": float(np.quantile(seen, 0.9)) if some else np.nan,
-                     "< 1 px": float((seen < 1).mean()) if some else np.nan,
-                     "< 3 px": float((seen < 3).mean()) if some else np.nan})
+        rows.append(
+            {
+                "reference": ref,
+                "condition": other,
+                "pairs checked": len(chosen),
+                "matches": err.size,
+                "visible": seen.size / err.size if err.size else np.nan,
+                "median px": float(np.median(seen)) if some else np.nan,
+                "p90 px": float(np.quantile(seen, 0.9)) if some else np.nan,
+                "< 1 px": float((seen < 1).mean()) if some else np.nan,
+                "< 3 px": float((seen < 3).mean()) if some else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -363,36 +437,65 @@ def _truth_section(store: CorrespondenceStore, truth_dir: Path, cfg: ReportConfi
     colors = _conditions(store)
     table["reference"] = [_swatch(c, colors) for c in table["reference"]]
     table["condition"] = [_swatch(c, colors) for c in table["condition"]]
-    return ("<section id='truth'><h2>Against the ground truth</h2><p>Distance of every match's (x1, y1) to the "
-            "true position of (x0, y0) in the other image, on a random sample of at most "
-            f"{cfg.truth_max_pairs} pairs per condition pair; 'visible': share of matches whose reference point "
-            "is visible in the other image; the other columns are over the visible ones.</p>"
-            + _table(table, markup=("reference", "condition")) + "</section>")
+    return (
+        "<section id='truth'><h2>Against the ground truth</h2><p>Distance of every match's (x1, y1) to the "
+        "true position of (x0, y0) in the other image, on a random sample of at most "
+        f"{cfg.truth_max_pairs} pairs per condition pair; 'visible': share of matches whose reference point "
+        "is visible in the other image; the other columns are over the visible ones.</p>"
+        + _table(table, markup=("reference", "condition"))
+        + "</section>"
+    )
 
 
-def _examples_section(store: CorrespondenceStore, tmp: Path, truth_dir: str | os.PathLike | None,
-                      examples_per_pair: int, cfg: ReportConfig) -> str:
-    pairs = _condition_pairs(store)
+def _examples_section(
+    store: CorrespondenceStore,
+    tmp: Path,
+    truth_dir: str | os.PathLike | None,
+    examples_per_pair: int,
+    cfg: ReportConfig,
+) -> str:
+    pairs = store.pair_conditions()
     pairs = pairs[pairs["num_matches"] > 0]
     colour = "error" if truth_dir is not None else "weight"
     parts = []
     groups = list(pairs.groupby(["reference", "condition"], sort=True))
-    for (ref, other), group in tqdm(groups, desc="example pairs", unit="condition pair", leave=False):
-        chosen = group.sample(min(len(group), examples_per_pair), random_state=cfg.seed).sort_values("pair_id")
+    for (ref, other), group in progress(groups, desc="example pairs", unit="condition pair", leave=False):
+        chosen = group.sample(min(len(group), examples_per_pair), random_state=cfg.seed).sort_values(
+            "pair_id"
+        )
         figs = []
         for pair in chosen.itertuples(index=False):  # a few drawings per condition pair
             path = tmp / "img" / f"pair_{pair.pair_id}.png"
-            draw_pair(store, pair.pair_id, path, max_matches=cfg.example_max_matches, color=colour,
-                      truth_dir=truth_dir, seed=cfg.seed)
+            draw_pair(
+                store,
+                pair.pair_id,
+                path,
+                max_matches=cfg.example_max_matches,
+                color=colour,
+                truth_dir=truth_dir,
+                seed=cfg.seed,
+            )
             _shrink(path, cfg.example_width)
-            caption = f"pair {pair.pair_id}: {pair.num_matches:,} matches, overlap {pair.overlap:.2f}, split {pair.split}"
-            figs.append(f"<figure>{_img(path.name, f'pair {pair.pair_id}')}<figcaption>{_e(caption)}</figcaption></figure>")
+            caption = (
+                f"pair {pair.pair_id}: {pair.num_matches:,} matches, overlap {pair.overlap:.2f}, "
+                f"split {pair.split}"
+            )
+            figs.append(
+                f"<figure>{_img(path.name, f'pair {pair.pair_id}')}"
+                f"<figcaption>{_e(caption)}</figcaption></figure>"
+            )
         parts.append(f"<h3>{_e(ref)} &rarr; {_e(other)}</h3><div class='grid'>" + "".join(figs) + "</div>")
-    legend = ("lines coloured by pixel error against the ground truth (green = 0 px ... red = 5 px or more; grey = "
-              "not visible)" if truth_dir is not None else "lines coloured by match weight (blue = 0 ... red = 1)")
+    legend = (
+        "lines coloured by pixel error against the ground truth (green = 0 px ... red = 5 px or more; grey = "
+        "not visible)"
+        if truth_dir is not None
+        else "lines coloured by match weight (blue = 0 ... red = 1)"
+    )
     body = "".join(parts) if parts else "<p>No pair with matches.</p>"
-    return (f"<section id='examples'><h2>Example pairs</h2><p>Reference image left, other condition right; a random "
-            f"sample of at most {cfg.example_max_matches} matches, {legend}.</p>{body}</section>")
+    return (
+        f"<section id='examples'><h2>Example pairs</h2><p>Reference image left, other condition right; "
+        f"a random sample of at most {cfg.example_max_matches} matches, {legend}.</p>{body}</section>"
+    )
 
 
 def _shrink(path: Path, max_width: int) -> None:
@@ -403,24 +506,35 @@ def _shrink(path: Path, max_width: int) -> None:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1320px;color:#222;padding:0 16px}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1320px;
+color:#222;padding:0 16px}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:1.6em}
-table{border-collapse:collapse;margin:8px 0;font-size:.9em}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}
+table{border-collapse:collapse;margin:8px 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .sw{display:inline-block;width:.9em;height:.9em;margin-right:.35em;vertical-align:-.1em;border:1px solid #555}
 figure{margin:10px 0}figcaption{font-size:.85em;color:#555}img{max-width:100%;height:auto}
-.grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0}pre{background:#f7f7f7;padding:8px;overflow:auto}
+.grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0}
+pre{background:#f7f7f7;padding:8px;overflow:auto}
 nav a{margin-right:1em}
 """
 
 
 def _page(title: str, sections: list[str]) -> str:
-    links = [("summary", "summary"), ("registration", "registration"), ("stats", "statistics"),
-             ("histograms", "histograms"), ("truth", "ground truth"), ("examples", "examples")]
+    links = [
+        ("summary", "summary"),
+        ("registration", "registration"),
+        ("stats", "statistics"),
+        ("histograms", "histograms"),
+        ("truth", "ground truth"),
+        ("examples", "examples"),
+    ]
     nav = " ".join(f"<a href='#{a}'>{t}</a>" for a, t in links if f"id='{a}'" in "".join(sections))
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
-            f"<body><h1>{_e(title)}</h1><nav>{nav}</nav>{''.join(sections)}</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
+        f"<body><h1>{_e(title)}</h1><nav>{nav}</nav>{''.join(sections)}</body></html>\n"
+    )
 
 
 __all__ = ["ReportConfig", "ReportError", "draw_top_view", "truth_errors", "write_report"]

@@ -5,85 +5,35 @@ order of first appearance of the manifest's `camera` ids, so that every model ma
 the database carries the same ids. Features are extracted here (not by COLMAP's image
 reader) so that manifest masks are applied and unreadable images are recorded with
 their reason instead of being dropped silently. Keypoints stay in COLMAP's pixel
-convention (ours + 0.5) inside the database and the models.
+convention (ours + 0.5) inside the database and the models. Which pairs are matched is
+decided in `pairs.py`; `match` matches and verifies them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pycolmap
-from tqdm import tqdm
 
+from xseason.core.colmap import camera_to_colmap, quiet_logs
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
+from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
+from xseason.sfm.config import FeatureConfig, MatchingConfig
+from xseason.sfm.paths import BuildPaths
 
-pycolmap.logging.minloglevel = 2
+log = logging.getLogger(__name__)
 
 
 class FeatureError(XSeasonError):
     """The feature database cannot be used for this manifest."""
-
-
-@dataclass
-class FeatureConfig:
-    """SIFT extraction (pycolmap)."""
-
-    max_num_features: int = 8192  # per image, strongest kept
-    peak_threshold: float = 0.002  # COLMAP's 0.0067 finds ~4x fewer correct night-day matches on `demo`
-    edge_threshold: float = 10.0  # SIFT edge-response rejection
-    first_octave: int = -1  # -1 upsamples the image once: more, finer features
-    domain_size_pooling: bool = False  # DSP-SIFT descriptors (slower, more robust to appearance change)
-    darkness_adaptivity: bool = True  # adapt the peak threshold to dark images (night)
-    default_focal_factor: float = 1.2  # unknown intrinsics: SIMPLE_RADIAL, f = factor * max(w, h)
-
-    def validate(self) -> None:
-        if self.max_num_features < 1:
-            raise ValueError("max_num_features must be >= 1")
-        if self.default_focal_factor <= 0:
-            raise ValueError("default_focal_factor must be > 0")
-
-    def options(self) -> pycolmap.FeatureExtractionOptions:
-        opts = pycolmap.FeatureExtractionOptions()
-        opts.num_threads = 1
-        sift = opts.sift
-        sift.max_num_features = self.max_num_features
-        sift.peak_threshold = self.peak_threshold
-        sift.edge_threshold = self.edge_threshold
-        sift.first_octave = self.first_octave
-        sift.domain_size_pooling = self.domain_size_pooling
-        sift.darkness_adaptivity = self.darkness_adaptivity
-        return opts
-
-
-@dataclass
-class MatchingConfig:
-    """Which image pairs are matched, and the matcher / verification settings."""
-
-    exhaustive_max_images: int = 40  # a sequence up to this size is matched exhaustively
-    sequential_overlap: int = 10  # else: each image with its next `overlap` images
-    cross_neighbors: int = 5  # with known poses/priors: nearest images of the other sequence
-    cross_max_angle: float = 45.0  # degrees between viewing directions (posed images only)
-    cross_max_pairs: int = 600  # without positions: exhaustive, subsampled to this many pairs
-    localize_max_pairs: int = 40  # pairs per image registered one by one (absolute pose)
-    max_ratio: float = 0.8  # Lowe's ratio test
-    max_distance: float = 0.7  # max descriptor distance (normalised)
-    cross_check: bool = True  # keep mutual nearest neighbours only
-    min_num_inliers: int = 15  # per verified pair
-    max_error: float = 4.0  # pixels, two-view RANSAC
-    num_threads: int = -1  # -1 = all cores
-
-    def validate(self) -> None:
-        if self.sequential_overlap < 1 or self.cross_neighbors < 1:
-            raise ValueError("sequential_overlap and cross_neighbors must be >= 1")
-        if not 0 < self.cross_max_angle <= 180:
-            raise ValueError("cross_max_angle must be in (0, 180]")
 
 
 @dataclass
@@ -100,41 +50,39 @@ class FeatureIndex:
         return [r.image for r in records if r.image in self.image_ids]
 
 
-def image_root(manifest: Manifest) -> Path:
-    """Folder that, joined with a manifest `image` string, gives the image file."""
-    return Path(manifest.root)
-
-
-def extract(manifest: Manifest, work_dir: Path, cfg: FeatureConfig) -> FeatureIndex:
-    """Fill `work_dir/database.db` with cameras, images and SIFT features (skips what is there).
+def extract(manifest: Manifest, paths: BuildPaths, cfg: FeatureConfig) -> FeatureIndex:
+    """Fill the build's database with cameras, images and SIFT features (skips what is there).
 
     Unreadable images and images whose mask cannot be used are recorded in the returned
-    index (and `work_dir/features.json`) with their reason; the build goes on without them.
+    index (and `paths.features`) with their reason; the build goes on without them.
     """
-    work_dir.mkdir(parents=True, exist_ok=True)
-    db_path, done_path = work_dir / "database.db", work_dir / "features.json"
+    quiet_logs()
+    paths.colmap.mkdir(parents=True, exist_ok=True)
+    db_path = paths.database
     camera_ids = {cam: i + 1 for i, cam in enumerate(dict.fromkeys(r.camera for r in manifest.images))}
     wanted = {r.image: i + 1 for i, r in enumerate(manifest.images)}
-    if done_path.exists():
-        state = json.loads(done_path.read_text())
+    if paths.features.exists():
+        state = json.loads(paths.features.read_text())
         if state.get("manifest") == manifest.checksum:
+            log.info("features: reused from %s (extracted for this manifest)", db_path)
             return FeatureIndex(db_path, state["image_ids"], camera_ids, state["skipped"])
     skipped: dict[str, str] = {}
     extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
     db = pycolmap.Database.open(db_path)
     try:
         _check_existing(db, wanted, db_path)
-        for rec in tqdm(manifest.images, desc="features", unit="img", leave=False):
+        for rec in progress(manifest.images, desc="features", unit="img", leave=False):
             image_id = wanted[rec.image]
             if db.exists_image(image_id) and db.exists_keypoints(image_id):
                 continue
             reason = _extract_one(db, extractor, rec, image_id, camera_ids[rec.camera], cfg)
             if reason:
+                log.warning("%s: skipped: %s", rec.image, reason)
                 skipped[rec.image] = reason
     finally:
         db.close()
     image_ids = {name: i for name, i in wanted.items() if name not in skipped}
-    write_json(done_path, {"manifest": manifest.checksum, "image_ids": image_ids, "skipped": skipped})
+    write_json(paths.features, {"manifest": manifest.checksum, "image_ids": image_ids, "skipped": skipped})
     return FeatureIndex(db_path, image_ids, camera_ids, skipped)
 
 
@@ -147,7 +95,14 @@ def _check_existing(db: pycolmap.Database, wanted: dict[str, int], db_path: Path
             )
 
 
-def _extract_one(db, extractor, rec: ImageRecord, image_id: int, camera_id: int, cfg: FeatureConfig) -> str | None:
+def _extract_one(
+    db: pycolmap.Database,
+    extractor: pycolmap.FeatureExtractor,
+    rec: ImageRecord,
+    image_id: int,
+    camera_id: int,
+    cfg: FeatureConfig,
+) -> str | None:
     """Extract and store the features of one image; return a reason when it is skipped."""
     gray = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
     if gray is None or gray.size == 0:
@@ -182,64 +137,25 @@ def _extract_one(db, extractor, rec: ImageRecord, image_id: int, camera_id: int,
             frame.add_data_id(image.data_id)
             db.write_frame(frame, use_frame_id=True)
         db.write_keypoints(image_id, np.ascontiguousarray(kps, dtype=np.float32))
-        db.write_descriptors(image_id, pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc)))
+        stored = pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc))
+        db.write_descriptors(image_id, stored)
     return None
 
 
-def _make_camera(rec: ImageRecord, camera_id: int, width: int, height: int, cfg: FeatureConfig) -> pycolmap.Camera:
+def _make_camera(
+    rec: ImageRecord, camera_id: int, width: int, height: int, cfg: FeatureConfig
+) -> pycolmap.Camera:
+    """The database camera of `rec`'s camera id (`ImageRecord.camera_for` at the image's size)."""
+    camera = camera_to_colmap(rec.camera_for(width, height, cfg.default_focal_factor), camera_id)
     if rec.camera_model is not None and rec.camera_params is not None:
-        camera = pycolmap.Camera(model=rec.camera_model, width=width, height=height, params=list(rec.camera_params))
-        # Known intrinsics: calibrated two-view verification, and COLMAP's mapper does not re-estimate the focal.
+        # Known intrinsics: calibrated two-view verification, and the mapper does not re-estimate the focal.
         camera.has_prior_focal_length = True
-    else:
-        focal = cfg.default_focal_factor * max(width, height)
-        camera = pycolmap.Camera.create_from_model_name(camera_id, "SIMPLE_RADIAL", focal, width, height)
-    camera.camera_id = camera_id
     return camera
 
 
-def sequence_pairs(names: Sequence[str], cfg: MatchingConfig) -> list[tuple[str, str]]:
-    """Pairs within one sequence (names in capture order): exhaustive when small, else sequential."""
-    n = len(names)
-    window = n if n <= cfg.exhaustive_max_images else cfg.sequential_overlap
-    i, j = np.triu_indices(n, k=1)
-    keep = j - i <= window
-    return [(names[a], names[b]) for a, b in zip(i[keep], j[keep])]
-
-
-def spatial_pairs(
-    names0: Sequence[str], centers0: np.ndarray, dirs0: np.ndarray | None,
-    names1: Sequence[str], centers1: np.ndarray, dirs1: np.ndarray | None, cfg: MatchingConfig,
-) -> list[tuple[str, str]]:
-    """Each image of set 0 with its nearest images of set 1 that look the same way (when known)."""
-    if not len(names0) or not len(names1):
-        return []
-    dist = np.linalg.norm(centers0[:, None] - centers1[None], axis=-1)
-    if dirs0 is not None and dirs1 is not None:
-        dist[dirs0 @ dirs1.T < np.cos(np.radians(cfg.cross_max_angle))] = np.inf
-    k = min(cfg.cross_neighbors, len(names1))
-    nearest = np.argsort(dist, axis=1)[:, :k]
-    rows = np.repeat(np.arange(len(names0)), k)
-    cols = nearest.ravel()
-    ok = np.isfinite(dist[rows, cols])
-    return [(names0[a], names1[b]) for a, b in zip(rows[ok], cols[ok])]
-
-
-def capped_pairs(names0: Sequence[str], names1: Sequence[str], max_pairs: int) -> list[tuple[str, str]]:
-    """All pairs between two sets, both evenly subsampled so that at most `max_pairs` remain."""
-    n0, n1 = len(names0), len(names1)
-    if not n0 or not n1:
-        return []
-    ratio = min(1.0, np.sqrt(max_pairs / (n0 * n1)))
-    k0, k1 = max(1, int(n0 * ratio)), max(1, int(n1 * ratio))
-    k0 = min(n0, max(k0, max_pairs // k1))
-    pick0 = np.unique(np.linspace(0, n0 - 1, k0).round().astype(int))
-    pick1 = np.unique(np.linspace(0, n1 - 1, k1).round().astype(int))
-    return [(names0[a], names1[b]) for a in pick0 for b in pick1]
-
-
-def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], work_dir: Path, cfg: MatchingConfig, tag: str) -> int:
-    """Match and verify `pairs` (pairs already in the database are skipped); return the number of new pairs."""
+def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path, cfg: MatchingConfig) -> int:
+    """Match and verify `pairs` (those already in the database are skipped; the others are listed in
+    `pair_list` for COLMAP); return the number of new pairs."""
     seen: set[tuple[str, str]] = set()
     todo = []
     db = pycolmap.Database.open(index.db_path)
@@ -255,13 +171,14 @@ def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], work_dir: Path,
         db.close()
     if not todo:
         return 0
-    with atomic_path(work_dir / f"pairs-{tag}.txt") as tmp:
+    with atomic_path(pair_list) as tmp:
         tmp.write_text("".join(f"{a} {b}\n" for a, b in todo))
     pairing = pycolmap.ImportedPairingOptions()
-    pairing.match_list_path = str(work_dir / f"pairs-{tag}.txt")
+    pairing.match_list_path = str(pair_list)
     opts = pycolmap.FeatureMatchingOptions()
     opts.num_threads = cfg.num_threads
-    opts.sift.max_ratio, opts.sift.max_distance, opts.sift.cross_check = cfg.max_ratio, cfg.max_distance, cfg.cross_check
+    opts.sift.max_ratio, opts.sift.max_distance = cfg.max_ratio, cfg.max_distance
+    opts.sift.cross_check = cfg.cross_check
     verify = pycolmap.TwoViewGeometryOptions()
     verify.min_num_inliers = cfg.min_num_inliers
     verify.ransac.max_error = cfg.max_error
@@ -278,7 +195,7 @@ def verified_matches(index: FeatureIndex) -> dict[tuple[int, int], np.ndarray]:
     finally:
         db.close()
     out = {}
-    for pair_id, geom in zip(pair_ids, geoms):
+    for pair_id, geom in zip(pair_ids, geoms, strict=True):
         inliers = np.asarray(geom.inlier_matches)
         if len(inliers):
             out[tuple(int(i) for i in pycolmap.pair_id_to_image_pair(pair_id))] = inliers.reshape(-1, 2)
@@ -299,5 +216,14 @@ def read_camera(index: FeatureIndex, camera_id: int) -> pycolmap.Camera:
     db = pycolmap.Database.open(index.db_path)
     try:
         return db.read_camera(camera_id)
+    finally:
+        db.close()
+
+
+def image_camera_ids(index: FeatureIndex) -> dict[int, int]:
+    """Database image id -> database camera id."""
+    db = pycolmap.Database.open(index.db_path)
+    try:
+        return {im.image_id: im.camera_id for im in db.read_all_images()}
     finally:
         db.close()

@@ -8,13 +8,26 @@ See README.md in this folder for the scene, conventions and file layout.
 
 from xseason.synth.cameras import View, make_views, synth_camera
 from xseason.synth.conditions import CONDITIONS, Condition
-from xseason.synth.config import PRESETS, SequenceSpec, SynthConfig, WorldConfig, synth_config
+from xseason.synth.config import SequenceSpec, SynthConfig, WorldConfig, preset_names, synth_config
 from xseason.synth.render import Rendered
 from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES
 from xseason.synth.writer import render_images, render_scene, write_manifest
 
 __all__ = [
-    "CLASS_NAMES", "CONDITIONS", "Condition", "MOVING_CLASSES", "PRESETS", "Rendered", "SequenceSpec",
-    "SynthConfig", "View", "WorldConfig", "make_views", "render_images", "render_scene", "synth_camera",
-    "synth_config", "write_manifest",
+    "CLASS_NAMES",
+    "CONDITIONS",
+    "Condition",
+    "MOVING_CLASSES",
+    "Rendered",
+    "SequenceSpec",
+    "SynthConfig",
+    "View",
+    "WorldConfig",
+    "make_views",
+    "render_images",
+    "render_scene",
+    "synth_camera",
+    "preset_names",
+    "synth_config",
+    "write_manifest",
 ]

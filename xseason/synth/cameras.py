@@ -1,6 +1,6 @@
 """Cameras and trajectories: one PINHOLE camera, traversals along +x through the street.
 
-Camera frame as in CONTRACTS section 1: x right, y down, z forward. A camera with heading
+Camera frame as in docs/FORMAT.md §1: x right, y down, z forward. A camera with heading
 0 and pitch 0 looks along world +x with world +z up in the image. Each sequence rides at
 its own lateral offset, height, heading and pitch, with small seeded sinusoidal wobbles in
 lateral position and heading, so traversals never repeat each other's viewpoints.
@@ -54,15 +54,24 @@ def make_views(cfg: SynthConfig) -> list[View]:
         rng = np.random.default_rng([cfg.seed, 6, si])
         ph = rng.uniform(0, 2 * np.pi, 2)
         for j in range(cfg.images_per_sequence):
-            centre = np.array([
-                spec.start_x + j * cfg.spacing,
-                spec.lateral + 0.15 * np.sin(ph[0] + 0.35 * j),
-                spec.height,
-            ])
+            centre = np.array(
+                [
+                    spec.start_x + j * cfg.spacing,
+                    spec.lateral + 0.15 * np.sin(ph[0] + 0.35 * j),
+                    spec.height,
+                ]
+            )
             yaw = np.radians(spec.heading_deg + cfg.yaw_wobble_deg * np.sin(ph[1] + 0.25 * j))
-            out.append(View(
-                image=f"images/{name}/{j:04d}.png", sequence=name, seq_index=si, index=j,
-                condition=spec.condition, camera=camera, pose=look_pose(centre, yaw, np.radians(spec.pitch_deg)),
-                timestamp=round(si * 86400.0 + j * cfg.spacing / 5.0, 3),
-            ))
+            out.append(
+                View(
+                    image=f"images/{name}/{j:04d}.png",
+                    sequence=name,
+                    seq_index=si,
+                    index=j,
+                    condition=spec.condition,
+                    camera=camera,
+                    pose=look_pose(centre, yaw, np.radians(spec.pitch_deg)),
+                    timestamp=round(si * 86400.0 + j * cfg.spacing / 5.0, 3),
+                )
+            )
     return out

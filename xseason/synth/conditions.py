@@ -42,34 +42,38 @@ class Condition:
     rain: float = 0.0  # rain-streak strength
 
 
-CONDITIONS: dict[str, Condition] = {
-    c.name: c
-    for c in [
-        Condition(
-            "summer-day", "summer", "day", "sun", "summer",
-            sun=(1.25, 1.15, 1.0), ambient=(0.32, 0.38, 0.5), clouds=0.35,
-        ),
-        Condition(
-            "autumn-overcast", "autumn", "day", "overcast", "autumn",
-            ambient=(0.78, 0.78, 0.8), sky_top=(0.62, 0.64, 0.68), sky_horizon=(0.75, 0.76, 0.78), clouds=0.25,
-            exposure=1.05,
-        ),
-        Condition(
-            "winter-snow", "winter", "day", "snow", "none",
-            sun_dir=_unit([0.6, -0.5, 0.35]), sun=(0.55, 0.55, 0.6), ambient=(0.5, 0.55, 0.66),
-            sky_top=(0.62, 0.68, 0.78), sky_horizon=(0.82, 0.84, 0.88), clouds=0.2, snow=1.0,
-            fog=0.003, fog_colour=(0.8, 0.82, 0.86), exposure=0.95,
-        ),
-        Condition(
-            "night", "summer", "night", "clear", "summer",
-            ambient=(0.008, 0.01, 0.02), sky_top=(0.004, 0.006, 0.015), sky_horizon=(0.03, 0.03, 0.05),
-            lamps=1.0, windows=0.35, exposure=2.2, noise=0.025,
-        ),
-        Condition(
-            "dusk-rain", "spring", "dusk", "rain", "summer",
-            ambient=(0.2, 0.19, 0.22), sky_top=(0.16, 0.16, 0.2), sky_horizon=(0.32, 0.28, 0.3), clouds=0.3,
-            wet=0.8, fog=0.012, fog_colour=(0.27, 0.26, 0.3), lamps=0.7, windows=0.25, exposure=1.5,
-            noise=0.01, rain=0.2,
-        ),
-    ]
-}
+# The conditions, one column each, in the order of _NAMES: a row per field of Condition (None keeps
+# the field's default).
+_NAMES = ("summer-day", "autumn-overcast", "winter-snow", "night", "dusk-rain")
+_TABLE = dict(
+    season=("summer", "autumn", "winter", "summer", "spring"),
+    daytime=("day", "day", "day", "night", "dusk"),
+    weather=("sun", "overcast", "snow", "clear", "rain"),
+    leaves=("summer", "autumn", "none", "summer", "summer"),
+    sun_dir=(None, None, _unit([0.6, -0.5, 0.35]), None, None),
+    sun=((1.25, 1.15, 1.0), None, (0.55, 0.55, 0.6), None, None),
+    ambient=((0.32, 0.38, 0.5), (0.78, 0.78, 0.8), (0.5, 0.55, 0.66), (0.008, 0.01, 0.02), (0.2, 0.19, 0.22)),
+    sky_top=(None, (0.62, 0.64, 0.68), (0.62, 0.68, 0.78), (0.004, 0.006, 0.015), (0.16, 0.16, 0.2)),
+    sky_horizon=(None, (0.75, 0.76, 0.78), (0.82, 0.84, 0.88), (0.03, 0.03, 0.05), (0.32, 0.28, 0.3)),
+    clouds=(0.35, 0.25, 0.2, None, 0.3),
+    snow=(None, None, 1.0, None, None),
+    wet=(None, None, None, None, 0.8),
+    fog=(None, None, 0.003, None, 0.012),
+    fog_colour=(None, None, (0.8, 0.82, 0.86), None, (0.27, 0.26, 0.3)),
+    lamps=(None, None, None, 1.0, 0.7),
+    windows=(None, None, None, 0.35, 0.25),
+    exposure=(None, 1.05, 0.95, 2.2, 1.5),
+    noise=(None, None, None, 0.025, 0.01),
+    rain=(None, None, None, None, 0.2),
+)
+
+
+def _from_table(names: tuple[str, ...], table: dict[str, tuple]) -> dict[str, Condition]:
+    """One Condition per column of `table` (None: the field's default), by name."""
+    return {
+        name: Condition(name, **{field: row[k] for field, row in table.items() if row[k] is not None})
+        for k, name in enumerate(names)
+    }
+
+
+CONDITIONS: dict[str, Condition] = _from_table(_NAMES, _TABLE)

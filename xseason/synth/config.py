@@ -1,7 +1,7 @@
 """Configuration of the built-in scene: `SynthConfig` (dataclasses, YAML-loadable) and the presets.
 
-Presets: `tiny` (unit-test scene: 5 conditions x 8 images at 320x240, a few seconds) and
-`demo` (6 traversals x 30 images at 640x480). A YAML file (`--config`) and `key=value`
+Presets (`presets/<name>.yaml`): `tiny` (unit-test scene: 5 conditions x 8 images at 320x240, a few
+seconds) and `demo` (6 traversals x 30 images at 640x480). A YAML file (`--config`) and `key=value`
 overrides (`--set`) are applied on top of the chosen preset, in that order.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import yaml
 
 from xseason.core.config import load_config
 from xseason.core.errors import ConfigError
@@ -46,7 +47,9 @@ class SequenceSpec:
 
     condition: str
     name: str = ""  # default: "<index>-<condition>", e.g. "00-summer-day"
-    lateral: float = 0.0  # y of the camera path (road centre = 0; keep |lateral| < 1.3 to stay out of parked cars)
+    lateral: float = (
+        0.0  # y of the camera path (road centre = 0; keep |lateral| < 1.3 to stay out of parked cars)
+    )
     height: float = 1.6
     heading_deg: float = 0.0  # yaw relative to +x (positive = to the left, towards +y)
     pitch_deg: float = 0.0  # positive = up
@@ -86,7 +89,9 @@ class SynthConfig:
             if s.condition not in CONDITIONS:
                 raise ValueError(f"unknown condition {s.condition!r}; known: {', '.join(CONDITIONS)}")
             if abs(s.lateral) > 2.0:
-                raise ValueError(f"sequence {s.name or s.condition}: |lateral| must be <= 2 m (inside the road)")
+                raise ValueError(
+                    f"sequence {s.name or s.condition}: |lateral| must be <= 2 m (inside the road)"
+                )
         names = self.sequence_names()
         if len(set(names)) != len(names):
             raise ValueError(f"sequence names must be unique, got {names}")
@@ -98,40 +103,22 @@ class SynthConfig:
         return [s.name or f"{i:02d}-{s.condition}" for i, s in enumerate(self.sequences)]
 
 
-def _seq(condition: str, lateral: float, height: float, heading: float, pitch: float = 0.0) -> dict[str, Any]:
-    return dict(condition=condition, lateral=lateral, height=height, heading_deg=heading, pitch_deg=pitch)
+PRESET_DIR = Path(__file__).with_name("presets")  # <name>.yaml: the settings that differ from the defaults
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "demo": dict(
-        sequences=[
-            _seq("summer-day", 0.0, 1.6, 0.0),
-            _seq("autumn-overcast", 0.7, 1.9, 7.0, 2.0),
-            _seq("winter-snow", -0.6, 1.5, -7.0),
-            _seq("night", 0.4, 1.7, 4.0),
-            _seq("dusk-rain", -0.3, 2.1, -4.0, -2.0),
-            _seq("summer-day", -0.9, 1.8, 10.0, 1.0) | {"name": "05-summer-day-b"},
-        ],
-    ),
-    "tiny": dict(
-        width=320, height=240, images_per_sequence=8, spacing=1.0,
-        world=dict(x_start=-15.0, x_end=55.0, leaves_per_tree=500),
-        sequences=[
-            _seq("summer-day", 0.0, 1.6, 0.0),
-            _seq("autumn-overcast", 0.6, 1.9, 6.0, 2.0),
-            _seq("winter-snow", -0.5, 1.5, -6.0),
-            _seq("night", 0.3, 1.7, 3.0),
-            _seq("dusk-rain", -0.3, 2.0, -3.0, -2.0),
-        ],
-    ),
-}
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def synth_config(
-    preset: str = "demo", path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None
+    preset: str = "demo",
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
 ) -> SynthConfig:
     """The preset, then the YAML file at `path`, then `a.b=value` overrides, then `seed` (if given)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if preset not in preset_names():
+        raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(preset_names())}")
+    defaults = yaml.safe_load((PRESET_DIR / f"{preset}.yaml").read_text())
     overrides = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
-    return load_config(SynthConfig, path, overrides, defaults=PRESETS[preset])
+    return load_config(SynthConfig, path, overrides, defaults=defaults)

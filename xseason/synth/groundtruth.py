@@ -36,8 +36,16 @@ from xseason.core.geometry import Camera, Pose, in_image, project_points
 from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES
 
 __all__ = [
-    "CLASS_NAMES", "MOVING_CLASSES", "ImageTruth", "SceneTruth", "load_truth", "sample_depth", "world_points",
-    "true_matches", "true_overlap", "exact_depth_known",
+    "CLASS_NAMES",
+    "MOVING_CLASSES",
+    "ImageTruth",
+    "SceneTruth",
+    "load_truth",
+    "sample_depth",
+    "world_points",
+    "true_matches",
+    "true_overlap",
+    "exact_depth_known",
 ]
 
 TRUTH_FILE = "truth.json"
@@ -56,7 +64,9 @@ class ImageTruth:
 class SceneTruth:
     """Ground truth of one generated scene; per-image maps are loaded on demand (LRU cache)."""
 
-    def __init__(self, root: Path, images: dict[str, ImageTruth], files: dict[str, dict[str, str]], cache: int = 32):
+    def __init__(
+        self, root: Path, images: dict[str, ImageTruth], files: dict[str, dict[str, str]], cache: int = 32
+    ):
         self.root = root
         self.images = images
         self._files = files
@@ -115,13 +125,22 @@ def load_truth(scene_dir: str | Path) -> SceneTruth:
     try:
         data = json.loads(path.read_text())
         if data.get("format") != "xseason-synth-truth" or data.get("version") != 1:
-            raise DatasetFormatError(f"{path}: unsupported format {data.get('format')!r} version {data.get('version')!r}")
+            raise DatasetFormatError(
+                f"{path}: unsupported format {data.get('format')!r} version {data.get('version')!r}"
+            )
         images, files = {}, {}
         for name, rec in data["images"].items():
             cam = rec["camera"]
             images[name] = ImageTruth(
-                name, rec["sequence"], rec["condition"],
-                Camera(cam["model"], int(cam["width"]), int(cam["height"]), tuple(float(p) for p in cam["params"])),
+                name,
+                rec["sequence"],
+                rec["condition"],
+                Camera(
+                    cam["model"],
+                    int(cam["width"]),
+                    int(cam["height"]),
+                    tuple(float(p) for p in cam["params"]),
+                ),
                 Pose.from_qt(rec["qvec"], rec["tvec"]),
             )
             files[name] = {k: rec[k] for k in ("depth", "label", "mask")}
@@ -130,7 +149,9 @@ def load_truth(scene_dir: str | Path) -> SceneTruth:
     return SceneTruth(root, images, files)
 
 
-def sample_depth(depth: np.ndarray, labels: np.ndarray, pixels: np.ndarray, fallback: bool = False) -> np.ndarray:
+def sample_depth(
+    depth: np.ndarray, labels: np.ndarray, pixels: np.ndarray, fallback: bool = False
+) -> np.ndarray:
     """z-depth at (N, 2) sub-pixel positions: exact on planar neighbourhoods, NaN elsewhere;
     with `fallback`, the nearest pixel's depth where the exact one is undefined (module doc)."""
     out = _exact_depth(depth, labels, pixels)
@@ -163,7 +184,7 @@ def _depth_range(depth: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.
     return np.fmin.reduce(d, axis=1), np.fmax.reduce(d, axis=1)
 
 
-def exact_depth_known(truth: "SceneTruth", name: str, pixels: np.ndarray) -> np.ndarray:
+def exact_depth_known(truth: SceneTruth, name: str, pixels: np.ndarray) -> np.ndarray:
     """(N,) bool: whether the exact sub-pixel depth is defined at these pixels of image `name`."""
     return np.isfinite(_exact_depth(truth.depth(name), truth.labels(name), pixels))
 
@@ -176,7 +197,15 @@ def _exact_depth(depth: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> n
     x, y = np.where(finite, px[:, 0], -10.0), np.where(finite, px[:, 1], -10.0)
     # Integer queries: the pixel's own depth.
     xi, yi = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
-    exact = finite & (np.abs(x - xi) < 1e-9) & (np.abs(y - yi) < 1e-9) & (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    exact = (
+        finite
+        & (np.abs(x - xi) < 1e-9)
+        & (np.abs(y - yi) < 1e-9)
+        & (xi >= 0)
+        & (xi < w)
+        & (yi >= 0)
+        & (yi < h)
+    )
     d = depth[yi[exact], xi[exact]].astype(np.float64)
     out[np.flatnonzero(exact)[d > 0]] = d[d > 0]
     # Sub-pixel queries: bilinear inverse depth on one plane.
@@ -186,7 +215,9 @@ def _exact_depth(depth: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> n
     if len(idx) == 0:
         return out
     x0, y0, fx, fy = x0[idx], y0[idx], (x - np.floor(x))[idx], (y - np.floor(y))[idx]
-    d4 = np.stack([depth[y0, x0], depth[y0, x0 + 1], depth[y0 + 1, x0], depth[y0 + 1, x0 + 1]], 1).astype(np.float64)
+    d4 = np.stack([depth[y0, x0], depth[y0, x0 + 1], depth[y0 + 1, x0], depth[y0 + 1, x0 + 1]], 1).astype(
+        np.float64
+    )
     l4 = np.stack([labels[y0, x0], labels[y0, x0 + 1], labels[y0 + 1, x0], labels[y0 + 1, x0 + 1]], 1)
     ok = np.all(d4 > 0, axis=1) & np.all(l4 == l4[:, :1], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -199,8 +230,11 @@ def _exact_depth(depth: np.ndarray, labels: np.ndarray, pixels: np.ndarray) -> n
     return out
 
 
-def _block_is_planar(depth: np.ndarray, labels: np.ndarray, x0: np.ndarray, y0: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """True where the 4 x 4 block around the 2 x 2 cell is one plane (True near the border: 2 x 2 test only)."""
+def _block_is_planar(
+    depth: np.ndarray, labels: np.ndarray, x0: np.ndarray, y0: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """True where the 4 x 4 block around the 2 x 2 cell is one plane (True near the border:
+    2 x 2 test only)."""
     h, w = depth.shape
     inner = (x0 >= 1) & (x0 < w - 2) & (y0 >= 1) & (y0 < h - 2)
     ok = np.ones(len(x0), bool)
@@ -229,7 +263,11 @@ def world_points(truth: SceneTruth, name: str, pixels: np.ndarray, fallback: boo
 
 
 def true_matches(
-    truth: SceneTruth, name_a: str, name_b: str, pixels_a: np.ndarray, occlusion_tol: float = 0.01,
+    truth: SceneTruth,
+    name_a: str,
+    name_b: str,
+    pixels_a: np.ndarray,
+    occlusion_tol: float = 0.01,
     fallback: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """True positions in image b of (N, 2) pixels of image a, and whether each is visible in b.
@@ -272,7 +310,7 @@ def _on_moving(truth: SceneTruth, name: str, pixels: np.ndarray) -> np.ndarray:
 def true_overlap(truth: SceneTruth, name_a: str, name_b: str, stride: int = 4) -> float:
     """Share of a's pixels with known depth (on a grid of `stride`) that are visible in b."""
     cam = truth.image(name_a).camera
-    v, u = np.mgrid[0:cam.height:stride, 0:cam.width:stride]
+    v, u = np.mgrid[0 : cam.height : stride, 0 : cam.width : stride]
     px = np.stack([u.ravel(), v.ravel()], 1).astype(np.float64)
     valid = truth.depth(name_a)[v.ravel(), u.ravel()] > 0
     if not valid.any():

@@ -49,7 +49,9 @@ def value_noise(p: np.ndarray, freq: float, seed: int = 0) -> np.ndarray:
     w = f * f * (3.0 - 2.0 * f)
     k = i.astype(np.int32).view(np.uint32)
     base = k[:, 0] * _P[0] + k[:, 1] * _P[1] + k[:, 2] * _P[2] + np.uint32(seed * 0x9E3779B1 % 2**32)
-    vals = _mix(base[:, None] + _CORNER_KEYS).astype(np.float32) * np.float32(1.0 / 2**32)  # (N, 8), corner order x, y, z
+    vals = _mix(base[:, None] + _CORNER_KEYS).astype(np.float32) * np.float32(
+        1.0 / 2**32
+    )  # (N, 8), corner order x, y, z
     wx, wy, wz = w[:, 0:1], w[:, 1:2], w[:, 2:3]
     v = vals.reshape(-1, 2, 4)
     vx = v[:, 0] * (1 - wx) + v[:, 1] * wx  # (N, 4): (y, z)
@@ -62,7 +64,9 @@ def octave_weight(freq: float, fp: np.ndarray) -> np.ndarray:
     return np.clip(2.0 - 4.0 * freq * fp, 0.0, 1.0)
 
 
-def fbm(p: np.ndarray, fp: np.ndarray, freq: float, octaves: int, seed: int = 0, gain: float = 0.5) -> np.ndarray:
+def fbm(
+    p: np.ndarray, fp: np.ndarray, freq: float, octaves: int, seed: int = 0, gain: float = 0.5
+) -> np.ndarray:
     """Band-limited fractal noise, zero mean, roughly in [-1, 1]; octaves above Nyquist fade to 0.
 
     Each octave is evaluated only at the points where it is not faded out.
@@ -83,7 +87,8 @@ def fbm(p: np.ndarray, fp: np.ndarray, freq: float, octaves: int, seed: int = 0,
 
 
 def pulse(x: np.ndarray, period: float | np.ndarray, width: float | np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """Box-filtered coverage in [0, 1] of a pulse train (pulses [0, width) every `period`) over [x-fp/2, x+fp/2]."""
+    """Box-filtered coverage in [0, 1] of a pulse train (pulses [0, width) every `period`)
+    over [x-fp/2, x+fp/2]."""
     fp = np.maximum(fp, 1e-6)
 
     def integral(t: np.ndarray) -> np.ndarray:
@@ -93,7 +98,9 @@ def pulse(x: np.ndarray, period: float | np.ndarray, width: float | np.ndarray, 
     return np.clip((integral(x + fp / 2) - integral(x - fp / 2)) / fp, 0.0, 1.0)
 
 
-def cell_random(u: np.ndarray, v: np.ndarray, size: float | np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cell_random(
+    u: np.ndarray, v: np.ndarray, size: float | np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer cell ids (iu, iv) of a `size` grid and a uniform random value per cell."""
     iu, iv = np.floor(u / size).astype(np.int64), np.floor(v / size).astype(np.int64)
     return iu, iv, hash_unit(iu, iv, seed=seed)

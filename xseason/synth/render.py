@@ -59,8 +59,11 @@ class SequenceScene:
         prim[~np.isfinite(t)] = -1
         return t, prim
 
-    def shade(self, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, prim: np.ndarray, fp_scale: float) -> np.ndarray:
-        """Linear radiance (N, 3) of the rays (dirs scaled to camera z = 1; fp_scale = metres per pixel per metre)."""
+    def shade(
+        self, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, prim: np.ndarray, fp_scale: float
+    ) -> np.ndarray:
+        """Linear radiance (N, 3) of the rays (dirs scaled to camera z = 1; fp_scale = metres per pixel
+        per metre)."""
         cond = self.condition
         unit = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
         hit = prim >= 0
@@ -72,12 +75,21 @@ class SequenceScene:
             n = self.normals[tri]
             n = np.where((np.einsum("ij,ij->i", n, unit[hit]) > 0)[:, None], -n, n)
             cos = np.abs(np.einsum("ij,ij->i", n, unit[hit]))
-            s = Surface(p, n, self.mesh.kind[tri], self.mesh.obj[tri], t[hit] * fp_scale / np.sqrt(np.maximum(cos, 0.05)), unit[hit])
+            s = Surface(
+                p,
+                n,
+                self.mesh.kind[tri],
+                self.mesh.obj[tri],
+                t[hit] * fp_scale / np.sqrt(np.maximum(cos, 0.05)),
+                unit[hit],
+            )
             alb, emit = materials(s, self.world, self.car_colours, cond, self.road_half_width)
             alb = weather(s, alb, cond)
             shadow = None
             if any(cond.sun):
-                rays = np.concatenate([p + n * 0.01, np.broadcast_to(cond.sun_dir, p.shape)], axis=1).astype(np.float32)
+                rays = np.concatenate([p + n * 0.01, np.broadcast_to(cond.sun_dir, p.shape)], axis=1).astype(
+                    np.float32
+                )
                 shadow = self.scene.test_occlusions(o3d.core.Tensor(rays)).numpy().astype(bool)
             e, spec = irradiance(s, cond, self.world.lamps, shadow)
             lights = max(cond.lamps, cond.windows > 0)
@@ -126,7 +138,9 @@ def render_view(scene: SequenceScene, view: View, supersample: int, seed: int) -
                 d = rays((dx, dy))
                 colour += scene.shade(origin, d, *scene.cast(origin, d), fp_scale / supersample)
         colour /= supersample**2
-    rgb = _develop(colour.reshape(h, w, 3), scene.condition, np.random.default_rng([seed, 7, view.seq_index, view.index]))
+    rgb = _develop(
+        colour.reshape(h, w, 3), scene.condition, np.random.default_rng([seed, 7, view.seq_index, view.index])
+    )
     moving = np.isin(label, list(MOVING_CLASSES))
     return Rendered(rgb, depth.reshape(h, w), label.reshape(h, w), moving.reshape(h, w))
 

@@ -17,8 +17,21 @@ import numpy as np
 from xseason.synth.conditions import Condition
 from xseason.synth.noise import cell_random, fbm, hash_unit, octave_weight, pulse, smoothstep
 from xseason.synth.world import (
-    K_CAR, K_CURB, K_FACADE, K_GLASS, K_LAMP, K_LEAF, K_POLE, K_ROAD, K_ROOF, K_SIDEWALK, K_SIGN, K_TRUNK,
-    K_WHEEL, Buildings, World,
+    K_CAR,
+    K_CURB,
+    K_FACADE,
+    K_GLASS,
+    K_LAMP,
+    K_LEAF,
+    K_POLE,
+    K_ROAD,
+    K_ROOF,
+    K_SIDEWALK,
+    K_SIGN,
+    K_TRUNK,
+    K_WHEEL,
+    Buildings,
+    World,
 )
 
 WARM_LIGHT = np.array([1.0, 0.78, 0.5])
@@ -35,7 +48,7 @@ class Surface:
     fp: np.ndarray  # (N,) footprint (m)
     view: np.ndarray  # (N, 3) unit direction from the camera to the point
 
-    def subset(self, m: np.ndarray) -> "Surface":
+    def subset(self, m: np.ndarray) -> Surface:
         return Surface(self.p[m], self.n[m], self.kind[m], self.obj[m], self.fp[m], self.view[m])
 
 
@@ -64,7 +77,11 @@ def _random_colours(u, v, fp, sizes, seed) -> np.ndarray:
 
 def _road(s: Surface, rw: float) -> np.ndarray:
     x, y = s.p[:, 0], s.p[:, 1]
-    g = 0.11 + 0.035 * _grain(s, 4.0, 5, 11) + 0.02 * smoothstep(0.55, 0.75, fbm(s.p, s.fp, 0.15, 2, 12) * 0.5 + 0.5)
+    g = (
+        0.11
+        + 0.035 * _grain(s, 4.0, 5, 11)
+        + 0.02 * smoothstep(0.55, 0.75, fbm(s.p, s.fp, 0.15, 2, 12) * 0.5 + 0.5)
+    )
     paint = pulse(y + 0.06, 1e4, 0.12, s.fp) * pulse(x, 6.0, 3.0, s.fp)
     paint = paint + pulse(np.abs(y) - (rw - 0.35), 1e4, 0.12, s.fp)
     zebra = pulse(x - 24.0, 1e4, 3.0, s.fp) * pulse(y + 0.25, 1.0, 0.5, s.fp) * (np.abs(y) < rw - 0.6)
@@ -102,7 +119,9 @@ def _panels(s: Surface, colour: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.
     us = u + 0.6 * (np.floor(v / 0.6) % 2)
     joint = 1 - (1 - pulse(v, 0.6, 0.02, s.fp)) * (1 - pulse(us, 1.2, 0.02, s.fp))
     _, _, ph = cell_random(us, v, 0.6, 44)
-    return colour * (1 + 0.3 * octave_weight(1 / 0.6, s.fp) * (ph - 0.5))[:, None] * (1 - 0.6 * joint[:, None])
+    return (
+        colour * (1 + 0.3 * octave_weight(1 / 0.6, s.fp) * (ph - 0.5))[:, None] * (1 - 0.6 * joint[:, None])
+    )
 
 
 def _plaster(s: Surface, colour: np.ndarray, v: np.ndarray, floor_height: np.ndarray) -> np.ndarray:
@@ -147,8 +166,14 @@ def _facade(s: Surface, b: Buildings, cond: Condition) -> tuple[np.ndarray, np.n
     frame, glass = (frame - glass) * upper, glass * upper
     key = hash_unit(iu, iv, b.seed[i], seed=51)
     curtain = (hash_unit(iu, iv, b.seed[i], seed=52) < 0.45) * pulse(v - ov - 0.55 * wh, fh, 0.45 * wh, s.fp)
-    glass_col = (0.04 + 0.06 * key)[:, None] * [0.8, 0.9, 1.0] + 0.05 * (fbm(s.p, s.fp, 1.0, 2, 53) + 1)[:, None]
-    glass_col = glass_col * (1 - curtain[:, None]) + curtain[:, None] * (0.35 + 0.3 * key)[:, None] * [1, 0.9, 0.8]
+    glass_col = (0.04 + 0.06 * key)[:, None] * [0.8, 0.9, 1.0] + 0.05 * (fbm(s.p, s.fp, 1.0, 2, 53) + 1)[
+        :, None
+    ]
+    glass_col = glass_col * (1 - curtain[:, None]) + curtain[:, None] * (0.35 + 0.3 * key)[:, None] * [
+        1,
+        0.9,
+        0.8,
+    ]
     frame_col = np.where((b.seed[i] % 2 == 0)[:, None], 0.75, 0.08) * np.ones(3)
     alb = alb * (1 - frame - glass)[:, None] + frame[:, None] * frame_col + glass[:, None] * glass_col
     lit = (hash_unit(iu, iv, b.seed[i], seed=54) < cond.windows)[:, None]
@@ -176,15 +201,23 @@ def _sign(s: Surface) -> np.ndarray:
     side = (s.n[:, 0] + s.n[:, 1] > 0).astype(np.int64)
     base = np.stack([hash_unit(s.obj, side, seed=61 + c) for c in range(3)], 1) * 0.8
     pict = _random_colours(u, v, s.fp, (0.2, 0.07, 0.025), 62) * 0.9
-    mix = hash_unit(np.floor(u / 0.07).astype(np.int64), np.floor(v / 0.07).astype(np.int64), s.obj, seed=63) < 0.5
+    mix = (
+        hash_unit(np.floor(u / 0.07).astype(np.int64), np.floor(v / 0.07).astype(np.int64), s.obj, seed=63)
+        < 0.5
+    )
     return np.where(mix[:, None], pict, base)
 
 
 def _leaf(s: Surface, season: str) -> np.ndarray:
     h = hash_unit(s.obj, seed=71)
     if season == "autumn":
-        pal = np.array([[0.55, 0.2, 0.03], [0.45, 0.06, 0.03], [0.6, 0.42, 0.04], [0.28, 0.14, 0.05], [0.3, 0.3, 0.05]])
-        return pal[np.minimum((h * len(pal)).astype(int), len(pal) - 1)] * (0.7 + 0.6 * hash_unit(s.obj, seed=72))[:, None]
+        pal = np.array(
+            [[0.55, 0.2, 0.03], [0.45, 0.06, 0.03], [0.6, 0.42, 0.04], [0.28, 0.14, 0.05], [0.3, 0.3, 0.05]]
+        )
+        return (
+            pal[np.minimum((h * len(pal)).astype(int), len(pal) - 1)]
+            * (0.7 + 0.6 * hash_unit(s.obj, seed=72))[:, None]
+        )
     return np.array([0.07, 0.2, 0.035]) * (0.55 + 0.9 * h)[:, None]
 
 
@@ -222,7 +255,11 @@ def materials(s: Surface, world: World, car_colours: np.ndarray, cond: Condition
             alb[m] = np.where((sub.p[:, 2] < 0.45)[:, None], c * 0.3, c)
         elif kind == K_GLASS:
             roof = (sub.n[:, 2] > 0.7)[:, None]
-            alb[m] = np.where(roof, car_colours[sub.obj], (0.1 + 0.04 * _grain(sub, 2.0, 2, 85))[:, None] * [0.85, 0.95, 1.1])
+            alb[m] = np.where(
+                roof,
+                car_colours[sub.obj],
+                (0.1 + 0.04 * _grain(sub, 2.0, 2, 85))[:, None] * [0.85, 0.95, 1.1],
+            )
         elif kind == K_WHEEL:
             alb[m] = 0.035
     return alb, emit
@@ -251,7 +288,9 @@ def weather(s: Surface, alb: np.ndarray, cond: Condition) -> np.ndarray:
     return alb
 
 
-def irradiance(s: Surface, cond: Condition, lamps: np.ndarray, shadow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def irradiance(
+    s: Surface, cond: Condition, lamps: np.ndarray, shadow: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Diffuse irradiance (N, 3) and specular highlight (N, 3) from sky, sun and street lamps."""
     nz = s.n[:, 2]
     e = np.asarray(cond.ambient) * (0.55 + 0.45 * nz)[:, None]
@@ -271,13 +310,17 @@ def irradiance(s: Surface, cond: Condition, lamps: np.ndarray, shadow: np.ndarra
             n = n32[near]
             ndl = np.clip(np.einsum("ij,ij->i", n, ld), 0, None)
             # Lamps light downwards; their reach is cut smoothly between 20 and 30 m along the street.
-            gain = np.sqrt(np.clip(-ld[:, 2], 0, None)) * smoothstep(30.0, 20.0, np.abs(d[:, 0])) / (dist2 + 1.0)
+            gain = (
+                np.sqrt(np.clip(-ld[:, 2], 0, None)) * smoothstep(30.0, 20.0, np.abs(d[:, 0])) / (dist2 + 1.0)
+            )
             e[near] += (cond.lamps * 9.0 * ndl * gain)[:, None] * WARM_LIGHT
             if cond.wet > 0:
                 h = ld - v32[near]
                 h /= np.linalg.norm(h, axis=1, keepdims=True)
                 nh = np.clip(np.einsum("ij,ij->i", n, h), 0, None)
-                spec[near] += (cond.wet * cond.lamps * 6.0 * nh**60 * (n[:, 2] > 0.7) * gain)[:, None] * WARM_LIGHT
+                spec[near] += (cond.wet * cond.lamps * 6.0 * nh**60 * (n[:, 2] > 0.7) * gain)[
+                    :, None
+                ] * WARM_LIGHT
     return e, spec
 
 

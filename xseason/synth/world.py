@@ -1,4 +1,5 @@
-"""Procedural street geometry: triangle meshes with a semantic label, a material kind and an object id per triangle.
+"""Procedural street geometry: triangle meshes with a semantic label, a material kind and an object id
+per triangle.
 
 World frame: metres, z up, the street runs along +x, its centre line is y = 0. Layout across
 the street (|y|): road up to `road_half_width`, a curb of `curb_height`, the sidewalk up to
@@ -22,14 +23,34 @@ from xseason.synth.config import WorldConfig
 # Semantic classes (label PNG values); 255 = ignore.
 ROAD, SIDEWALK, BUILDING, VEGETATION, POLE, SIGN, CAR, SKY = range(8)
 CLASS_NAMES: dict[int, str] = {
-    ROAD: "road", SIDEWALK: "sidewalk", BUILDING: "building", VEGETATION: "vegetation",
-    POLE: "pole", SIGN: "sign", CAR: "car", SKY: "sky",
+    ROAD: "road",
+    SIDEWALK: "sidewalk",
+    BUILDING: "building",
+    VEGETATION: "vegetation",
+    POLE: "pole",
+    SIGN: "sign",
+    CAR: "car",
+    SKY: "sky",
 }
 MOVING_CLASSES: frozenset[int] = frozenset({CAR})
 IGNORE = 255
 
 # Material kinds (select the texture function).
-K_ROAD, K_SIDEWALK, K_CURB, K_FACADE, K_ROOF, K_TRUNK, K_LEAF, K_POLE, K_LAMP, K_SIGN, K_CAR, K_GLASS, K_WHEEL = range(13)
+(
+    K_ROAD,
+    K_SIDEWALK,
+    K_CURB,
+    K_FACADE,
+    K_ROOF,
+    K_TRUNK,
+    K_LEAF,
+    K_POLE,
+    K_LAMP,
+    K_SIGN,
+    K_CAR,
+    K_GLASS,
+    K_WHEEL,
+) = range(13)
 
 
 @dataclass
@@ -50,7 +71,7 @@ class Mesh:
         return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
     @staticmethod
-    def concat(meshes: list["Mesh"]) -> "Mesh":
+    def concat(meshes: list[Mesh]) -> Mesh:
         offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
         return Mesh(
             np.concatenate([m.vertices for m in meshes]),
@@ -97,16 +118,23 @@ class MeshBuilder:
         i = np.arange(sides)
         j = (i + 1) % sides
         side = np.concatenate([np.stack([i, j, j + sides], 1), np.stack([i, j + sides, i + sides], 1)])
-        caps = np.concatenate([np.stack([np.full(sides, 2 * sides), j, i], 1),
-                               np.stack([np.full(sides, 2 * sides + 1), i + sides, j + sides], 1)])
+        caps = np.concatenate(
+            [
+                np.stack([np.full(sides, 2 * sides), j, i], 1),
+                np.stack([np.full(sides, 2 * sides + 1), i + sides, j + sides], 1),
+            ]
+        )
         self.add(verts, np.concatenate([side, caps]), label, kind, obj)
 
     def build(self) -> Mesh:
         if not self._v:
             z = np.zeros(0, np.int64)
-            return Mesh(np.zeros((0, 3)), np.zeros((0, 3), np.int64), z.astype(np.uint8), z.astype(np.uint8), z)
+            return Mesh(
+                np.zeros((0, 3)), np.zeros((0, 3), np.int64), z.astype(np.uint8), z.astype(np.uint8), z
+            )
         return Mesh(
-            np.concatenate(self._v), np.concatenate(self._t),
+            np.concatenate(self._v),
+            np.concatenate(self._t),
             np.concatenate([np.full(len(o), lab, np.uint8) for lab, _, o in self._a]),
             np.concatenate([np.full(len(o), k, np.uint8) for _, k, o in self._a]),
             np.concatenate([o for _, _, o in self._a]),
@@ -160,12 +188,18 @@ def build_world(cfg: WorldConfig, seed: int) -> World:
         style = int(rng.integers(3))
         base = {0: [0.45, 0.17, 0.10], 1: [0.60, 0.52, 0.38], 2: [0.42, 0.42, 0.40]}[style]
         colour = np.clip(np.array(base) * rng.uniform(0.6, 1.4, 3) * rng.uniform(0.7, 1.2), 0.03, 0.85)
-        buildings.append(dict(
-            colour=colour, style=style, window_period=rng.uniform(2.2, 3.6), floor_height=rng.uniform(2.8, 3.5),
-            window_size=(rng.uniform(0.35, 0.6), rng.uniform(0.4, 0.6)), shop=bool(rng.random() < 0.6),
-            height=hi[2],
-            seed=int(rng.integers(1 << 30)),
-        ))
+        buildings.append(
+            dict(
+                colour=colour,
+                style=style,
+                window_period=rng.uniform(2.2, 3.6),
+                floor_height=rng.uniform(2.8, 3.5),
+                window_size=(rng.uniform(0.35, 0.6), rng.uniform(0.4, 0.6)),
+                shop=bool(rng.random() < 0.6),
+                height=hi[2],
+                seed=int(rng.integers(1 << 30)),
+            )
+        )
         mb.box(lo, hi, BUILDING, K_FACADE, b)
         mb.box([lo[0], lo[1], hi[2]], [hi[0], hi[1], hi[2] + 0.01], BUILDING, K_ROOF, b)
 
@@ -203,11 +237,14 @@ def build_world(cfg: WorldConfig, seed: int) -> World:
     for s in (-1, 1):
         for x in np.arange(x0 + 7.0 + (s > 0) * cfg.tree_spacing / 2, x1 - 3.0, cfg.tree_spacing):
             xt = x + rng.uniform(-1.0, 1.0)
-            trees.append((np.array([xt, s * (rw + sw * 0.55), ch]), rng.uniform(3.5, 5.0), int(rng.integers(1 << 30))))
+            trees.append(
+                (np.array([xt, s * (rw + sw * 0.55), ch]), rng.uniform(3.5, 5.0), int(rng.integers(1 << 30)))
+            )
     for base, h, tseed in trees:
         _trunk_and_branches(mb, base, h, tseed)
-    parking = np.array([[x, s * (rw - 1.1), s] for s in (-1, 1)
-                        for x in np.arange(x0 + 3.0, x1 - 5.0, cfg.parking_spacing)])
+    parking = np.array(
+        [[x, s * (rw - 1.1), s] for s in (-1, 1) for x in np.arange(x0 + 3.0, x1 - 5.0, cfg.parking_spacing)]
+    )
     tables = {k: np.array([b[k] for b in buildings]) for k in buildings[0]}
     return World(mb.build(), Buildings(**tables), np.array(lamps).reshape(-1, 3), trees, parking)
 
@@ -256,8 +293,14 @@ def leaves(world: World, season: str, count: int, seed: int) -> Mesh:
         e1 = rng.normal(0, 1, (count, 3))
         e2 = rng.normal(0, 1, (count, 3))
         size = rng.uniform(0.14, 0.28, count)[:, None]
-        v = np.stack([c, c + e1 / np.linalg.norm(e1, axis=1, keepdims=True) * size,
-                      c + e2 / np.linalg.norm(e2, axis=1, keepdims=True) * size], 1)
+        v = np.stack(
+            [
+                c,
+                c + e1 / np.linalg.norm(e1, axis=1, keepdims=True) * size,
+                c + e2 / np.linalg.norm(e2, axis=1, keepdims=True) * size,
+            ],
+            1,
+        )
         keep = np.ones(count, bool) if season == "summer" else rng.random(count) < 0.7
         ids = tseed % 100000 * 10000 + np.arange(count)
         v, ids = v[keep], ids[keep]
@@ -270,8 +313,18 @@ def cars_for_sequence(world: World, occupancy: float, seed: int, seq_index: int)
     rng = np.random.default_rng([seed, 5, seq_index])
     slots = world.parking[rng.random(len(world.parking)) < occupancy]
     mb = MeshBuilder()
-    palette = np.array([[0.6, 0.02, 0.02], [0.02, 0.06, 0.3], [0.7, 0.7, 0.7], [0.05, 0.05, 0.05],
-                        [0.8, 0.8, 0.75], [0.1, 0.25, 0.1], [0.5, 0.35, 0.05], [0.25, 0.25, 0.3]])
+    palette = np.array(
+        [
+            [0.6, 0.02, 0.02],
+            [0.02, 0.06, 0.3],
+            [0.7, 0.7, 0.7],
+            [0.05, 0.05, 0.05],
+            [0.8, 0.8, 0.75],
+            [0.1, 0.25, 0.1],
+            [0.5, 0.35, 0.05],
+            [0.25, 0.25, 0.3],
+        ]
+    )
     colours = palette[rng.integers(len(palette), size=len(slots))] * rng.uniform(0.8, 1.2, (len(slots), 1))
     for k, (x, y, _) in enumerate(slots):
         x = x + rng.uniform(-0.6, 0.6)
@@ -281,5 +334,7 @@ def cars_for_sequence(world: World, occupancy: float, seed: int, seq_index: int)
         mb.box([c0 - L * 0.27, y - W / 2 + 0.1, 1.0], [c0 + L * 0.27, y + W / 2 - 0.1, 1.45], CAR, K_GLASS, k)
         for dx in (-0.32 * L, 0.32 * L):
             for dy in (-W / 2 + 0.05, W / 2 - 0.25):
-                mb.prism([x + dx, y + dy, 0.33], [x + dx, y + dy + 0.2, 0.33], 0.33, CAR, K_WHEEL, k, sides=10)
+                mb.prism(
+                    [x + dx, y + dy, 0.33], [x + dx, y + dy + 0.2, 0.33], 0.33, CAR, K_WHEEL, k, sides=10
+                )
     return mb.build(), colours

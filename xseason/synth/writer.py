@@ -1,4 +1,4 @@
-"""Render a whole scene to disk: images, manifest (CONTRACTS section 2) and ground truth.
+"""Render a whole scene to disk: images, manifest (docs/FORMAT.md §2) and ground truth.
 
 Layout of a scene folder (all paths relative to it):
 
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from xseason.inputs import manifest
 from xseason.core.config import to_dict
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
+from xseason.core.log import progress as progress_bar
+from xseason.inputs import manifest
 from xseason.synth.cameras import View, make_views
 from xseason.synth.conditions import CONDITIONS
 from xseason.synth.config import SynthConfig, synth_config
@@ -46,32 +46,49 @@ def _fmt(v: float) -> str:
 
 
 def _truth_paths(image: str) -> dict[str, str]:
-    stem = image[len("images/"):-len(".png")]
+    stem = image[len("images/") : -len(".png")]
     return {"depth": f"depth/{stem}.npy", "label": f"labels/{stem}.png", "mask": f"masks/{stem}.png"}
 
 
-def manifest_rows(views: list[View], cfg: SynthConfig, prefix: str = "", hide_poses: bool = False) -> list[dict[str, str]]:
+def manifest_rows(
+    views: list[View], cfg: SynthConfig, prefix: str = "", hide_poses: bool = False
+) -> list[dict[str, str]]:
     """Manifest rows of `views`; file paths get `prefix` (e.g. "data/demo/" for a repo-root manifest)."""
     rows = []
     for v in views:
         cond = CONDITIONS[v.condition]
         paths = _truth_paths(v.image)
-        prior = v.pose.center + np.random.default_rng([cfg.seed, 8, v.seq_index, v.index]).normal(0, cfg.prior_sigma, 3)
+        prior = v.pose.center + np.random.default_rng([cfg.seed, 8, v.seq_index, v.index]).normal(
+            0, cfg.prior_sigma, 3
+        )
         row = {
-            "image": prefix + v.image, "sequence": v.sequence, "condition": v.condition,
-            "season": cond.season, "daytime": cond.daytime, "weather": cond.weather,
-            "timestamp": _fmt(v.timestamp), "camera": v.sequence, "camera_model": v.camera.model,
+            "image": prefix + v.image,
+            "sequence": v.sequence,
+            "condition": v.condition,
+            "season": cond.season,
+            "daytime": cond.daytime,
+            "weather": cond.weather,
+            "timestamp": _fmt(v.timestamp),
+            "camera": v.sequence,
+            "camera_model": v.camera.model,
             "camera_params": " ".join(_fmt(p) for p in v.camera.params),
         }
         if not hide_poses:
             row |= dict(zip(POSE_COLUMNS, map(_fmt, [*v.pose.qvec, *v.pose.t])))
-        row |= {"prior_x": _fmt(prior[0]), "prior_y": _fmt(prior[1]), "prior_z": _fmt(prior[2]),
-                "mask": prefix + paths["mask"], "label": prefix + paths["label"]}
+        row |= {
+            "prior_x": _fmt(prior[0]),
+            "prior_y": _fmt(prior[1]),
+            "prior_z": _fmt(prior[2]),
+            "mask": prefix + paths["mask"],
+            "label": prefix + paths["label"],
+        }
         rows.append(row)
     return rows
 
 
-def write_manifest(path: str | Path, views: list[View], cfg: SynthConfig, prefix: str = "", hide_poses: bool = False) -> Path:
+def write_manifest(
+    path: str | Path, views: list[View], cfg: SynthConfig, prefix: str = "", hide_poses: bool = False
+) -> Path:
     """Write the manifest CSV atomically (deterministic bytes)."""
     return manifest.write_manifest(path, manifest_rows(views, cfg, prefix, hide_poses))
 
@@ -79,18 +96,31 @@ def write_manifest(path: str | Path, views: list[View], cfg: SynthConfig, prefix
 def truth_record(views: list[View], cfg: SynthConfig) -> dict:
     """The content of truth.json."""
     return {
-        "format": TRUTH_FORMAT, "version": TRUTH_VERSION,
-        "classes": {str(k): v for k, v in CLASS_NAMES.items()}, "moving_classes": sorted(MOVING_CLASSES),
+        "format": TRUTH_FORMAT,
+        "version": TRUTH_VERSION,
+        "classes": {str(k): v for k, v in CLASS_NAMES.items()},
+        "moving_classes": sorted(MOVING_CLASSES),
         "ignore_label": 255,
-        "depth": "float32 z-depth (m) in the camera frame at pixel centres; 0 where the ray hits nothing (sky)",
-        "pose": "world-to-camera, x_cam = R(qvec) x_world + tvec, COLMAP convention; world z up, street along +x",
+        "depth": (
+            "float32 z-depth (m) in the camera frame at pixel centres; 0 where the ray hits nothing (sky)"
+        ),
+        "pose": (
+            "world-to-camera, x_cam = R(qvec) x_world + tvec, COLMAP convention; world z up, street along +x"
+        ),
         "config": to_dict(cfg),
         "images": {
             v.image: {
-                "sequence": v.sequence, "condition": v.condition,
-                "camera": {"model": v.camera.model, "width": v.camera.width, "height": v.camera.height,
-                           "params": list(v.camera.params)},
-                "qvec": v.pose.qvec.tolist(), "tvec": v.pose.t.tolist(), **_truth_paths(v.image),
+                "sequence": v.sequence,
+                "condition": v.condition,
+                "camera": {
+                    "model": v.camera.model,
+                    "width": v.camera.width,
+                    "height": v.camera.height,
+                    "params": list(v.camera.params),
+                },
+                "qvec": v.pose.qvec.tolist(),
+                "tvec": v.pose.t.tolist(),
+                **_truth_paths(v.image),
             }
             for v in views
         },
@@ -103,19 +133,23 @@ def _select(views: list[View], images: list[str] | None) -> list[View]:
     by_name = {v.image: v for v in views}
     missing = [i for i in images if i not in by_name]
     if missing:
-        raise XSeasonError(f"not images of this scene: {', '.join(missing[:5])} (names look like {views[0].image})")
+        raise XSeasonError(
+            f"not images of this scene: {', '.join(missing[:5])} (names look like {views[0].image})"
+        )
     return [by_name[i] for i in images]
 
 
 def iter_renders(cfg: SynthConfig, images: list[str] | None = None, progress: bool = False):
-    """Yield (View, Rendered) for all images, or for the named ones (manifest names, e.g. 'images/00-summer-day/0003.png').
+    """Yield (View, Rendered) for all images, or for the named ones
+    (manifest names, e.g. 'images/00-summer-day/0003.png').
 
     The world is built once; each sequence's ray-casting scene once.
     """
     views = _select(make_views(cfg), images)
     world = build_world(cfg.world, cfg.seed)
     scene, current = None, -1
-    for v in tqdm(sorted(views, key=lambda v: (v.seq_index, v.index)), desc="synth", unit="img", disable=not progress):
+    ordered = sorted(views, key=lambda v: (v.seq_index, v.index))
+    for v in progress_bar(ordered, desc="synth", unit="img", enabled=progress):
         if v.seq_index != current:
             scene, current = SequenceScene(world, cfg, v.seq_index), v.seq_index
         yield v, render_view(scene, v, cfg.supersample, cfg.seed)
@@ -140,8 +174,16 @@ def _write_sequence(out: Path, cfg: SynthConfig, seq_index: int) -> int:
     return len(names)
 
 
-def render_scene(out: str | Path, cfg: SynthConfig | str = "demo", hide_poses: bool = False, *, seed: int | None = None,
-                 root_manifest: str | Path | None = None, jobs: int = 2, progress: bool = True) -> Path:
+def render_scene(
+    out: str | Path,
+    cfg: SynthConfig | str = "demo",
+    hide_poses: bool = False,
+    *,
+    seed: int | None = None,
+    root_manifest: str | Path | None = None,
+    jobs: int = 2,
+    progress: bool = True,
+) -> Path:
     """Render the whole scene into folder `out` (replaced atomically); returns the manifest path.
 
     `cfg` is a SynthConfig or a preset name ("tiny", "demo"); `seed` (if given) replaces its seed.
@@ -156,7 +198,8 @@ def render_scene(out: str | Path, cfg: SynthConfig | str = "demo", hide_poses: b
         cfg = dataclasses.replace(cfg, seed=seed)
     views = make_views(cfg)
     n_seq = len(cfg.sequences)
-    with atomic_path(out) as tmp, tqdm(total=len(views), desc="synth", unit="img", disable=not progress) as bar:
+    bar = progress_bar(total=len(views), desc="synth", unit="img", enabled=progress)
+    with atomic_path(out) as tmp, bar:
         tmp.mkdir()
         if jobs <= 1 or n_seq == 1:
             for si in range(n_seq):

@@ -1,10 +1,12 @@
-"""Dataset layouts -> image manifests (CONTRACTS.md section 2).
+"""Dataset layouts -> image manifests (docs/FORMAT.md §2).
 
 One module per input layout; each has a function `<layout>_rows(...)` that returns manifest
-rows (dicts accepted by `xseason.manifest.write_manifest`) with `image` paths relative to
-an image root it also returns. Shared here: reading line-oriented text files with line
-numbers in errors, condition tables, natural sorting, pose conversions, and
-`write_layout_manifest` (rows -> a validated manifest written atomically).
+rows (dicts accepted by `xseason.inputs.manifest.write_manifest`) with `image` paths relative
+to an image root it also returns. Shared here: reading line-oriented text files with line
+numbers in errors, condition tables, seasons of months, natural sorting, pose conversions, and
+`write_layout_manifest` (rows -> a validated manifest written atomically). `registry` names
+the layouts of `xseason manifest` and pipelines/ with their options (`LAYOUTS`,
+`add_layout_arguments`, `manifest_from_layout`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ class Condition:
     weather: str | None = None
 
     def row(self) -> dict[str, str | None]:
-        return {"condition": self.condition, "season": self.season, "daytime": self.daytime, "weather": self.weather}
+        return {
+            "condition": self.condition,
+            "season": self.season,
+            "daytime": self.daytime,
+            "weather": self.weather,
+        }
 
 
 @dataclass(frozen=True)
@@ -102,15 +109,24 @@ def pose_from_qt(path: Path, line: int, q: np.ndarray, t: np.ndarray, tolerance:
     return Pose(_rotation(path, line, q, tolerance), np.asarray(t, dtype=np.float64))
 
 
-def pose_from_q_center(path: Path, line: int, q: np.ndarray, center: np.ndarray, tolerance: float = 1e-3) -> Pose:
+def pose_from_q_center(
+    path: Path, line: int, q: np.ndarray, center: np.ndarray, tolerance: float = 1e-3
+) -> Pose:
     """World-to-camera pose from its unit quaternion (w, x, y, z) and the camera centre C (t = -R C)."""
     R = _rotation(path, line, q, tolerance)
     return Pose(R, -R @ np.asarray(center, dtype=np.float64))
 
 
-def pose_from_cam_to_world_qt(path: Path, line: int, q: np.ndarray, t: np.ndarray, tolerance: float = 1e-3) -> Pose:
+def pose_from_cam_to_world_qt(
+    path: Path, line: int, q: np.ndarray, t: np.ndarray, tolerance: float = 1e-3
+) -> Pose:
     """World-to-camera pose from a camera-to-world quaternion (w, x, y, z) and translation (TUM style)."""
     return Pose(_rotation(path, line, q, tolerance), np.asarray(t, dtype=np.float64)).inverse()
+
+
+def season_of_month(month: int) -> str:
+    """The (northern, meteorological) season of a month 1..12: December to February is winter."""
+    return ("winter", "spring", "summer", "autumn")[month % 12 // 3]
 
 
 def parse_condition_args(items: Sequence[str]) -> dict[str, Condition]:
@@ -134,7 +150,10 @@ def read_conditions_csv(path: str | os.PathLike) -> dict[str, Condition]:
         header = [h.strip() for h in reader.fieldnames or []]
         allowed = {"sequence", "condition", "season", "daytime", "weather"}
         if "sequence" not in header or "condition" not in header or not set(header) <= allowed:
-            raise LayoutError(f"{path}:1: expected the header sequence,condition[,season,daytime,weather], got {','.join(header)}")
+            raise LayoutError(
+                f"{path}:1: expected the header sequence,condition[,season,daytime,weather], "
+                f"got {','.join(header)}"
+            )
         out: dict[str, Condition] = {}
         for row in reader:
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
@@ -144,7 +163,10 @@ def read_conditions_csv(path: str | os.PathLike) -> dict[str, Condition]:
             if row["sequence"] in out:
                 raise LayoutError(f"{path}:{line}: sequence {row['sequence']!r} is listed twice")
             out[row["sequence"]] = Condition(
-                row["condition"], row.get("season") or None, row.get("daytime") or None, row.get("weather") or None
+                row["condition"],
+                row.get("season") or None,
+                row.get("daytime") or None,
+                row.get("weather") or None,
             )
     return out
 
@@ -158,17 +180,24 @@ def conditions_from(
 
 
 def assign_conditions(
-    sequences: Sequence[str], conditions: Mapping[str, Condition], default: Condition | None = None, source: str = ""
+    sequences: Sequence[str],
+    conditions: Mapping[str, Condition],
+    default: Condition | None = None,
+    source: str = "",
 ) -> dict[str, Condition]:
     """Condition of every sequence; unknown names in `conditions` and unassigned sequences are errors."""
     unknown = sorted(set(conditions) - set(sequences))
     if unknown:
-        raise LayoutError(f"{source}conditions given for unknown sequence(s) {', '.join(unknown)}; "
-                          f"the sequences are: {', '.join(sequences)}")
+        raise LayoutError(
+            f"{source}conditions given for unknown sequence(s) {', '.join(unknown)}; "
+            f"the sequences are: {', '.join(sequences)}"
+        )
     missing = [s for s in sequences if s not in conditions and default is None]
     if missing:
-        raise LayoutError(f"{source}no condition for sequence(s) {', '.join(missing)}; "
-                          "give --condition SEQ=COND for each, or --conditions FILE.csv")
+        raise LayoutError(
+            f"{source}no condition for sequence(s) {', '.join(missing)}; "
+            "give --condition SEQ=COND for each, or --conditions FILE.csv"
+        )
     return {s: conditions.get(s, default) for s in sequences}
 
 
@@ -211,8 +240,19 @@ def _prefixed(row: Mapping[str, object], prefix: Path) -> dict[str, object]:
 
 
 __all__ = [
-    "Condition", "LayoutError", "LayoutRows", "assign_conditions", "conditions_from", "floats", "natural_key",
-    "parse_condition_args", "pose_from_cam_to_world_qt", "pose_from_q_center", "pose_from_qt", "read_conditions_csv",
+    "Condition",
+    "LayoutError",
+    "LayoutRows",
+    "assign_conditions",
+    "conditions_from",
+    "floats",
+    "natural_key",
+    "parse_condition_args",
+    "pose_from_cam_to_world_qt",
+    "pose_from_q_center",
+    "pose_from_qt",
+    "read_conditions_csv",
+    "season_of_month",
     "text_lines",
     "write_layout_manifest",
 ]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, floats, pose_from_qt, text_lines
 from xseason.core.geometry import CAMERA_MODELS, Pose
+from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, floats, pose_from_qt, text_lines
 
 DAY = Condition("day", daytime="day")
 NIGHT = Condition("night", daytime="night")
@@ -47,13 +47,24 @@ def read_model_rows(model_dir: Path) -> list[dict[str, object]]:
             continue
         cam = rec.cameras[image.camera_id]
         if cam.model.name not in CAMERA_MODELS:
-            raise LayoutError(f"{model_dir}: camera {image.camera_id} has model {cam.model.name}, not supported")
+            raise LayoutError(
+                f"{model_dir}: camera {image.camera_id} has model {cam.model.name}, not supported"
+            )
         world = image.cam_from_world()
-        rows.append({
-            "image": image.name, "sequence": "db", **DAY.row(), "camera": f"model-{image.camera_id}",
-            "camera_model": cam.model.name, "camera_params": tuple(float(v) for v in cam.params),
-            "pose": Pose(np.asarray(world.rotation.matrix(), dtype=np.float64), np.asarray(world.translation, dtype=np.float64)),
-        })
+        rows.append(
+            {
+                "image": image.name,
+                "sequence": "db",
+                **DAY.row(),
+                "camera": f"model-{image.camera_id}",
+                "camera_model": cam.model.name,
+                "camera_params": tuple(float(v) for v in cam.params),
+                "pose": Pose(
+                    np.asarray(world.rotation.matrix(), dtype=np.float64),
+                    np.asarray(world.translation, dtype=np.float64),
+                ),
+            }
+        )
     return rows
 
 
@@ -62,8 +73,10 @@ def check_text_model(model_dir: Path) -> None:
     path = model_dir / "cameras.txt"
     for line, f in text_lines(path, sep=None):
         if len(f) < 4 or not f[0].isdigit() or f[1] not in CAMERA_MODELS or len(f) != 4 + CAMERA_MODELS[f[1]]:
-            raise LayoutError(f"{path}:{line}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...' with a COLMAP model "
-                              "and its number of parameters")
+            raise LayoutError(
+                f"{path}:{line}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...' with a COLMAP model "
+                "and its number of parameters"
+            )
         floats(path, line, f[2:], "width, height and parameters")
     path = model_dir / "images.txt"
     points_line = False  # each image line is followed by its (possibly empty) POINTS2D line
@@ -73,10 +86,14 @@ def check_text_model(model_dir: Path) -> None:
             if points_line:
                 points_line = False
                 if len(f) % 3:
-                    raise LayoutError(f"{path}:{line}: expected POINTS2D as X Y POINT3D_ID triples, got {len(f)} values")
+                    raise LayoutError(
+                        f"{path}:{line}: expected POINTS2D as X Y POINT3D_ID triples, got {len(f)} values"
+                    )
             elif f and not f[0].startswith("#"):
                 if len(f) != 10 or not f[0].isdigit() or not f[8].isdigit():
-                    raise LayoutError(f"{path}:{line}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'")
+                    raise LayoutError(
+                        f"{path}:{line}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'"
+                    )
                 pose_from_qt(path, line, *np.split(floats(path, line, f[1:8], "QW QX QY QZ TX TY TZ"), [4]))
                 points_line = True
 
@@ -86,11 +103,21 @@ def read_query_list(path: Path, sequence: str, condition: Condition) -> list[dic
     rows = []
     for line, f in text_lines(path, sep=None):
         if len(f) < 4 or f[1] not in CAMERA_MODELS or len(f) != 4 + CAMERA_MODELS[f[1]]:
-            raise LayoutError(f"{path}:{line}: expected 'name MODEL WIDTH HEIGHT PARAMS...' with a COLMAP model "
-                              "and its number of parameters")
+            raise LayoutError(
+                f"{path}:{line}: expected 'name MODEL WIDTH HEIGHT PARAMS...' with a COLMAP model "
+                "and its number of parameters"
+            )
         params = tuple(float(v) for v in floats(path, line, f[4:], f"{f[1]} parameters"))
-        rows.append({"image": f[0], "sequence": sequence, **condition.row(), "camera": f[0],
-                     "camera_model": f[1], "camera_params": params})
+        rows.append(
+            {
+                "image": f[0],
+                "sequence": sequence,
+                **condition.row(),
+                "camera": f[0],
+                "camera_model": f[1],
+                "camera_params": params,
+            }
+        )
     return rows
 
 
@@ -102,7 +129,9 @@ def aachen_rows(root: str | os.PathLike, day_queries: bool = False, night_querie
         raise LayoutError(f"{root}: no images_upright/ folder; expected the Aachen Day-Night v1.1 layout")
     rows = read_model_rows(root / "3D-models" / "aachen_v_1_1")
     if night_queries:
-        rows += read_query_list(root / "queries" / "night_time_queries_with_intrinsics.txt", "query-night", NIGHT)
+        rows += read_query_list(
+            root / "queries" / "night_time_queries_with_intrinsics.txt", "query-night", NIGHT
+        )
     if day_queries:
         rows += read_query_list(root / "queries" / "day_time_queries_with_intrinsics.txt", "query-day", DAY)
     return LayoutRows(rows, images)

@@ -6,7 +6,7 @@ ROOT/intrinsics.txt                                    c0 OPENCV 1024 768 fx fy 
 ROOT/slice<N>/database/img_<k>_<cam>_<timestamp>us.jpg reference traversal (sunny, no foliage)
 ROOT/slice<N>/query/img_<k>_<cam>_<timestamp>us.jpg    the other traversals
 ROOT/slice<N>/ground-truth-database-images-slice<N>.txt   name qw qx qy qz cx cy cz
-ROOT/slice<N>/camera-poses/*.txt                       query ground truth, same format (about half the queries)
+ROOT/slice<N>/camera-poses/*.txt                       query ground truth, same format, about half the queries
 ROOT/slice<N>/test-images-slice<N>.txt                 all query names
 ```
 Conventions (from the dataset README): the quaternion is the rotation R of the camera matrix
@@ -31,16 +31,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, floats, pose_from_q_center, text_lines
 from xseason.core.geometry import CAMERA_MODELS, Pose
+from xseason.inputs.layouts import (
+    Condition,
+    LayoutError,
+    LayoutRows,
+    floats,
+    pose_from_q_center,
+    season_of_month,
+    text_lines,
+)
 
 REFERENCE = Condition("sunny-nofoliage", season="spring", daytime="day", weather="sunny")
 
 
 def _cmu(label: str, month: int, weather: str) -> Condition:
-    season = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-              6: "summer", 7: "summer", 8: "summer"}.get(month, "autumn")
-    return Condition(label, season=season, daytime="day", weather=weather)
+    return Condition(label, season=season_of_month(month), daytime="day", weather=weather)
 
 
 # Capture dates of the README's condition table (the reference, 4 Apr 2011, is the database).
@@ -67,8 +73,10 @@ def read_intrinsics(path: Path) -> dict[str, tuple[str, tuple[float, ...]]]:
     out = {}
     for line, f in text_lines(path, sep=None):
         if len(f) < 4 or f[1] not in CAMERA_MODELS or len(f) != 4 + CAMERA_MODELS[f[1]]:
-            raise LayoutError(f"{path}:{line}: expected 'CAMERA MODEL WIDTH HEIGHT PARAMS...' with a COLMAP model "
-                              "and its number of parameters")
+            raise LayoutError(
+                f"{path}:{line}: expected 'CAMERA MODEL WIDTH HEIGHT PARAMS...' with a COLMAP model "
+                "and its number of parameters"
+            )
         out[f[0]] = (f[1], tuple(float(v) for v in floats(path, line, f[4:], f"{f[1]} parameters")))
     return out
 
@@ -111,7 +119,9 @@ def cmu_rows(
     queries: `posed` keeps the query images with ground truth, `all` adds the others (unposed).
     """
     root = Path(root)
-    found = sorted(int(m.group(1)) for d in (root.iterdir() if root.is_dir() else []) if (m := _SLICE.match(d.name)))
+    found = sorted(
+        int(m.group(1)) for d in (root.iterdir() if root.is_dir() else []) if (m := _SLICE.match(d.name))
+    )
     if not found:
         raise LayoutError(f"{root}: no slice<N> folders; expected the Extended CMU Seasons layout")
     unknown = sorted(set(slices or []) - set(found))
@@ -123,8 +133,10 @@ def cmu_rows(
     for n in slices or found:
         folder = root / f"slice{n}"
         database = read_pose_list(folder / f"ground-truth-database-images-slice{n}.txt")
-        rows += [_row(root, folder, "database", name, pose, f"slice{n}/reference", REFERENCE, cameras)
-                 for name, pose in database.items()]
+        rows += [
+            _row(root, folder, "database", name, pose, f"slice{n}/reference", REFERENCE, cameras)
+            for name, pose in database.items()
+        ]
         if queries == "none":
             continue
         truth: dict[str, Pose] = {}
@@ -145,11 +157,27 @@ def _parse_name(name: str) -> tuple[str, int]:
     return m.group(2), int(m.group(3))
 
 
-def _row(root: Path, folder: Path, part: str, name: str, pose: Pose | None, sequence: str,
-         condition: Condition, cameras: Mapping[str, tuple[str, tuple[float, ...]]]) -> dict[str, object]:
+def _row(
+    root: Path,
+    folder: Path,
+    part: str,
+    name: str,
+    pose: Pose | None,
+    sequence: str,
+    condition: Condition,
+    cameras: Mapping[str, tuple[str, tuple[float, ...]]],
+) -> dict[str, object]:
     camera, timestamp = _parse_name(name)
     if camera not in cameras:
         raise LayoutError(f"{root / 'intrinsics.txt'}: no intrinsics for camera {camera!r} (image {name})")
     model, params = cameras[camera]
-    return {"image": f"{folder.name}/{part}/{name}", "sequence": sequence, **condition.row(),
-            "timestamp": timestamp / 1e6, "camera": camera, "camera_model": model, "camera_params": params, "pose": pose}
+    return {
+        "image": f"{folder.name}/{part}/{name}",
+        "sequence": sequence,
+        **condition.row(),
+        "timestamp": timestamp / 1e6,
+        "camera": camera,
+        "camera_model": model,
+        "camera_params": params,
+        "pose": pose,
+    }

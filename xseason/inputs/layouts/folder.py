@@ -17,7 +17,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from xseason.inputs.layouts import IMAGE_SUFFIXES, Condition, LayoutError, LayoutRows, assign_conditions, natural_key
+from xseason.inputs.layouts import (
+    IMAGE_SUFFIXES,
+    Condition,
+    LayoutError,
+    LayoutRows,
+    assign_conditions,
+    natural_key,
+)
 
 
 def folder_sequences(root: str | os.PathLike, pattern: str = "*") -> dict[str, list[str]]:
@@ -28,18 +35,28 @@ def folder_sequences(root: str | os.PathLike, pattern: str = "*") -> dict[str, l
     out: dict[str, list[str]] = {}
     for entry in sorted(os.scandir(root), key=lambda e: natural_key(e.name)):
         if entry.is_dir() and not entry.name.startswith("."):
-            names = [n for n in os.listdir(entry.path)
-                     if n.lower().endswith(IMAGE_SUFFIXES) and not n.startswith(".") and fnmatch.fnmatch(n, pattern)]
+            names = [
+                n
+                for n in os.listdir(entry.path)
+                if n.lower().endswith(IMAGE_SUFFIXES)
+                and not n.startswith(".")
+                and fnmatch.fnmatch(n, pattern)
+            ]
             if names:
                 out[entry.name] = sorted(names, key=natural_key)
     if not out:
-        raise LayoutError(f"{root}: no sequence folders with images ({', '.join(IMAGE_SUFFIXES)}) "
-                          f"matching {pattern!r} found; expected ROOT/<sequence>/<images>")
+        raise LayoutError(
+            f"{root}: no sequence folders with images ({', '.join(IMAGE_SUFFIXES)}) "
+            f"matching {pattern!r} found; expected ROOT/<sequence>/<images>"
+        )
     return out
 
 
 def folder_rows(
-    root: str | os.PathLike, conditions: Mapping[str, Condition], default: Condition | None = None, pattern: str = "*"
+    root: str | os.PathLike,
+    conditions: Mapping[str, Condition],
+    default: Condition | None = None,
+    pattern: str = "*",
 ) -> LayoutRows:
     """Rows for every image (matching `pattern`) of every sequence folder of `root`."""
     root = Path(root)
@@ -48,7 +65,9 @@ def folder_rows(
     rows: list[dict[str, object]] = []
     for seq, names in sequences.items():
         for name, stamp in zip(names, _timestamps(names)):
-            rows.append({"image": f"{seq}/{name}", "sequence": seq, **assigned[seq].row(), "timestamp": stamp})
+            rows.append(
+                {"image": f"{seq}/{name}", "sequence": seq, **assigned[seq].row(), "timestamp": stamp}
+            )
     return LayoutRows(rows, root)
 
 
@@ -58,4 +77,6 @@ def _timestamps(names: list[str]) -> list[float]:
         values = [float(s) for s in stems]
     except ValueError:
         values = []
-    return values if values and all(math.isfinite(v) for v in values) else [float(i) for i in range(len(names))]
+    return (
+        values if values and all(math.isfinite(v) for v in values) else [float(i) for i in range(len(names))]
+    )

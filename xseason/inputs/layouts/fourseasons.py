@@ -33,19 +33,28 @@ from pathlib import Path
 
 import numpy as np
 
-from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, assign_conditions, floats, pose_from_cam_to_world_qt, text_lines
 from xseason.core.geometry import Pose, qvec_to_rotmat, rotmat_to_qvec
+from xseason.inputs.layouts import (
+    Condition,
+    LayoutError,
+    LayoutRows,
+    assign_conditions,
+    floats,
+    pose_from_cam_to_world_qt,
+    season_of_month,
+    text_lines,
+)
 
 _RECORDING = re.compile(r"^recording_(\d{4})-(\d{2})-(\d{2})")
-_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-            6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
 
 
 def read_calibration(path: Path) -> tuple[float, float, float, float]:
     """DSO `undistorted_calib_*.txt` -> COLMAP PINHOLE (fx, fy, cx, cy)."""
     lines = list(text_lines(path, sep=None))
     if len(lines) < 2 or lines[0][1][0] != "Pinhole" or len(lines[0][1]) < 5 or len(lines[1][1]) != 2:
-        raise LayoutError(f"{path}:{lines[0][0] if lines else 1}: expected 'Pinhole fx fy cx cy ...' then 'width height'")
+        raise LayoutError(
+            f"{path}:{lines[0][0] if lines else 1}: expected 'Pinhole fx fy cx cy ...' then 'width height'"
+        )
     fx, fy, cx, cy = floats(path, lines[0][0], lines[0][1][1:5], "fx fy cx cy")
     w, h = floats(path, lines[1][0], lines[1][1], "width height")
     if cx < 1 and cy < 1:  # relative calibration: corner origin, as COLMAP
@@ -65,11 +74,13 @@ def read_stereo(path: Path) -> Pose:
 
 
 def read_tum_poses(path: Path) -> dict[int, Pose]:
-    """TUM-style `timestamp tx ty tz qx qy qz qw [...]` camera-to-world lines -> {timestamp: world-to-camera}."""
+    """TUM-style `timestamp tx ty tz qx qy qz qw [...]` camera-to-world lines -> {timestamp: world-to-cam}."""
     out = {}
     for line, f in text_lines(path, sep="any"):
         if len(f) < 8:
-            raise LayoutError(f"{path}:{line}: expected 'timestamp tx ty tz qx qy qz qw', got {len(f)} fields")
+            raise LayoutError(
+                f"{path}:{line}: expected 'timestamp tx ty tz qx qy qz qw', got {len(f)} fields"
+            )
         if not f[0].isdigit():
             raise LayoutError(f"{path}:{line}: timestamp {f[0]!r} is not an integer (nanoseconds)")
         v = floats(path, line, f[1:8], "tx ty tz qx qy qz qw")
@@ -81,8 +92,10 @@ def season_of(recording: str) -> Condition:
     """Default condition of a `recording_YYYY-MM-DD_...` folder: the season of its date."""
     m = _RECORDING.match(recording)
     if not m or not 1 <= int(m.group(2)) <= 12:
-        raise LayoutError(f"cannot tell the season of recording {recording!r} from its name; give its condition")
-    season = _SEASONS[int(m.group(2))]
+        raise LayoutError(
+            f"cannot tell the season of recording {recording!r} from its name; give its condition"
+        )
+    season = season_of_month(int(m.group(2)))
     return Condition(season, season=season)
 
 
@@ -97,15 +110,20 @@ def fourseasons_rows(
     """Rows for the images of the chosen recordings (default: all); images without a pose are
     left out unless `unposed`."""
     root = Path(root)
-    found = sorted(d.name for d in (root.iterdir() if root.is_dir() else []) if (d / "undistorted_images").is_dir())
+    found = sorted(
+        d.name for d in (root.iterdir() if root.is_dir() else []) if (d / "undistorted_images").is_dir()
+    )
     if not found:
-        raise LayoutError(f"{root}: no recording folders with undistorted_images/; expected the 4Seasons layout")
+        raise LayoutError(
+            f"{root}: no recording folders with undistorted_images/; expected the 4Seasons layout"
+        )
     chosen = list(recordings or found)
     unknown = sorted(set(chosen) - set(found))
     if unknown:
         raise LayoutError(f"{root}: unknown recording(s) {', '.join(unknown)}; found {', '.join(found)}")
     if not set(cameras) <= {"cam0", "cam1"}:
-        raise LayoutError(f"unknown camera(s) {', '.join(sorted(set(cameras) - {'cam0', 'cam1'}))}; 4Seasons has cam0 and cam1")
+        unknown = ", ".join(sorted(set(cameras) - {"cam0", "cam1"}))
+        raise LayoutError(f"unknown camera(s) {unknown}; 4Seasons has cam0 and cam1")
     calib = root / "calibration"
     intrinsics = {cam: read_calibration(calib / f"undistorted_calib_{cam[-1]}.txt") for cam in cameras}
     cam_from_cam0 = {"cam0": Pose(np.eye(3), np.zeros(3))}
@@ -119,14 +137,25 @@ def fourseasons_rows(
         poses = read_tum_poses(root / rec / pose_file)
         for cam in cameras:
             folder = root / rec / "undistorted_images" / cam
-            stamps = sorted(int(p.stem) for p in folder.glob("*.png") if p.stem.isdigit()) if folder.is_dir() else []
+            stamps = (
+                sorted(int(p.stem) for p in folder.glob("*.png") if p.stem.isdigit())
+                if folder.is_dir()
+                else []
+            )
             for ts in stamps:
                 pose = poses.get(ts)
                 if pose is None and not unposed:
                     continue
-                rows.append({
-                    "image": f"{rec}/undistorted_images/{cam}/{ts}.png", "sequence": rec, **cond.row(),
-                    "timestamp": ts / 1e9, "camera": cam, "camera_model": "PINHOLE", "camera_params": intrinsics[cam],
-                    "pose": None if pose is None else cam_from_cam0[cam] @ pose,
-                })
+                rows.append(
+                    {
+                        "image": f"{rec}/undistorted_images/{cam}/{ts}.png",
+                        "sequence": rec,
+                        **cond.row(),
+                        "timestamp": ts / 1e9,
+                        "camera": cam,
+                        "camera_model": "PINHOLE",
+                        "camera_params": intrinsics[cam],
+                        "pose": None if pose is None else cam_from_cam0[cam] @ pose,
+                    }
+                )
     return LayoutRows(rows, root)

@@ -26,8 +26,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, assign_conditions, floats, pose_from_qt, text_lines
 from xseason.core.geometry import CAMERA_MODELS, Pose
+from xseason.inputs.layouts import (
+    Condition,
+    LayoutError,
+    LayoutRows,
+    assign_conditions,
+    floats,
+    pose_from_qt,
+    text_lines,
+)
 
 
 @dataclass
@@ -93,7 +101,9 @@ def read_kapture(root: str | os.PathLike) -> Kapture:
     if path.exists():
         for line, f in text_lines(path):
             if len(f) < 9:
-                raise LayoutError(f"{path}:{line}: expected 'timestamp, device_id, qw, qx, qy, qz, tx, ty, tz'")
+                raise LayoutError(
+                    f"{path}:{line}: expected 'timestamp, device_id, qw, qx, qy, qz, tx, ty, tz'"
+                )
             v = floats(path, line, f[2:9], "qw, qx, qy, qz, tx, ty, tz")
             kap.trajectories[(_timestamp(path, line, f[0]), f[1])] = pose_from_qt(path, line, v[:4], v[4:])
     path = folder / "records_camera.txt"
@@ -119,7 +129,10 @@ def _camera(path: Path, line: int, params: list[str]) -> KaptureCamera:
         raise LayoutError(f"{path}:{line}: unknown camera model {model!r}; known: {', '.join(CAMERA_MODELS)}")
     values = floats(path, line, params[3:], f"{model} parameters")
     if len(values) != CAMERA_MODELS[model]:
-        raise LayoutError(f"{path}:{line}: {model} takes {CAMERA_MODELS[model]} parameters after width and height, got {len(values)}")
+        raise LayoutError(
+            f"{path}:{line}: {model} takes {CAMERA_MODELS[model]} parameters after width and "
+            f"height, got {len(values)}"
+        )
     return KaptureCamera(model, int(size[0]), int(size[1]), tuple(float(v) for v in values))
 
 
@@ -149,10 +162,18 @@ def kapture_rows(
     rows: list[dict[str, object]] = []
     for timestamp, sensor, image in kap.records:
         cam, seq = kap.cameras[sensor], sequence_of[image]
-        rows.append({
-            "image": image, "sequence": seq, **assigned[seq].row(), "timestamp": timestamp, "camera": sensor,
-            "camera_model": cam.model, "camera_params": cam.params, "pose": kap.pose(timestamp, sensor),
-        })
+        rows.append(
+            {
+                "image": image,
+                "sequence": seq,
+                **assigned[seq].row(),
+                "timestamp": timestamp,
+                "camera": sensor,
+                "camera_model": cam.model,
+                "camera_params": cam.params,
+                "pose": kap.pose(timestamp, sensor),
+            }
+        )
     return LayoutRows(rows, image_root)
 
 
@@ -165,5 +186,7 @@ def _image_root(kap: Kapture) -> Path:
     for candidate in (root, root.parent):
         if (candidate / first).is_file():
             return candidate
-    raise LayoutError(f"{kap.folder}: no records_data/ folder, and {first!r} is neither in {root} nor in {root.parent}; "
-                      "give the image folder explicitly (--images)")
+    raise LayoutError(
+        f"{kap.folder}: no records_data/ folder, and {first!r} is neither in {root} nor in {root.parent}; "
+        "give the image folder explicitly (--images)"
+    )

@@ -3,7 +3,7 @@
 Expected layout (https://www.visuallocalization.net, RobotCar Seasons v2):
 ```
 ROOT/images/<condition>/<camera>/<timestamp>.jpg        camera: left, rear, right; timestamp in microseconds
-ROOT/intrinsics/<camera>_intrinsics.txt                 lines 'fx 400.0', 'fy ..', 'cx ..', 'cy ..' (1024x1024)
+ROOT/intrinsics/<camera>_intrinsics.txt                 'fx 400.0', 'fy ..', 'cx ..', 'cy ..' (1024x1024)
 ROOT/3D-models/all-merged/all.nvm                        reference poses of overcast-reference (NVM_V3)
 ROOT/robotcar_v2_train.txt                               released training poses of query images
 ```
@@ -28,8 +28,8 @@ from typing import Literal
 
 import numpy as np
 
-from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, floats, pose_from_q_center, text_lines
 from xseason.core.geometry import Pose
+from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, floats, pose_from_q_center, text_lines
 
 REFERENCE = "overcast-reference"
 CONDITIONS: dict[str, Condition] = {
@@ -57,7 +57,12 @@ def read_intrinsics(path: Path, principal_point_offset: float = 0.0) -> tuple[fl
     missing = [k for k in ("fx", "fy", "cx", "cy") if k not in values]
     if missing:
         raise LayoutError(f"{path}: missing {', '.join(missing)}")
-    return (values["fx"], values["fy"], values["cx"] + principal_point_offset, values["cy"] + principal_point_offset)
+    return (
+        values["fx"],
+        values["fy"],
+        values["cx"] + principal_point_offset,
+        values["cy"] + principal_point_offset,
+    )
 
 
 def read_nvm_poses(path: Path) -> dict[str, Pose]:
@@ -115,14 +120,22 @@ def robotcar_rows(
     chosen = [c for c in present if c != REFERENCE] if conditions is None else list(conditions)
     unknown = sorted(set(chosen) - set(present))
     if unknown or REFERENCE not in present:
-        raise LayoutError(f"{images}: missing condition folder(s) {', '.join(unknown or [REFERENCE])}; found {', '.join(present)}")
-    intrinsics = {c: read_intrinsics(root / "intrinsics" / f"{c}_intrinsics.txt", principal_point_offset) for c in cameras}
+        raise LayoutError(
+            f"{images}: missing condition folder(s) {', '.join(unknown or [REFERENCE])}; "
+            f"found {', '.join(present)}"
+        )
+    intrinsics = {
+        c: read_intrinsics(root / "intrinsics" / f"{c}_intrinsics.txt", principal_point_offset)
+        for c in cameras
+    }
     reference = {_jpg(n): p for n, p in read_nvm_poses(root / "3D-models" / "all-merged" / "all.nvm").items()}
     train = {_jpg(n): p for n, p in read_train_poses(root / "robotcar_v2_train.txt").items()}
     if not any(name.startswith(f"{REFERENCE}/") for name in reference):
         example = next(iter(reference), "none")
-        raise LayoutError(f"{root / '3D-models/all-merged/all.nvm'}: no {REFERENCE}/<camera>/<timestamp> image names "
-                          f"(first name: {example!r})")
+        raise LayoutError(
+            f"{root / '3D-models/all-merged/all.nvm'}: no {REFERENCE}/<camera>/<timestamp> image names "
+            f"(first name: {example!r})"
+        )
     rows: list[dict[str, object]] = []
     for cond in [REFERENCE, *chosen]:
         for cam in cameras:
@@ -133,11 +146,18 @@ def robotcar_rows(
                 pose = (reference if cond == REFERENCE else train).get(key)
                 if pose is None and (cond == REFERENCE or queries == "posed"):
                     continue
-                rows.append({
-                    "image": key, "sequence": cond, **CONDITIONS.get(cond, Condition(cond)).row(),
-                    "timestamp": _timestamp(folder, name) / 1e6, "camera": cam, "camera_model": "PINHOLE",
-                    "camera_params": intrinsics[cam], "pose": pose,
-                })
+                rows.append(
+                    {
+                        "image": key,
+                        "sequence": cond,
+                        **CONDITIONS.get(cond, Condition(cond)).row(),
+                        "timestamp": _timestamp(folder, name) / 1e6,
+                        "camera": cam,
+                        "camera_model": "PINHOLE",
+                        "camera_params": intrinsics[cam],
+                        "pose": pose,
+                    }
+                )
     return LayoutRows(rows, images)
 
 

@@ -1,0 +1,41 @@
+"""Tables of the store made from the matching stage's objects (docs/FORMAT.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from xseason.matching.views import ImageView
+
+
+def images_table(views: Sequence[ImageView]) -> pd.DataFrame:
+    """The images table of the store, image_id = position in `views`."""
+    poses = [v.pose for v in views]
+    q = np.array([p.qvec if p is not None else [np.nan] * 4 for p in poses]).reshape(-1, 4)
+    tv = np.array([p.t if p is not None else [np.nan] * 3 for p in poses]).reshape(-1, 3)
+    df = pd.DataFrame(
+        {
+            "image_id": np.arange(len(views), dtype=np.int32),
+            "image": [v.name for v in views],
+            "sequence": [v.sequence for v in views],
+            "condition": [v.condition for v in views],
+            "season": [v.season for v in views],
+            "daytime": [v.daytime for v in views],
+            "weather": [v.weather for v in views],
+            "camera_model": [v.camera.model for v in views],
+            "width": np.array([v.camera.width for v in views], np.int32),
+            "height": np.array([v.camera.height for v in views], np.int32),
+            "params": [list(map(float, v.camera.params)) for v in views],
+            "registered": np.array([p is not None for p in poses], bool),
+        }
+    )
+    for k, name in enumerate(("qw", "qx", "qy", "qz")):
+        df[name] = q[:, k]
+    for k, name in enumerate(("tx", "ty", "tz")):
+        df[name] = tv[:, k]
+    return df
+
+
+__all__ = ["images_table"]
