@@ -131,6 +131,11 @@ def test_schema_files_and_metadata(dataset, tables):
     store = open_dataset(dataset)
     assert store.images["image_id"].tolist() == images["image_id"].tolist()
     assert store.images["qw"].isna().sum() == (~images["registered"]).sum()
+    stored = pq.read_table(dataset / "images.parquet")  # the table holds nulls, not NaN (docs/FORMAT.md §3)
+    unregistered = int((~images["registered"]).sum())
+    assert all(
+        stored.column(c).null_count == unregistered for c in ("qw", "qx", "qy", "qz", "tx", "ty", "tz")
+    )
     assert store.pairs["num_matches"].tolist() == pairs["num_matches"].tolist()
     assert not any(
         p.name.startswith(".") for p in dataset.parent.iterdir() if p.name != "imgs"

@@ -124,7 +124,7 @@ def write_dataset(
     """
     cfg = store_config or StoreConfig()
     cfg.validate()
-    images_t = _to_table(images, IMAGES_SCHEMA, "images", OPTIONAL_IMAGE_FIELDS)
+    images_t = _null_unregistered_poses(_to_table(images, IMAGES_SCHEMA, "images", OPTIONAL_IMAGE_FIELDS))
     pairs_t = _to_table(pairs, PAIRS_SCHEMA, "pairs")
     _check_images_pairs(images_t, pairs_t)
     pair_ids = pairs_t.column("pair_id").to_numpy()
@@ -184,6 +184,21 @@ def write_dataset(
             meta[key] = value
         write_json(tmp / "dataset.json", meta)
     return out_dir
+
+
+POSE_COLUMNS = ("qw", "qx", "qy", "qz", "tx", "ty", "tz")
+
+
+def _null_unregistered_poses(images: pa.Table) -> pa.Table:
+    """An unregistered image has no pose: its pose columns are null (writers may pass NaN)."""
+    unregistered = pc.invert(images.column("registered"))
+    for name in POSE_COLUMNS:
+        i = images.schema.get_field_index(name)
+        column = images.column(i)
+        images = images.set_column(
+            i, images.schema.field(i), pc.if_else(unregistered, pa.scalar(None, column.type), column)
+        )
+    return images
 
 
 def _to_table(
