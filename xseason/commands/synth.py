@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--preset", choices=preset_names(), default="demo", help="scene (default: demo)")
     parser.add_argument(
-        "--out", default="data/demo", help="output folder, replaced atomically (default: data/demo)"
+        "--out",
+        default="data/demo",
+        help="output folder: new, empty or an earlier scene, replaced atomically (default: data/demo)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, 0)")
     parser.add_argument(

@@ -8,13 +8,15 @@ Everything that converts between pycolmap objects and xseason's own lives here:
 - cameras: `pycolmap.Camera` <-> `Camera` (same model names and parameters);
 - models: `point_observations`, the one walker over a reconstruction's points and their
   observations (reading the pycolmap containers is the only per-item Python loop);
-- COLMAP's log level (`quiet_logs`), set by the stages that run COLMAP, never on import.
+- COLMAP's log level (`quiet_logs`), set by the stages that run COLMAP, never on import;
+- what a COLMAP model folder holds (`is_colmap_model`), so that writers replace only models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pycolmap
@@ -27,6 +29,24 @@ COLMAP_PIXEL_OFFSET = 0.5  # COLMAP pixel = xseason pixel + 0.5
 def quiet_logs(level: int = 2) -> None:
     """Keep COLMAP's own log to warnings and errors (2) while xseason logs the stages."""
     pycolmap.logging.minloglevel = level
+
+
+MODEL_FILES = frozenset(
+    f"{name}.{ext}" for name in ("cameras", "images", "points3D", "rigs", "frames") for ext in ("bin", "txt")
+)
+
+
+def is_colmap_model(folder: str | Path, also: Iterable[str] = ()) -> bool:
+    """True when `folder` holds a COLMAP model (binary or text) and nothing else but the file names
+    `also`; a folder whose sub-folders all are such models counts too (one model per sequence)."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return False
+    names = {e.name for e in entries}
+    if names & {"cameras.bin", "cameras.txt"}:
+        return names <= MODEL_FILES | set(also) and not any(e.is_dir() for e in entries)
+    return bool(entries) and all(e.is_dir() and is_colmap_model(e, also) for e in entries)
 
 
 def from_colmap_pixels(xy: np.ndarray) -> np.ndarray:

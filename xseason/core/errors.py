@@ -15,3 +15,11 @@ class ManifestError(XSeasonError):
 
 class DatasetFormatError(XSeasonError):
     """A correspondence dataset or an imported file does not follow its format."""
+
+
+class OutputError(XSeasonError):
+    """An output path that may not be written: it holds something of the user's, or the inputs."""
+
+
+class LockError(OutputError):
+    """An output or work folder is in use by another xseason process (the message names it)."""

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from xseason.core.config import load_config, to_dict
-from xseason.core.errors import ConfigError
-from xseason.core.files import write_json
+from xseason.core.errors import ConfigError, OutputError
+from xseason.core.files import check_outside, exclusive_lock, write_json
 from xseason.core.log import log_file, stage
 from xseason.inputs.manifest import Manifest, read_manifest
 from xseason.matching.association import AssociationConfig, associate_clouds, point_table_from_reconstructions
@@ -33,7 +34,7 @@ from xseason.sfm.features import extract
 from xseason.sfm.paths import BuildPaths
 from xseason.sfm.reconstruction import reconstruct
 from xseason.sfm.registration import register
-from xseason.store import StoreConfig, write_dataset
+from xseason.store import StoreConfig, check_dataset_output, write_dataset
 from xseason.store.tables import images_table
 
 log = logging.getLogger(__name__)
@@ -103,16 +104,51 @@ def run_build(
     image_root: str | Path | None = None,
     progress: bool = True,
 ) -> BuildSummary:
-    """Build the correspondence dataset at `out` from `manifest` (resumable; see module doc)."""
+    """Build the correspondence dataset at `out` from `manifest` (resumable; see module doc).
+
+    Before any work the outputs are checked (`check_outputs`); the build then holds an exclusive
+    lock on the dataset (`.<out>.lock` beside it) and on the work folder (`<work>/build.lock`), so
+    that a second build into either fails at once with a `LockError` naming this process."""
     cfg = config or BuildConfig()
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, image_root=image_root)
     out = Path(out)
+    if out.name in ("", ".."):  # "." or "a/..": name the folder itself (its lock and work go beside it)
+        out = Path(os.path.abspath(out))
     paths = BuildPaths(work_dir) if work_dir is not None else BuildPaths.beside(out)
-    work = paths.root
     refs = _references(manifest, references)
-    config_dict = to_dict(cfg)
+    check_outputs(manifest, out, paths)
+    with exclusive_lock(dataset_lock(out), f"the dataset {out}"):
+        return _build(manifest, out, paths, cfg, refs, progress)
 
+
+def dataset_lock(out: Path) -> Path:
+    """The lock file a build of the dataset `out` holds: `.<name>.lock` beside the dataset folder."""
+    return out.parent / f".{out.name}.lock"
+
+
+def check_outputs(manifest: Manifest, out: Path, paths: BuildPaths) -> None:
+    """Refuse (`OutputError`), before any work, outputs that could lose the user's files: a dataset
+    folder that is neither new, empty nor a dataset; a dataset or work folder that is, or holds,
+    the image root, the manifest or an input image, mask or label; a dataset folder holding the work
+    folder; a work folder that is a file."""
+    inputs = [manifest.root, manifest.path]
+    inputs += [p for r in manifest.images for p in (r.path, r.mask, r.label) if p is not None]
+    what = "the image root, the manifest, or an input image, mask or label"
+    check_outside(out, inputs, what, "the dataset folder")
+    check_outside(paths.root, inputs, what, "the work folder")
+    check_outside(out, [paths.root], "the build's work folder", "the dataset folder")
+    check_dataset_output(out)
+    if paths.root.exists() and not paths.root.is_dir():
+        raise OutputError(f"{paths.root}: is a file; the work folder must be a folder")
+
+
+def _build(
+    manifest: Manifest, out: Path, paths: BuildPaths, cfg: BuildConfig, refs: list[str], progress: bool
+) -> BuildSummary:
+    """`run_build` once its outputs are checked, holding the dataset's lock."""
+    work = paths.root
+    config_dict = to_dict(cfg)
     stale = _rebuild_reason(out, manifest.checksum, config_dict, refs)
     if stale is None:
         log.info(
@@ -124,9 +160,9 @@ def run_build(
         )
         return _summary(out, work, refs, reused=True)
 
-    resumed = work.is_dir() and any(work.iterdir())
+    resumed = work.is_dir() and any(p != paths.lock for p in work.iterdir())
     work.mkdir(parents=True, exist_ok=True)
-    with log_file(paths.log), stage("build"):
+    with exclusive_lock(paths.lock, f"the work folder {work}"), log_file(paths.log), stage("build"):
         log.info(
             "building %s (%s) from %s: %d images, conditions %s, reference(s) %s",
             out,

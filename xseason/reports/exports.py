@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pycolmap
 
-from xseason.core.colmap import camera_from_colmap, camera_to_colmap
+from xseason.core.colmap import camera_from_colmap, camera_to_colmap, is_colmap_model
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
@@ -161,11 +161,12 @@ def export_colmap(
 
     `merged`: one model of all sequences at `out_dir`; otherwise one model per sequence at
     `out_dir/<folder>/` (the build's file-system-safe sequence folder name, `sequence_folder`).
-    `text`: COLMAP's text format instead of binary. Written atomically.
+    `text`: COLMAP's text format instead of binary. Written atomically; what is at `out_dir` must be
+    nothing, an empty folder or COLMAP model(s) (an earlier export), else an `OutputError`.
     """
     models = load_models(source)
     out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, "folder", replace_only_if=is_colmap_model, what="COLMAP model(s)") as tmp:
         tmp.mkdir(parents=True)
         parts = {"": merge_models(models)} if merged else {sequence_folder(s): m for s, m in models.items()}
         for name, rec in parts.items():

@@ -4,8 +4,9 @@ Sections: build summary (dataset.json), registration per sequence (the build fol
 registration.json, and a top view of the registered clouds coloured by condition), statistics
 per condition pair (``inspect.condition_pair_stats``), histograms (matches per pair, dist3d,
 weight, reprojection errors), optional ground-truth pixel errors (synthetic scene), and example
-pairs per condition pair (``inspect.draw_pair``). The folder is written atomically and only
-links to files inside it, so it can be moved or archived as is.
+pairs per condition pair (``inspect.draw_pair``). The folder is written atomically (replacing
+only an empty folder or an earlier report, `is_report`) and only links to files inside it, so it
+can be moved or archived as is.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def write_report(
     if truth_dir is not None and not Path(truth_dir).is_dir():
         raise ReportError(f"{truth_dir}: ground-truth scene folder not found")
     out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, "folder", replace_only_if=is_report, what="an xseason report") as tmp:
         (tmp / "img").mkdir(parents=True)
         sections = [_summary_section(store)]
         if build_dir is not None:
@@ -156,7 +157,7 @@ def write_report(
         if truth_dir is not None:
             sections.append(_truth_section(store, Path(truth_dir), cfg))
         sections.append(_examples_section(store, tmp, truth_dir, examples_per_pair, cfg))
-        title = f"xseason report: {Path(dataset_dir).resolve().name}"
+        title = f"{REPORT_TITLE}: {Path(dataset_dir).resolve().name}"
         (tmp / "index.html").write_text(_page(title, sections), encoding="utf-8")
     return out_dir / "index.html"
 
@@ -518,6 +519,19 @@ figure{margin:10px 0}figcaption{font-size:.85em;color:#555}img{max-width:100%;he
 pre{background:#f7f7f7;padding:8px;overflow:auto}
 nav a{margin-right:1em}
 """
+
+
+REPORT_TITLE = "xseason report"
+
+
+def is_report(folder: str | os.PathLike) -> bool:
+    """True when `folder` holds a report `write_report` wrote (its index.html has the report's title)."""
+    try:
+        with open(Path(folder) / "index.html", encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return f"<title>{REPORT_TITLE}: " in head
 
 
 def _page(title: str, sections: list[str]) -> str:

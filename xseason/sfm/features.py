@@ -7,12 +7,19 @@ reader) so that manifest masks are applied and unreadable images are recorded wi
 their reason instead of being dropped silently. Keypoints stay in COLMAP's pixel
 convention (ours + 0.5) inside the database and the models. Which pairs are matched is
 decided in `pairs.py`; `match` matches and verifies them.
+
+Database image names are the manifest's `image` strings, whatever they hold (spaces, unicode).
+The one place COLMAP cannot take such a name is the pair list of its matcher (it splits a line at
+spaces, trims whitespace, and skips lines starting with '#'): while it matches, an image whose name
+it cannot read there is renamed in the database to an alias (`_ALIAS`) that the list names instead,
+and renamed back right after (or on the next `match` / `extract` when a run was killed meanwhile).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +37,8 @@ from xseason.sfm.config import FeatureConfig, MatchingConfig
 from xseason.sfm.paths import BuildPaths
 
 log = logging.getLogger(__name__)
+
+_ALIAS = "xseason-alias-{}"  # an image's database name while COLMAP's matcher reads a pair list naming it
 
 
 class FeatureError(XSeasonError):
@@ -87,6 +96,7 @@ def extract(manifest: Manifest, paths: BuildPaths, cfg: FeatureConfig) -> Featur
 
 
 def _check_existing(db: pycolmap.Database, wanted: dict[str, int], db_path: Path) -> None:
+    _restore_names(db, {image_id: name for name, image_id in wanted.items()})
     for image in db.read_all_images():
         if wanted.get(image.name) != image.image_id:
             raise FeatureError(
@@ -155,11 +165,13 @@ def _make_camera(
 
 def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path, cfg: MatchingConfig) -> int:
     """Match and verify `pairs` (those already in the database are skipped; the others are listed in
-    `pair_list` for COLMAP); return the number of new pairs."""
+    `pair_list` for COLMAP, by their aliases where it cannot read a name); return the number of new pairs."""
+    names = {image_id: name for name, image_id in index.image_ids.items()}
     seen: set[tuple[str, str]] = set()
     todo = []
     db = pycolmap.Database.open(index.db_path)
     try:
+        _restore_names(db, names)  # left aliased by a run killed while matching
         for a, b in pairs:
             key = (a, b) if a < b else (b, a)
             if a == b or key in seen or a not in index.image_ids or b not in index.image_ids:
@@ -167,24 +179,83 @@ def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path
             seen.add(key)
             if not db.exists_matches(index.image_ids[a], index.image_ids[b]):
                 todo.append(key)
+        if not todo:
+            return 0
+        listed = _alias_unlistable(db, index, {name for pair in todo for name in pair})
     finally:
         db.close()
-    if not todo:
-        return 0
-    with atomic_path(pair_list) as tmp:
-        tmp.write_text("".join(f"{a} {b}\n" for a, b in todo))
-    pairing = pycolmap.ImportedPairingOptions()
-    pairing.match_list_path = str(pair_list)
-    opts = pycolmap.FeatureMatchingOptions()
-    opts.num_threads = cfg.num_threads
-    opts.sift.max_ratio, opts.sift.max_distance = cfg.max_ratio, cfg.max_distance
-    opts.sift.cross_check = cfg.cross_check
-    verify = pycolmap.TwoViewGeometryOptions()
-    verify.min_num_inliers = cfg.min_num_inliers
-    verify.ransac.max_error = cfg.max_error
-    verify.ransac.random_seed = 0
-    pycolmap.match_image_pairs(index.db_path, opts, pairing, verify, pycolmap.Device.cpu)
+    try:
+        with atomic_path(pair_list) as tmp:
+            tmp.write_text(
+                "".join(f"{listed.get(a, a)} {listed.get(b, b)}\n" for a, b in todo), encoding="utf-8"
+            )
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = str(pair_list)
+        opts = pycolmap.FeatureMatchingOptions()
+        opts.num_threads = cfg.num_threads
+        opts.sift.max_ratio, opts.sift.max_distance = cfg.max_ratio, cfg.max_distance
+        opts.sift.cross_check = cfg.cross_check
+        verify = pycolmap.TwoViewGeometryOptions()
+        verify.min_num_inliers = cfg.min_num_inliers
+        verify.ransac.max_error = cfg.max_error
+        verify.ransac.random_seed = 0
+        pycolmap.match_image_pairs(index.db_path, opts, pairing, verify, pycolmap.Device.cpu)
+    finally:
+        if listed:
+            db = pycolmap.Database.open(index.db_path)
+            try:
+                _restore_names(db, names)
+            finally:
+                db.close()
     return len(todo)
+
+
+def _listable(name: str) -> bool:
+    """Whether COLMAP's pair-list reader reads `name` as it is: no whitespace, no leading '#'."""
+    return not name.startswith("#") and not any(c.isspace() for c in name)
+
+
+def _alias_pattern(image_id: int) -> re.Pattern[str]:
+    """The aliases `_alias_unlistable` gives image `image_id` (underscores added against name clashes)."""
+    return re.compile(re.escape(_ALIAS.format(image_id)) + "_*")
+
+
+def _alias_unlistable(db: pycolmap.Database, index: FeatureIndex, names: set[str]) -> dict[str, str]:
+    """Rename in the database each of `names` that COLMAP's pair list cannot hold to a unique alias;
+    return manifest name -> alias (empty, and nothing renamed, when every name can be listed)."""
+    unlistable = sorted(name for name in names if not _listable(name))
+    if not unlistable:
+        return {}
+    taken = {image.name for image in db.read_all_images()}
+    aliases = {}
+    with pycolmap.DatabaseTransaction(db):
+        for name in unlistable:
+            image_id = index.image_ids[name]
+            alias = _ALIAS.format(image_id)
+            while alias in taken:
+                alias += "_"
+            taken.add(alias)
+            image = db.read_image(image_id)
+            image.name = aliases[name] = alias
+            db.update_image(image)
+    return aliases
+
+
+def _restore_names(db: pycolmap.Database, names: dict[int, str]) -> None:
+    """Give every image still named by its alias its name in `names` (database image id -> name)."""
+    stale = [
+        image
+        for image in db.read_all_images()
+        if image.image_id in names
+        and image.name != names[image.image_id]
+        and _alias_pattern(image.image_id).fullmatch(image.name)
+    ]
+    if not stale:
+        return
+    with pycolmap.DatabaseTransaction(db):
+        for image in stale:
+            image.name = names[image.image_id]
+            db.update_image(image)
 
 
 def verified_matches(index: FeatureIndex) -> dict[tuple[int, int], np.ndarray]:

@@ -1,10 +1,12 @@
 """The layout of a build's work folder: every file and folder name in one place.
 
+    <work>/build.lock              held (flock) while a build runs here (pipeline/build.py)
     <work>/build.log               the build's log
     <work>/build_summary.json      what the last build produced
     <work>/colmap/database.db      cameras, images, SIFT features, verified matches (features.py)
     <work>/colmap/features.json    which manifest the database holds, and the skipped images
-    <work>/colmap/pairs-<tag>.txt  the image pairs given to COLMAP's matcher
+    <work>/colmap/pairs-<tag>.txt  the image pairs given to COLMAP's matcher (names it cannot read
+                                   there, e.g. with spaces, as aliases: features.match)
     <work>/colmap/models/<folder>/ each sequence's own model, with its status.json (reconstruction.py)
     <work>/sfm/<folder>/           the registered models, all in the world frame (registration.py)
     <work>/registration.json       what the registration did, per sequence and per image
@@ -34,6 +36,7 @@ class BuildPaths:
     """The work folder of a build (module doc): `root` and the fixed paths below it."""
 
     root: Path
+    lock: Path = field(init=False, repr=False)  # held while a build runs in this work folder
     log: Path = field(init=False, repr=False)  # the build's log
     summary: Path = field(init=False, repr=False)  # what the last build produced
     colmap: Path = field(
@@ -50,6 +53,7 @@ class BuildPaths:
         root = Path(self.root)
         fixed = {
             "root": root,
+            "lock": root / "build.lock",
             "log": root / "build.log",
             "summary": root / "build_summary.json",
             "colmap": root / "colmap",

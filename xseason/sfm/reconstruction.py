@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pycolmap
 
-from xseason.core.colmap import quiet_logs, rigid_from_pose
+from xseason.core.colmap import is_colmap_model, quiet_logs, rigid_from_pose
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
@@ -114,7 +114,9 @@ def sequence_model(
         log.info("sequence %s: model reused from %s", seq, folder)
         return (pycolmap.Reconstruction(folder) if status.ok else None), status
     posed = manifest.is_posed(seq)
-    with atomic_path(folder) as tmp:
+    with atomic_path(
+        folder, "folder", replace_only_if=lambda p: is_colmap_model(p, also={"status.json"}), what="a model"
+    ) as tmp:
         tmp.mkdir()
         if posed:
             model, made = _triangulate(manifest, index, recs, tmp, cfg)

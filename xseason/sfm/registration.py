@@ -36,7 +36,14 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from xseason.core.colmap import point_observations, pose_arrays, quiet_logs, rigid_from_pose, sim3d
+from xseason.core.colmap import (
+    is_colmap_model,
+    point_observations,
+    pose_arrays,
+    quiet_logs,
+    rigid_from_pose,
+    sim3d,
+)
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
@@ -156,7 +163,8 @@ def load_registered(paths: BuildPaths) -> dict[str, pycolmap.Reconstruction]:
 def _save(reg: Registration, paths: BuildPaths) -> None:
     """The registered models and registration.json, each written atomically."""
     for seq, model in reg.models.items():
-        with atomic_path(paths.registered_model(reg.sequences[seq].folder)) as tmp:
+        folder = paths.registered_model(reg.sequences[seq].folder)
+        with atomic_path(folder, "folder", replace_only_if=is_colmap_model, what="a COLMAP model") as tmp:
             tmp.mkdir()
             model.write_binary(tmp)
     write_json(paths.registration, reg.to_json())

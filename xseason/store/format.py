@@ -18,6 +18,7 @@ floats rounded and their columns encoded as `xseason.store.encoding` says. Readi
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 from xseason import __version__
 from xseason.core.config import to_dict
 from xseason.core.errors import DatasetFormatError
-from xseason.core.files import atomic_path, write_json
+from xseason.core.files import atomic_path, check_replaceable, write_json
 from xseason.store.encoding import (
     ENCODING_SAMPLE_GROUPS,
     FLOAT_MATCH_COLUMNS,
@@ -101,6 +102,24 @@ _RESERVED_META = {
     "storage",
 }
 
+DATASET_OUTPUT = f"an xseason dataset (a folder whose dataset.json has format '{FORMAT_NAME}')"
+
+
+def is_dataset(path: str | os.PathLike) -> bool:
+    """True when `path` is a folder whose dataset.json names this format (the one sign of a dataset)."""
+    try:
+        meta = json.loads((Path(path) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT_NAME
+
+
+def check_dataset_output(out_dir: str | os.PathLike) -> None:
+    """Raise `OutputError` unless a dataset may be written at `out_dir`: a new path, an empty folder
+    or an existing dataset (which is replaced), never anything else (`core.files.check_replaceable`).
+    Writers call it before any work; `write_dataset` checks again when it writes."""
+    check_replaceable(out_dir, "folder", replace_only_if=is_dataset, what=DATASET_OUTPUT)
+
 
 def write_dataset(
     out_dir: str | os.PathLike,
@@ -115,7 +134,8 @@ def write_dataset(
     extra_meta: dict | None = None,
     store_config: StoreConfig | None = None,
 ) -> Path:
-    """Validate the tables and write a complete dataset folder at `out_dir` (atomically).
+    """Validate the tables and write a complete dataset folder at `out_dir` (atomically; what is
+    there must be nothing, an empty folder or a dataset: `check_dataset_output`).
 
     `matches` is one table (sorted by pair_id here if it is not) or an iterable of chunks in
     increasing pair_id order (a pair may not continue into the next chunk), which is written
@@ -134,7 +154,7 @@ def write_dataset(
 
     out_dir = Path(out_dir)
     image_root = Path(image_root).resolve()
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, "folder", replace_only_if=is_dataset, what=DATASET_OUTPUT) as tmp:
         (tmp / "matches").mkdir(parents=True)
         counts, encodings = _write_matches(tmp / "matches", _match_chunks(matches), pair_ids, cfg)
         expected = pairs_t.column("num_matches").to_numpy()

@@ -50,10 +50,10 @@ import pandas as pd
 
 from xseason.core.config import to_dict
 from xseason.core.errors import ConfigError, DatasetFormatError
-from xseason.core.files import atomic_path
+from xseason.core.files import atomic_path, check_outside
 from xseason.core.log import progress
 from xseason.store.encoding import StoreConfig
-from xseason.store.format import write_dataset
+from xseason.store.format import check_dataset_output, write_dataset
 from xseason.store.reader import open_dataset
 
 MAT_FIELDS = ("im_i_path", "im_j_path", "pt_i", "pt_j", "dist_from_center")
@@ -250,6 +250,8 @@ def import_mat(
     except ValueError as exc:
         raise ConfigError(f"import-mat: {exc}") from None
     mat_dir, image_root = Path(mat_dir), Path(image_root)
+    check_outside(out_dir, [mat_dir, image_root], "the .mat folder or the image root", "the dataset folder")
+    check_dataset_output(out_dir)  # before reading anything: refuse an output that is not ours
     files = sorted(mat_dir.glob("*.mat"))
     if not files:
         raise DatasetFormatError(f"{mat_dir}: no .mat files")

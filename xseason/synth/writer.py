@@ -17,6 +17,7 @@ truth.json always holds the true poses, also when the manifest hides them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -91,6 +92,15 @@ def write_manifest(
 ) -> Path:
     """Write the manifest CSV atomically (deterministic bytes)."""
     return manifest.write_manifest(path, manifest_rows(views, cfg, prefix, hide_poses))
+
+
+def is_scene(folder: str | Path) -> bool:
+    """True when `folder` holds a scene `render_scene` wrote (its truth.json names the format)."""
+    try:
+        truth = json.loads((Path(folder) / "truth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(truth, dict) and truth.get("format") == TRUTH_FORMAT
 
 
 def truth_record(views: list[View], cfg: SynthConfig) -> dict:
@@ -184,7 +194,8 @@ def render_scene(
     jobs: int = 2,
     progress: bool = True,
 ) -> Path:
-    """Render the whole scene into folder `out` (replaced atomically); returns the manifest path.
+    """Render the whole scene into folder `out` (atomically; what is there must be nothing, an empty
+    folder or an earlier scene, `is_scene`, else an `OutputError`); returns the manifest path.
 
     `cfg` is a SynthConfig or a preset name ("tiny", "demo"); `seed` (if given) replaces its seed.
 
@@ -199,7 +210,7 @@ def render_scene(
     views = make_views(cfg)
     n_seq = len(cfg.sequences)
     bar = progress_bar(total=len(views), desc="synth", unit="img", enabled=progress)
-    with atomic_path(out) as tmp, bar:
+    with atomic_path(out, "folder", replace_only_if=is_scene, what="a rendered scene") as tmp, bar:
         tmp.mkdir()
         if jobs <= 1 or n_seq == 1:
             for si in range(n_seq):
