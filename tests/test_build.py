@@ -18,6 +18,9 @@ from xseason.store import open_dataset
 # Files that appear as the build goes: killed right after each, the build is mid-way through
 # feature extraction / sequence models / the correspondences (registration done, dataset not written).
 KILL_AFTER = ["colmap/database.db", "sfm", "registration.json"]
+# COLMAP's multi-threaded matching and triangulation may number the same 3D points differently run to
+# run, which changes the order-dependent steps after them: single-threaded, a build repeats exactly.
+SINGLE_THREADED = ["matching.num_threads=1", "reconstruction.num_threads=1"]
 
 
 def _build_command(manifest: Path, out: Path) -> list[str]:
@@ -30,6 +33,7 @@ def _build_command(manifest: Path, out: Path) -> list[str]:
         "--out",
         str(out),
         "--quiet",
+        *(f"--set={setting}" for setting in SINGLE_THREADED),
     ]
 
 
