@@ -261,6 +261,20 @@ def test_per_sequence_text_export(fake, tmp_path):
         assert back.num_points3D() == rec.num_points3D() and back.num_reg_images() == rec.num_reg_images()
 
 
+def test_text_export_refuses_image_names_with_whitespace(tmp_path):
+    """COLMAP's text format cuts a name at its first space: refused before writing; binary keeps it."""
+    xyz = world_points()
+    models = {seq: sequence_model(k, xyz, skip) for k, (seq, (_, skip)) in enumerate(SEQUENCES.items())}
+    odd = "dir x/a b ü.png"
+    models["winter/run1"].images[2].name = odd
+    for merged in (True, False):
+        with pytest.raises(ExportError, match=r"'dir x/a b ü\.png'.*whitespace.*binary format"):
+            export_colmap(models, tmp_path / "text", merged=merged, text=True)
+        assert not (tmp_path / "text").exists()
+    back = pycolmap.Reconstruction(str(export_colmap(models, tmp_path / "binary")))
+    assert odd in {img.name for img in back.images.values()}
+
+
 def test_ply_is_coloured_by_condition_with_legend(fake, tmp_path):
     import open3d as o3d
 

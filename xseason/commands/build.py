@@ -1,4 +1,4 @@
-"""`xseason build [MANIFEST] --out DIR [--config FILE] [--reference CONDITION ...]`."""
+"""`xseason build [MANIFEST] --out DIR [--config FILE] [--reference CONDITION ...] [--allow-partial]`."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--work", type=Path, help="work folder for intermediate results (default: OUT.work)")
     parser.add_argument("--image-root", type=Path, help="folder the manifest's image paths are relative to")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="write the dataset even when it is incomplete (one condition, a condition that lost all its "
+        "images, no cross-condition pair); what was lost is listed in the summary and dataset.json",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work,
         image_root=args.image_root,
         progress=not args.quiet,
+        allow_partial=args.allow_partial,
     )
     print(summary.format())
     return 0

@@ -12,12 +12,17 @@ manifest and config is not rebuilt.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import math
 import os
+import tempfile
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from xseason.core.config import load_config, to_dict
@@ -26,9 +31,21 @@ from xseason.core.files import check_outside, exclusive_lock, write_json
 from xseason.core.log import log_file, stage
 from xseason.inputs.manifest import Manifest, read_manifest
 from xseason.matching.association import AssociationConfig, associate_clouds, point_table_from_reconstructions
-from xseason.matching.correspondences import CorrespondenceConfig, make_correspondences
+from xseason.matching.correspondences import CorrespondenceConfig, CorrespondenceTables, make_correspondences
 from xseason.matching.surfaces import SurfaceConfig
 from xseason.matching.views import views_from_manifest
+from xseason.pipeline.dropped import (
+    ALLOW,
+    Dropped,
+    Failure,
+    PartialBuildError,
+    accept,
+    dropped_of,
+    lost_conditions,
+    no_cross_pair,
+    no_points,
+    one_condition,
+)
 from xseason.sfm.config import SfMConfig
 from xseason.sfm.features import extract
 from xseason.sfm.paths import BuildPaths
@@ -44,13 +61,56 @@ DEFAULT_SCENE = Path("data/demo")
 
 
 def ensure_default_scene(manifest: Path = DEFAULT_MANIFEST, scene: Path = DEFAULT_SCENE) -> None:
-    """Render the built-in `demo` scene into `scene` when the default manifest's images are missing."""
+    """Render the built-in `demo` scene into `scene`, and its manifest at `manifest`, when the scene is
+    not there yet and `manifest` is missing or is the built-in demo's own manifest (the repository's
+    data_manifest.csv). A user's own manifest is never rewritten (issue 16): nothing is rendered, and
+    images it names that are missing are the build's usual manifest error."""
     if (scene / "manifest.csv").is_file():
+        return
+    if os.path.lexists(manifest) and not _is_demo_manifest(manifest, scene):
+        log.info("%s is not the built-in demo's manifest: the demo scene is not rendered", manifest)
         return
     from xseason.synth import render_scene, synth_config
 
     log.info("rendering the built-in demo scene into %s/ (once) ...", scene)
     render_scene(scene, synth_config("demo"), root_manifest=manifest)
+
+
+def _is_demo_manifest(manifest: Path, scene: Path) -> bool:
+    """True when `manifest` holds what `render_scene(scene, "demo", root_manifest=manifest)` writes:
+    the same rows and columns, cell by cell the same text or the same numbers (to 1e-6, as the last
+    printed digit may differ between platforms). A file whose first image is not under `scene` is
+    told apart without rendering anything or loading the scene's code; at most one row more than
+    the demo's is read."""
+
+    def same(a: str, b: str) -> bool:
+        if a == b:
+            return True
+        try:
+            x, y = [float(v) for v in a.split()], [float(v) for v in b.split()]
+        except ValueError:
+            return False
+        return len(x) == len(y) > 0 and all(
+            math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9) for u, v in zip(x, y)
+        )
+
+    prefix = Path(os.path.relpath(scene.resolve(), manifest.resolve().parent)).as_posix() + "/"
+    try:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            got = list(islice(rows, 2))
+            if len(got) < 2 or got[0][:1] != ["image"] or not got[1][:1] or not got[1][0].startswith(prefix):
+                return False
+            from xseason.synth import make_views, synth_config, write_manifest
+
+            cfg = synth_config("demo")
+            with tempfile.TemporaryDirectory() as tmp:
+                demo = write_manifest(Path(tmp) / "manifest.csv", make_views(cfg), cfg, prefix=prefix)
+                want = list(csv.reader(demo.read_text(encoding="utf-8").splitlines()))
+            got += islice(rows, len(want) - 1)  # one row more than the demo's, if there is one
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return len(got) == len(want) and all(len(g) == len(w) and all(map(same, g, w)) for g, w in zip(got, want))
 
 
 @dataclass
@@ -66,7 +126,8 @@ class BuildConfig(SfMConfig):
 
 @dataclass
 class BuildSummary:
-    """What a build produced: per condition the registration rate, per condition pair the counts."""
+    """What a build produced: per condition the registration rate, per condition pair the counts, and
+    what it dropped with the causes (`losses.Dropped`)."""
 
     dataset: Path
     work_dir: Path
@@ -74,6 +135,7 @@ class BuildSummary:
     registered: pd.DataFrame  # condition, images, registered, rate
     pairs: pd.DataFrame  # reference, condition, pairs, matches, densified_share
     reused: bool = False
+    dropped: Dropped = field(default_factory=Dropped)
 
     def format(self) -> str:
         lines = [
@@ -86,6 +148,8 @@ class BuildSummary:
             "",
             "pairs and matches per condition pair:",
             self.pairs.to_string(index=False) if len(self.pairs) else "  (no pairs)",
+            "",
+            *self.dropped.format(),
         ]
         return "\n".join(lines)
 
@@ -103,12 +167,19 @@ def run_build(
     work_dir: str | Path | None = None,
     image_root: str | Path | None = None,
     progress: bool = True,
+    allow_partial: bool = False,
 ) -> BuildSummary:
     """Build the correspondence dataset at `out` from `manifest` (resumable; see module doc).
 
     Before any work the outputs are checked (`check_outputs`); the build then holds an exclusive
     lock on the dataset (`.<out>.lock` beside it) and on the work folder (`<work>/build.lock`), so
-    that a second build into either fails at once with a `LockError` naming this process."""
+    that a second build into either fails at once with a `LockError` naming this process.
+
+    Every image, sequence and condition dropped is listed with its cause in the summary and in
+    dataset.json (`pipeline.dropped`). An incomplete result -- a manifest of one condition (found
+    before any work), a condition that lost all its images, no cross-condition pair -- raises a
+    `PartialBuildError` naming the stage and the causes, and no dataset is written, unless
+    `allow_partial` (`--allow-partial`) accepts it."""
     cfg = config or BuildConfig()
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, image_root=image_root)
@@ -117,9 +188,16 @@ def run_build(
         out = Path(os.path.abspath(out))
     paths = BuildPaths(work_dir) if work_dir is not None else BuildPaths.beside(out)
     refs = _references(manifest, references)
+    preflight = Dropped()
+    accept(
+        [one_condition(manifest)],
+        preflight,
+        allow_partial,
+        tail=f"Nothing was done; pass {ALLOW} to build it anyway (a dataset without pairs)",
+    )
     check_outputs(manifest, out, paths)
     with exclusive_lock(dataset_lock(out), f"the dataset {out}"):
-        return _build(manifest, out, paths, cfg, refs, progress)
+        return _build(manifest, out, paths, cfg, refs, progress, allow_partial, preflight.accepted)
 
 
 def dataset_lock(out: Path) -> Path:
@@ -144,9 +222,17 @@ def check_outputs(manifest: Manifest, out: Path, paths: BuildPaths) -> None:
 
 
 def _build(
-    manifest: Manifest, out: Path, paths: BuildPaths, cfg: BuildConfig, refs: list[str], progress: bool
+    manifest: Manifest,
+    out: Path,
+    paths: BuildPaths,
+    cfg: BuildConfig,
+    refs: list[str],
+    progress: bool,
+    allow_partial: bool,
+    accepted: list[Failure],
 ) -> BuildSummary:
-    """`run_build` once its outputs are checked, holding the dataset's lock."""
+    """`run_build` once its outputs are checked, holding the dataset's lock; `accepted`: the failures
+    found before any work that `allow_partial` accepted."""
     work = paths.root
     config_dict = to_dict(cfg)
     stale = _rebuild_reason(out, manifest.checksum, config_dict, refs)
@@ -158,7 +244,15 @@ def _build(
             manifest.checksum[:12],
             ", ".join(refs),
         )
-        return _summary(out, work, refs, reused=True)
+        summary = _summary(out, work, refs, reused=True)
+        if summary.dropped.accepted and not allow_partial:  # the same answer as when it was built
+            raise PartialBuildError(
+                summary.dropped.accepted,
+                summary.dropped,
+                tail=f"The dataset at {out} was written with {ALLOW} and is left as it is; pass {ALLOW} "
+                "to accept it",
+            )
+        return summary
 
     resumed = work.is_dir() and any(p != paths.lock for p in work.iterdir())
     work.mkdir(parents=True, exist_ok=True)
@@ -181,14 +275,29 @@ def _build(
         with stage("registration"):
             registration = register(manifest, index, models, paths, cfg, refs)
             recs = registration.models
+            losses = dropped_of(manifest, index, models, registration, cfg)
+            losses.accepted += accepted
+            _accept(lost_conditions(losses), losses, allow_partial, paths, refs)
         with stage("association"):
+            # Checked here, so that sequences that failed are named rather than the association's
+            # "no 3D points" (which is left to a real mismatch between the models and the manifest).
+            has_points = any(model.num_points3D() for model in recs.values())
+            if not has_points:
+                _accept([no_points()], losses, allow_partial, paths, refs)
             views = views_from_manifest(manifest, recs, cfg.features.default_focal_factor)
-            points = point_table_from_reconstructions(recs, views, cfg.association.spacing_k)
-            associated = associate_clouds(points, refs, cfg.association)
+            if has_points:
+                points = point_table_from_reconstructions(recs, views, cfg.association.spacing_k)
+                associated = associate_clouds(points, refs, cfg.association)
         with stage("correspondences"):
-            tables = make_correspondences(associated, cfg.correspondences, cfg.surfaces, progress=progress)
-        with stage("store"):
+            if has_points:
+                tables = make_correspondences(
+                    associated, cfg.correspondences, cfg.surfaces, progress=progress
+                )
+            else:
+                tables = _no_correspondences(cfg.correspondences)
             images = _with_labels(images_table(views), manifest)
+            _accept([no_cross_pair(images, tables.pairs)], losses, allow_partial, paths, refs)
+        with stage("store"):
             condition_of = {r.sequence: r.condition for r in manifest.images}
             write_dataset(
                 out,
@@ -205,6 +314,7 @@ def _build(
                     "manifest": str(manifest.path.resolve()),
                     "work_dir": str(work.resolve()),
                     "registration_rate": registration.rate(condition_of),
+                    "dropped": losses.to_json(),
                 },
             )
             summary = _summary(out, work, refs)
@@ -215,9 +325,38 @@ def _build(
                     "references": refs,
                     "registered": summary.registered.to_dict(orient="records"),
                     "pairs": summary.pairs.to_dict(orient="records"),
+                    "dropped": losses.to_json(),
                 },
             )
     return summary
+
+
+def _accept(
+    failures: list[Failure | None], losses: Dropped, allow_partial: bool, paths: BuildPaths, refs: list[str]
+) -> None:
+    """`losses.accept`; a failing build leaves its losses and why it failed in `<work>/build_summary.json`."""
+    try:
+        accept(failures, losses, allow_partial)
+    except PartialBuildError as exc:
+        failed = [{"stage": f.stage, "reason": f.reason} for f in exc.failures]
+        record = {"dataset": None, "references": refs, "failed": failed, "dropped": losses.to_json()}
+        write_json(paths.summary, record)
+        raise
+
+
+def _no_correspondences(cfg: CorrespondenceConfig) -> CorrespondenceTables:
+    """The correspondence stage's output when there is nothing to match: no pair, no match, no point."""
+    pairs = pd.DataFrame(
+        {
+            "pair_id": np.zeros(0, np.int64),
+            "image_id0": np.zeros(0, np.int32),
+            "image_id1": np.zeros(0, np.int32),
+            "num_matches": np.zeros(0, np.int32),
+            "overlap": np.zeros(0, np.float32),
+            "split": np.zeros(0, object),
+        }
+    )
+    return CorrespondenceTables(pairs, pd.DataFrame(), [], np.zeros(0, np.int64), cfg.weight_scale)
 
 
 def _references(manifest: Manifest, references: list[str] | None) -> list[str]:
@@ -285,4 +424,5 @@ def _summary(out: Path, work: Path, refs: list[str], reused: bool = False) -> Bu
         .agg(pairs="size", matches="sum")
         .reset_index()
     )
-    return BuildSummary(out, work, refs, registered, per_pair, reused)
+    dropped = Dropped.from_json(store.meta.get("dropped"))
+    return BuildSummary(out, work, refs, registered, per_pair, reused, dropped)

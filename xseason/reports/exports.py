@@ -154,6 +154,21 @@ def merge_models(models: Models) -> pycolmap.Reconstruction:
     return merged
 
 
+def _check_text_names(models: Models) -> None:
+    """Raise an `ExportError` naming the first image (sequence by sequence, by image id) whose name
+    holds whitespace: COLMAP's text format cuts names at the first space, so it would read such a
+    model back with the wrong image names."""
+    for sequence, rec in models.items():
+        for image_id in sorted(rec.images):
+            name = rec.image(image_id).name
+            if any(c.isspace() for c in name):
+                raise ExportError(
+                    f"image {name!r} (sequence {sequence!r}) has whitespace in its name, which COLMAP's "
+                    "text format cannot hold (it reads a name only up to the first space); "
+                    "export the binary format instead (the default: without --text)"
+                )
+
+
 def export_colmap(
     source: ModelSource, out_dir: str | os.PathLike, merged: bool = True, text: bool = False
 ) -> Path:
@@ -161,10 +176,14 @@ def export_colmap(
 
     `merged`: one model of all sequences at `out_dir`; otherwise one model per sequence at
     `out_dir/<folder>/` (the build's file-system-safe sequence folder name, `sequence_folder`).
-    `text`: COLMAP's text format instead of binary. Written atomically; what is at `out_dir` must be
-    nothing, an empty folder or COLMAP model(s) (an earlier export), else an `OutputError`.
+    `text`: COLMAP's text format instead of binary; it cannot hold an image name with whitespace
+    (COLMAP reads the name only up to the first space), so such a name is an `ExportError`, raised
+    before anything is written. Written atomically; what is at `out_dir` must be nothing, an empty
+    folder or COLMAP model(s) (an earlier export), else an `OutputError`.
     """
     models = load_models(source)
+    if text:
+        _check_text_names(models)
     out_dir = Path(out_dir)
     with atomic_path(out_dir, "folder", replace_only_if=is_colmap_model, what="COLMAP model(s)") as tmp:
         tmp.mkdir(parents=True)
