@@ -2,7 +2,7 @@
 
 Everything that converts between pycolmap objects and xseason's own lives here:
 - pixels: COLMAP puts the centre of the top-left pixel at (0.5, 0.5), xseason at (0, 0)
-  (docs/FORMAT.md section 1): `from_colmap_pixels` / `to_colmap_pixels`;
+  (docs/FORMAT.md section 1): `from_colmap_pixels`;
 - poses: `pycolmap.Rigid3d` (cam_from_world) <-> `Pose` (world-to-camera), `pose_arrays` (many at
   once, with pycolmap's own arithmetic), similarities -> `pycolmap.Sim3d` (`sim3d`);
 - cameras: `pycolmap.Camera` <-> `Camera` (same model names and parameters);
@@ -52,11 +52,6 @@ def is_colmap_model(folder: str | Path, also: Iterable[str] = ()) -> bool:
 def from_colmap_pixels(xy: np.ndarray) -> np.ndarray:
     """COLMAP keypoints -> xseason pixels (top-left pixel centre at (0, 0))."""
     return np.asarray(xy, np.float64) - COLMAP_PIXEL_OFFSET
-
-
-def to_colmap_pixels(xy: np.ndarray) -> np.ndarray:
-    """xseason pixels -> COLMAP keypoints."""
-    return np.asarray(xy, np.float64) + COLMAP_PIXEL_OFFSET
 
 
 def pose_from_rigid(cam_from_world: pycolmap.Rigid3d) -> Pose:

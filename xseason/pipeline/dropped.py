@@ -25,6 +25,7 @@ from xseason.sfm.config import SfMConfig
 from xseason.sfm.features import FeatureIndex
 from xseason.sfm.reconstruction import ModelStatus, SequenceModels
 from xseason.sfm.results import Registration, SequenceResult, SequenceStatus
+from xseason.store.reader import pair_conditions
 
 log = logging.getLogger(__name__)
 
@@ -300,13 +301,8 @@ def no_points() -> Failure:
 
 def no_cross_pair(images: pd.DataFrame, pairs: pd.DataFrame) -> Failure | None:
     """The result holds no pair of images of two different conditions."""
-    condition = images.set_index("image_id")["condition"]
-    if (
-        len(pairs)
-        and (
-            condition.loc[pairs["image_id0"]].to_numpy() != condition.loc[pairs["image_id1"]].to_numpy()
-        ).any()
-    ):
+    conditions = pair_conditions(images, pairs)
+    if (conditions["reference"] != conditions["condition"]).any():
         return None
     found = sorted(images.loc[images["registered"], "condition"].unique())
     if len(found) < 2:

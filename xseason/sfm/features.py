@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pycolmap
 
-from xseason.core.colmap import camera_to_colmap, quiet_logs
+from xseason.core.colmap import camera_to_colmap, from_colmap_pixels, quiet_logs
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
@@ -136,7 +136,7 @@ def _extract_one(
     kps = pycolmap.keypoints_to_matrix(keypoints)
     desc = np.asarray(descriptors.data)
     if keep is not None:
-        ij = np.clip(np.rint(kps[:, [1, 0]] - 0.5).astype(int), 0, [height - 1, width - 1])
+        ij = np.clip(np.rint(from_colmap_pixels(kps[:, [1, 0]])).astype(int), 0, [height - 1, width - 1])
         ok = keep[ij[:, 0], ij[:, 1]]
         kps, desc = kps[ok], desc[ok]
     with pycolmap.DatabaseTransaction(db):

@@ -109,6 +109,18 @@ def _check_file(
     return meta.num_rows
 
 
+def pair_conditions(
+    images: pd.DataFrame, pairs: pd.DataFrame, unknown: str = UNKNOWN_CONDITION
+) -> pd.DataFrame:
+    """`pairs` with two more columns: `reference` (condition of image 0) and `condition` (of image 1);
+    an image without a condition counts as `unknown`. Same rows, order and index."""
+    conditions = images.set_index("image_id")["condition"]
+    return pairs.assign(
+        reference=conditions.reindex(pairs["image_id0"]).fillna(unknown).to_numpy(),
+        condition=conditions.reindex(pairs["image_id1"]).fillna(unknown).to_numpy(),
+    )
+
+
 class CorrespondenceStore:
     """An opened dataset: `images`, `pairs` (DataFrames), `meta` (dataset.json) and fast per-pair reads.
 
@@ -192,13 +204,8 @@ class CorrespondenceStore:
 
     # -- pairs
     def pair_conditions(self, unknown: str = UNKNOWN_CONDITION) -> pd.DataFrame:
-        """The pairs table with two more columns: `reference` (condition of image 0) and `condition`
-        (of image 1); an image without a condition counts as `unknown`. Same rows, order and index."""
-        conditions = self.images.set_index("image_id")["condition"]
-        return self.pairs.assign(
-            reference=conditions.reindex(self.pairs["image_id0"]).fillna(unknown).to_numpy(),
-            condition=conditions.reindex(self.pairs["image_id1"]).fillna(unknown).to_numpy(),
-        )
+        """The pairs table with the conditions of its two images (module function `pair_conditions`)."""
+        return pair_conditions(self.images, self.pairs, unknown)
 
     # -- matches
     def _locate(self, pair_id: int) -> tuple[int, int]:
