@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from xseason.core.errors import DatasetFormatError
-from xseason.core.geometry import Camera, Pose
+from xseason.core.geometry import Camera, Pose, in_image, project_points
 from xseason.synth.groundtruth import (
+    MATCH_CLASSES,
+    classify_matches,
     exact_depth_known,
     load_truth,
     sample_depth,
@@ -19,6 +21,7 @@ from xseason.synth.groundtruth import (
     true_overlap,
     world_points,
 )
+from xseason.synth.world import BUILDING, VEGETATION
 
 CAM = Camera("PINHOLE", 64, 48, (50.0, 50.0, 32.0, 24.0))
 
@@ -232,3 +235,132 @@ def test_fallback_true_matches_on_rendered_scene(tiny_scene: Path) -> None:
     back, vis_back = true_matches(truth, b, a, pf[fb], fallback=True)
     err = np.linalg.norm(back[vis_back] - px[fb][vis_back], axis=1)
     assert np.median(err) < 0.5 and np.quantile(err, 0.99) < 5.0
+
+
+def _sequences(truth) -> dict[str, list[str]]:
+    seq: dict[str, list[str]] = {}
+    for n in sorted(truth.images):
+        seq.setdefault(truth.images[n].sequence, []).append(n)
+    return seq
+
+
+def _at(image: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """Value of the pixel each (N, 2) position inside the image falls in."""
+    ij = np.rint(px).astype(int)
+    return image[ij[:, 1], ij[:, 0]]
+
+
+def _seen_from(truth, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels of a (stride-2 grid, on a surface) with their projection into b and its depth there,
+    computed here from the depth map and poses (independently of classify_matches)."""
+    px = _grid(truth.images[a].camera, 2)
+    px = px[_at(truth.depth(a), px) > 0]
+    img = truth.image(b)
+    pb, z = project_points(img.camera, img.pose, world_points(truth, a, px))
+    return px, pb, z
+
+
+def _inside(truth, b: str, pb: np.ndarray, z: np.ndarray) -> np.ndarray:
+    return (z > 0) & in_image(truth.images[b].camera, np.nan_to_num(pb, nan=-1e9))
+
+
+def _classes(truth, a: str, b: str, p0: np.ndarray, p1: np.ndarray | None = None) -> list[str]:
+    """Classes of matches p0 (a) <-> p1 (b); p1 defaults to pixels of b that a sees, so that the
+    other direction (b -> a) has no cause of its own and the class comes from p0's side."""
+    if p1 is None:
+        px = _grid(truth.images[b].camera, 2)
+        seen = px[true_matches(truth, b, a, px, fallback=True)[1]]
+        p1 = seen[np.random.default_rng(0).integers(0, len(seen), len(p0))]
+    return [MATCH_CLASSES[c] for c in classify_matches(truth, a, b, p0, p1)[1]]
+
+
+def test_classify_correct_and_misplaced(tiny_scene: Path) -> None:
+    truth = load_truth(tiny_scene)
+    s0 = _sequences(truth)["00-summer-day"]
+    a, b = s0[2], s0[3]
+    px = _grid(truth.images[a].camera, 2)
+    pb, vis = true_matches(truth, a, b, px)
+    p0, p1 = px[vis], pb[vis]
+    err, code = classify_matches(truth, a, b, p0, p1)
+    assert len(p0) > 3000 and np.all(code == 0) and err.max() < 0.01
+    # 8 px off, the other end still on a surface that a sees: misplaced (checked both ways).
+    shifted = p1 + [0.0, 8.0]
+    keep = true_matches(truth, b, a, shifted, fallback=True)[1]
+    err, code = classify_matches(truth, a, b, p0[keep], shifted[keep])
+    assert keep.sum() > 1000
+    np.testing.assert_allclose(err, 8.0, atol=1e-6)
+    assert set(MATCH_CLASSES[c] for c in code) == {"misplaced"}
+    # Within off_px the same matches are correct.
+    assert np.all(classify_matches(truth, a, b, p0[keep], shifted[keep], off_px=9.0)[1] == 0)
+
+
+def test_classify_sky_behind_outside(tiny_scene: Path) -> None:
+    truth = load_truth(tiny_scene)
+    s0 = _sequences(truth)["00-summer-day"]
+    a, b = s0[0], s0[7]  # 7 m further along the street: the road near a is behind b
+    grid = _grid(truth.images[a].camera, 2)
+    sky_a = grid[_at(truth.depth(a), grid) == 0]
+    sky_b = grid[_at(truth.depth(b), grid) == 0]
+    assert len(sky_a) > 100 and len(sky_b) > 100
+    assert set(_classes(truth, a, b, sky_a)) == {"sky"}
+    # The other end on sky: the match is sky, whatever its image-0 end.
+    seen = grid[true_matches(truth, a, b, grid)[1]][: len(sky_b)]
+    assert set(_classes(truth, a, b, seen, sky_b[: len(seen)])) == {"sky"}
+    px, pb, z = _seen_from(truth, a, b)
+    behind = z < 0
+    outside = (z > 0) & ~_inside(truth, b, pb, z)
+    assert behind.sum() > 100 and outside.sum() > 100
+    assert set(_classes(truth, a, b, px[behind])) == {"behind"}
+    assert set(_classes(truth, a, b, px[outside])) == {"outside"}
+
+
+def test_classify_hidden_moving(tiny_scene: Path) -> None:
+    """Parked cars differ between traversals: points on a car, and points a car hides in the other
+    image, are hidden_moving."""
+    truth = load_truth(tiny_scene)
+    seq = _sequences(truth)
+    a, b = seq["00-summer-day"][3], seq["01-autumn-overcast"][3]
+    px, pb, z = _seen_from(truth, a, b)
+    inside = _inside(truth, b, pb, z)
+    on_car = inside & _at(truth.moving(a), px)
+    pbc = np.where(inside[:, None], pb, 0)
+    behind_car = inside & ~_at(truth.moving(a), px) & _at(truth.moving(b), pbc)
+    behind_car &= _at(truth.depth(b), pbc) < 0.9 * z
+    assert on_car.sum() > 100 and behind_car.sum() > 20
+    assert set(_classes(truth, a, b, px[on_car])) == {"hidden_moving"}
+    assert set(_classes(truth, a, b, px[behind_car])) == {"hidden_moving"}
+
+
+def test_classify_changed_vegetation_and_hidden_static(tiny_scene: Path) -> None:
+    """Leaves of summer are gone in winter (changed_vegetation); at night they are the same, so
+    what hides a point there is static (hidden_static), as are facades hidden by poles and signs."""
+    truth = load_truth(tiny_scene)
+    seq = _sequences(truth)
+    a = seq["00-summer-day"][3]
+    winter, night = seq["02-winter-snow"][3], seq["03-night"][3]
+    # Leaves of a, not seen in winter.
+    px, pb, z = _seen_from(truth, a, winter)
+    inside = _inside(truth, winter, pb, z)
+    pbc = np.where(inside[:, None], pb, 0)
+    leaf = inside & (_at(truth.labels(a), px) == VEGETATION) & ~_at(truth.moving(winter), pbc)
+    leaf &= ~true_matches(truth, a, winter, px, fallback=True)[1]
+    assert leaf.sum() > 100
+    assert set(_classes(truth, a, winter, px[leaf])) == {"changed_vegetation"}
+    # Facades of the winter image behind summer leaves.
+    px, pb, z = _seen_from(truth, winter, a)
+    inside = _inside(truth, a, pb, z)
+    pbc = np.where(inside[:, None], pb, 0)
+    hidden = inside & (_at(truth.labels(winter), px) == BUILDING) & ~_at(truth.moving(a), pbc)
+    hidden &= (_at(truth.labels(a), pbc) == VEGETATION) & (_at(truth.depth(a), pbc) < 0.9 * z)
+    hidden &= ~true_matches(truth, winter, a, px, fallback=True)[1]  # not seen between leaves either
+    assert hidden.sum() > 20
+    assert set(_classes(truth, winter, a, px[hidden])) == {"changed_vegetation"}
+    # The same kind of points between summer-day and night (same leaves): hidden_static.
+    px, pb, z = _seen_from(truth, night, a)
+    inside = _inside(truth, a, pb, z)
+    pbc = np.where(inside[:, None], pb, 0)
+    hidden = inside & ~_at(truth.moving(night), px) & ~_at(truth.moving(a), pbc)
+    hidden &= (_at(truth.depth(a), pbc) < 0.9 * z) & ~true_matches(truth, night, a, px, fallback=True)[1]
+    by_leaves = hidden & (_at(truth.labels(a), pbc) == VEGETATION)
+    assert hidden.sum() > 100 and by_leaves.sum() > 20
+    assert set(_classes(truth, night, a, px[hidden])) == {"hidden_static"}

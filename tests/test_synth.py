@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import filecmp
+import hashlib
 import json
 from pathlib import Path
 
@@ -106,6 +107,22 @@ def test_seasonal_geometry_and_cars() -> None:
     c0 = cars_for_sequence(world, 0.55, 0, 0)[0].vertices
     c1 = cars_for_sequence(world, 0.55, 0, 1)[0].vertices
     assert len(c0) != len(c1) or np.abs(c0 - c1).max() > 0.1
+
+
+@pytest.mark.parametrize("preset, digest", [("demo", "ce822e59524732cb"), ("tiny", "63a0806a90aaf761")])
+def test_street_layout_geometry_is_unchanged(preset: str, digest: str) -> None:
+    """The street layout's meshes (static, leaves by season, the first two traversals' cars) hash as
+    before the random layout was added (its renders were byte-identical then)."""
+    cfg = synth_config(preset)
+    world = build_world(cfg.world, cfg.seed)
+    meshes = [world.static]
+    meshes += [leaves(world, s, cfg.world.leaves_per_tree, cfg.seed) for s in ("summer", "autumn", "none")]
+    meshes += [cars_for_sequence(world, cfg.world.car_occupancy, cfg.seed, i)[0] for i in range(2)]
+    h = hashlib.sha256()
+    for m in meshes:
+        for a in (m.vertices, m.triangles, m.label, m.kind, m.obj):
+            h.update(np.ascontiguousarray(a).tobytes())
+    assert h.hexdigest()[:16] == digest
 
 
 def test_demo_views_have_sift_features_except_night() -> None:

@@ -1,4 +1,8 @@
-"""`xseason synth`: render the built-in multi-condition street scene with exact ground truth."""
+"""`xseason synth`: render the built-in multi-condition street scene with exact ground truth.
+
+`--preset random` composes a new layout per `--seed` (streets, squares, courtyards, clutter,
+pedestrians and bicycles; see xseason/synth/random_world.py), with the traversals drawn from the seed.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,12 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from xseason.synth.config import preset_names
 
-    parser.add_argument("--preset", choices=preset_names(), default="demo", help="scene (default: demo)")
+    parser.add_argument(
+        "--preset",
+        choices=preset_names(),
+        default="demo",
+        help="scene (default: demo); 'random' composes a new layout per --seed",
+    )
     parser.add_argument(
         "--out",
         default="data/demo",

@@ -281,14 +281,35 @@ def point_table_from_reconstructions(
     )
 
 
-def local_geometry(
-    xyz: np.ndarray, group: np.ndarray, k: int, k_normal: int = 10
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per point, within its group: distance to the k-th nearest neighbour (inf if too few
-    points), the unit normal of its `k_normal` nearest neighbours (PCA; NaN if too few) and
-    their curvature, smallest eigenvalue / sum (0 = a plane, 1/3 = isotropic; 1 if unknown)."""
-    spacing, normal = np.full(len(xyz), np.inf), np.full((len(xyz), 3), np.nan)
-    curvature = np.ones(len(xyz))
+@dataclass
+class Neighbourhoods:
+    """Per point, the principal axes of its nearest neighbours in its group (`neighbourhoods`)."""
+
+    spacing: np.ndarray  # (P,) distance to the k-th nearest neighbour (inf if too few points)
+    centroid: np.ndarray  # (P, 3) mean of the neighbourhood (NaN if too few points)
+    eigenvalues: np.ndarray  # (P, 3) of its scatter matrix, ascending (NaN if too few points)
+    eigenvectors: np.ndarray  # (P, 3, 3) unit axes (columns), in the same order
+
+    @property
+    def normal(self) -> np.ndarray:
+        """(P, 3) the axis of least spread: the normal of the least-squares plane (centroid, normal)."""
+        return self.eigenvectors[:, :, 0]
+
+    @property
+    def curvature(self) -> np.ndarray:
+        """(P,) smallest eigenvalue / sum: 0 = a plane, 1/3 = isotropic (1 if unknown)."""
+        with np.errstate(invalid="ignore"):
+            c = self.eigenvalues[:, 0] / np.maximum(self.eigenvalues.sum(axis=1), 1e-300)
+        return np.where(np.isfinite(c), c, 1.0)
+
+
+def neighbourhoods(xyz: np.ndarray, group: np.ndarray, k: int, k_normal: int = 10) -> Neighbourhoods:
+    """Per point, within its group: the distance to its k-th nearest neighbour and the principal
+    axes (PCA) of its `k_normal` nearest neighbours (itself included)."""
+    n = len(xyz)
+    out = Neighbourhoods(
+        np.full(n, np.inf), np.full((n, 3), np.nan), np.full((n, 3), np.nan), np.full((n, 3, 3), np.nan)
+    )
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
         kk = min(max(k, k_normal), len(idx) - 1)
@@ -296,13 +317,22 @@ def local_geometry(
             continue
         d, nn = cKDTree(xyz[idx]).query(xyz[idx], k=kk + 1)
         if len(idx) > k:
-            spacing[idx] = d[:, k]
+            out.spacing[idx] = d[:, k]
         nb = xyz[idx][nn[:, : min(k_normal, kk) + 1]]
-        nb = nb - nb.mean(axis=1, keepdims=True)
-        vals, vecs = np.linalg.eigh(np.einsum("nki,nkj->nij", nb, nb))
-        normal[idx] = vecs[:, :, 0]
-        curvature[idx] = vals[:, 0] / np.maximum(vals.sum(axis=1), 1e-300)
-    return spacing, normal, curvature
+        out.centroid[idx] = nb.mean(axis=1)
+        nb = nb - out.centroid[idx][:, None, :]
+        out.eigenvalues[idx], out.eigenvectors[idx] = np.linalg.eigh(np.einsum("nki,nkj->nij", nb, nb))
+    return out
+
+
+def local_geometry(
+    xyz: np.ndarray, group: np.ndarray, k: int, k_normal: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point, within its group: distance to the k-th nearest neighbour (inf if too few
+    points), the unit normal of its `k_normal` nearest neighbours (PCA; NaN if too few) and
+    their curvature (`Neighbourhoods.curvature`)."""
+    nb = neighbourhoods(xyz, group, k, k_normal)
+    return nb.spacing, nb.normal, nb.curvature
 
 
 def well_measured(table: PointTable, cfg: AssociationConfig) -> np.ndarray:
@@ -465,6 +495,8 @@ __all__ = [
     "decode_point_id",
     "encode_point_id",
     "local_geometry",
+    "neighbourhoods",
+    "Neighbourhoods",
     "mutual_nearest_neighbours",
     "point_table_from_reconstructions",
     "well_measured",

@@ -12,16 +12,23 @@ condition itself), one vectorised pass over all its candidate pairs:
    max_curvature) whose associated point of c was observed by j. The reference 3D point (not
    the keypoint) is projected into j and kept when inside, unmasked, within max_reproj_error of
    j's keypoint, within `max_predicted_error` after propagating its triangulation uncertainty
-   (`predicted_error`), within max_dist3d of its partner, on a surface region of the surface
-   model and occluded in neither image (surfaces.py; a scene too sparse for any planar region
-   skips these two checks, and has no surface matches).
+   (`predicted_error`), within max_dist3d of its partner, hidden by no surfel of the two
+   conditions in either image (surfels.py), and on a surface region of the surface model and
+   occluded by none of its occluders (surfaces.py; a scene too sparse for any planar region
+   skips these last two checks).
 3. Surface matches (`_surface_matches`, with `densify`): what gives night and snow images
    matches where their own features failed. Each reference image is sampled on a jittered grid
-   (one pixel per `surface_stride`^2, seeded per image); a sample is the hit of its ray on a
-   planar region of the reference condition, away from region borders and occluders. It is
-   projected into j and kept when j's own ray at that pixel, cast against the regions, the
+   (one pixel per `surface_stride`^2, seeded per image). A *plane sample* is the hit of its ray
+   on a planar region of the reference condition, away from region borders and occluders, that
+   no surfel of the reference condition hides; where there is none, a *patch sample* is taken
+   on the surfels of the reference condition (curved facades, towers, pillars, trunks:
+   `SurfelModel.patch_samples`). A sample is projected into j, must land inside and unmasked,
+   and is kept when (plane sample) j's own ray at that pixel, cast against the regions, the
    reference's clutter as solids and c's clutter as points, hits the same region within
-   ``surface_depth_tol`` (relative) of the sample. A pair tries i's samples in a seeded
+   ``surface_depth_tol`` (relative) of the sample, or (patch sample) the first surfel of the
+   two conditions on j's ray is at the sample and c has a point near it; and, for both, no
+   surfel of either condition hides it from i or from j. Every match records its
+   `SurfaceClass` (point, plane, patch; counted in dataset.json). A pair tries i's samples in a seeded
    order of them, from its own seeded start: every candidate its first `surface_probe`
    (cast for all candidates of j at once), which estimates how many of all would be kept; a
    candidate chosen as a pair then tries more, in the same order, until it has
@@ -44,8 +51,10 @@ holds the store's pairs, matches and points3d tables (the images table is the vi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 
 import numpy as np
 import pandas as pd
@@ -55,7 +64,20 @@ from xseason.core.log import progress as progress_bar
 from xseason.matching.association import AssociatedPoints, Associations, PointTable
 from xseason.matching.splits import RouteAxis, assign_splits, route_axis
 from xseason.matching.surfaces import SurfaceConfig, SurfaceModel, build_surfaces
+from xseason.matching.surfels import SurfelConfig, SurfelModel, build_surfels
 from xseason.matching.views import ImageView, unmasked
+
+log = logging.getLogger(__name__)
+
+PATCH = -4  # `_Side.sample_region` of a patch sample (surfels.py), not on a planar region
+
+
+class SurfaceClass(IntEnum):
+    """What a match lies on: a matched 3D point, a sample of a planar region, a sample of a surfel patch."""
+
+    POINT = 0
+    PLANE = 1
+    PATCH = 2
 
 
 @dataclass
@@ -119,10 +141,15 @@ class Matches:
     dist3d: np.ndarray  # (N,) float32 distance of the reference point to its partner (0 for a sample)
     err0: np.ndarray  # (N,) float32 reprojection error of i's keypoint (0 for a sample)
     err1: np.ndarray  # (N,) float32 reprojection error of j's keypoint (0 for a sample)
-    densified: np.ndarray  # (N,) bool: a surface sample
+    surface: np.ndarray  # (N,) uint8 `SurfaceClass` of the match: a point, a plane sample, a patch sample
 
     def __len__(self) -> int:
         return len(self.point)
+
+    @property
+    def densified(self) -> np.ndarray:
+        """(N,) bool: a surface sample (plane or patch), not a matched 3D point."""
+        return self.surface != SurfaceClass.POINT
 
     def __add__(self, other: Matches) -> Matches:
         return Matches(
@@ -163,6 +190,13 @@ class CorrespondenceTables:
     @property
     def num_matches(self) -> int:
         return int(self.pairs["num_matches"].sum()) if len(self.pairs) else 0
+
+    def surface_counts(self) -> dict[str, int]:
+        """Number of matches on each class of surface (`SurfaceClass`): point, plane, patch."""
+        counts = np.zeros(len(SurfaceClass), np.int64)
+        for pair in self._found:
+            counts += np.bincount(pair.matches.surface, minlength=len(SurfaceClass))
+        return {c.name.lower(): int(counts[c]) for c in SurfaceClass}
 
     def iter_matches(self, chunk_rows: int = 1 << 20) -> Iterator[pd.DataFrame]:
         """Matches tables (docs/FORMAT.md §3) of about `chunk_rows` rows, whole pairs, by pair_id."""
@@ -227,6 +261,7 @@ class _Context:
     assoc: Associations
     cfg: CorrespondenceConfig
     surfaces: SurfaceModel
+    surfels: SurfelModel
     centres: np.ndarray  # (I, 3), NaN when unregistered
     axes: np.ndarray  # (I, 3) optical axes in the world
     focals: np.ndarray  # (I,) focal lengths (pixels)
@@ -238,7 +273,11 @@ class _Context:
 
 
 def _context(
-    table: PointTable, assoc: Associations, cfg: CorrespondenceConfig, surfaces: SurfaceModel
+    table: PointTable,
+    assoc: Associations,
+    cfg: CorrespondenceConfig,
+    surfaces: SurfaceModel,
+    surfels: SurfelModel,
 ) -> _Context:
     n = len(table.views)
     centres, axes = np.full((n, 3), np.nan), np.full((n, 3), np.nan)
@@ -258,7 +297,9 @@ def _context(
     reach = cfg.pair_distance * (float(np.median(depth)) if len(depth) else 1.0)
     ref_images = np.flatnonzero([v.condition == assoc.reference and v.pose is not None for v in table.views])
     focals = np.array([_focal(v.camera) for v in table.views])
-    return _Context(table, assoc, cfg, surfaces, centres, axes, focals, ref_pos, obs_valid, reach, ref_images)
+    return _Context(
+        table, assoc, cfg, surfaces, surfels, centres, axes, focals, ref_pos, obs_valid, reach, ref_images
+    )
 
 
 def _neighbours(ctx: _Context, j: int, candidates: np.ndarray) -> np.ndarray:
@@ -281,9 +322,10 @@ class _Side:
     err: np.ndarray  # (N,) reprojection error of its keypoint
     on_surface: np.ndarray  # (N,) on a surface region and unoccluded in i (`_point_matches`)
     sample_uv: np.ndarray  # (S, 2) surface samples (pixels)
-    sample_region: np.ndarray  # (S,) their regions
+    sample_region: np.ndarray  # (S,) their regions (PATCH: a patch sample on the surfels)
     sample_xyz: np.ndarray  # (S, 3) their world points
     sample_order: np.ndarray  # (S,) a seeded permutation: pairs try the samples in it, from their own start
+    centre: np.ndarray  # (3,) the image's camera centre
     matchable: dict[str, _Matchable] = field(default_factory=dict)  # condition -> `_matchable(...)`
 
 
@@ -320,20 +362,46 @@ def _reference_side(ctx: _Context, i: int) -> _Side:
     own = own[np.argsort(t.obs_point[own], kind="stable")]
     points, first = np.unique(t.obs_point[own], return_index=True)
     own = own[first]
-    on_surface = np.ones(len(points), bool)
-    if ctx.surfaces.regions:  # a scene too sparse for any plane has no model to check points against
-        on_surface = ctx.surfaces.on_surfaces(t.xyz[points]) & _unoccluded(ctx, i, t.xyz[points])
+    ref = t.condition_index(ctx.assoc.reference)
+    on_surface = ctx.surfels.unoccluded(view.pose.center, t.xyz[points], (ref,))
+    if ctx.surfaces.regions:  # a scene too sparse for any plane has no regions to check points against
+        on_surface &= ctx.surfaces.on_surfaces(t.xyz[points]) & _unoccluded(ctx, i, t.xyz[points])
     if cfg.densify:
-        uv = sample_grid(view.camera, cfg.surface_stride, seed=(cfg.split_seed, i))
-        region, xyz = ctx.surfaces.samples(view, uv, True, *_looking(ctx, i))
-        ok = region >= 0
-        samples = uv[ok], region[ok], xyz[ok]
+        samples = _plane_and_patch_samples(
+            ctx, i, sample_grid(view.camera, cfg.surface_stride, (cfg.split_seed, i))
+        )
     else:
         samples = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3))
     order = np.random.default_rng((cfg.split_seed, i)).permutation(len(samples[0]))
-    out = _Side(points, t.obs_proj[own].astype(np.float32), t.obs_err[own], on_surface, *samples, order)
+    out = _Side(
+        points,
+        t.obs_proj[own].astype(np.float32),
+        t.obs_err[own],
+        on_surface,
+        *samples,
+        order,
+        view.pose.center,
+    )
     ctx.ref_cache[i] = out
     return out
+
+
+def _plane_and_patch_samples(
+    ctx: _Context, i: int, uv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference image i's samples at `uv`: where its ray hits a planar region (surfaces.py) that
+    no surfel of the reference condition hides, a plane sample; elsewhere, a patch sample on the
+    surfels (surfels.py) where there is one. Returns the pixels, regions (PATCH) and world points."""
+    view, ref = ctx.table.views[i], ctx.table.condition_index(ctx.assoc.reference)
+    region, xyz = ctx.surfaces.samples(view, uv, True, *_looking(ctx, i))
+    ok = region >= 0
+    ok[ok] = ctx.surfels.unoccluded(view.pose.center, xyz[ok], (ref,))
+    if ctx.surfels.cfg.patches:
+        rest = np.flatnonzero(~ok)
+        patch, patch_xyz = ctx.surfels.patch_samples(view, uv[rest], ref)
+        rest = rest[patch]
+        region[rest], xyz[rest], ok[rest] = PATCH, patch_xyz[patch], True
+    return uv[ok], region[ok], xyz[ok]
 
 
 def sample_grid(camera: Camera, stride: float, seed) -> np.ndarray:
@@ -416,10 +484,14 @@ def _point_matches(
         <= cfg.max_predicted_error
     )
     keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
-    if ctx.surfaces.regions:  # (i's side of the check is `_Side.on_surface`; one cast per point here)
-        points, inverse = np.unique(pts[keep], return_inverse=True)
-        fine = _unoccluded(ctx, j, t.xyz[points])[inverse]
-        keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
+    # (i's side of the check is `_Side.on_surface`; one cast per point here)
+    points, inverse = np.unique(pts[keep], return_inverse=True)
+    looking = (t.condition_index(ctx.assoc.reference), t.condition_index(view_j.condition))
+    fine = ctx.surfels.unoccluded(view_j.pose.center, t.xyz[points], looking)
+    if ctx.surfaces.regions:
+        fine &= _unoccluded(ctx, j, t.xyz[points])
+    fine = fine[inverse]
+    keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
     ends = np.searchsorted(owner[keep], np.arange(1, len(sides)))
     return [
         Matches(
@@ -430,7 +502,7 @@ def _point_matches(
             dist3d=dist3d[k].astype(np.float32),
             err0=err0[k].astype(np.float32),
             err1=e1.astype(np.float32),
-            densified=np.zeros(len(k), bool),
+            surface=np.full(len(k), SurfaceClass.POINT, np.uint8),
         )
         for k, u1, e1 in zip(np.split(keep, ends), np.split(uv1, ends), np.split(err1, ends), strict=True)
     ]
@@ -486,26 +558,42 @@ class _SurfaceScan:
 
 
 def _try_samples(ctx: _Context, j: int, batch: list[tuple[_Side, _SurfaceScan, int]]) -> None:
-    """Try the next `n` samples of each (side, scan, n) in one cast: projected inside j, j's own ray
-    at that pixel must hit the sample's region within ``surface_depth_tol`` of it."""
-    view = ctx.table.views[j]
+    """Try the next `n` samples of each (side, scan, n) in one cast: projected inside j and unmasked;
+    a plane sample must be what j's own ray at that pixel hits in the surface model (its region,
+    within ``surface_depth_tol``), a patch sample the first surfel of the two conditions j's ray
+    meets; and no surfel of either condition may hide the sample from i or from j."""
+    t = ctx.table
+    view = t.views[j]
+    conditions = (t.condition_index(ctx.assoc.reference), t.condition_index(view.condition))
     tried = []
     for side, scan, n in batch:
         k = scan.next(side, n)
         uv, inside = _projected_inside(view, side.sample_xyz[k], ctx.cfg.image_margin)
+        inside[inside] = unmasked(view, uv[inside])
         tried.append((k[inside], uv[inside]))
     uv = np.concatenate([u for _, u in tried] + [np.zeros((0, 2))])
     if len(uv) == 0:
         return
-    expected = np.concatenate(
-        [side.sample_region[k] for (side, _, _), (k, _) in zip(batch, tried, strict=True)]
+    expected, target = (
+        np.concatenate([getattr(side, key)[k] for (side, _, _), (k, _) in zip(batch, tried, strict=True)])
+        for key in ("sample_region", "sample_xyz")
     )
-    target = np.concatenate([side.sample_xyz[k] for (side, _, _), (k, _) in zip(batch, tried, strict=True)])
-    region, xyz = ctx.surfaces.samples(view, uv, False, *_looking(ctx, j), expected=expected)
-    hit = (region == expected) & (
-        np.linalg.norm(xyz - target, axis=1)
-        <= ctx.cfg.surface_depth_tol * np.linalg.norm(target - view.pose.center, axis=1)
+    origin = np.concatenate(
+        [np.broadcast_to(side.centre, (len(k), 3)) for (side, _, _), (k, _) in zip(batch, tried, strict=True)]
     )
+    hit = np.zeros(len(uv), bool)
+    plane = np.flatnonzero(expected >= 0)
+    region, xyz = ctx.surfaces.samples(view, uv[plane], False, *_looking(ctx, j), expected=expected[plane])
+    hit[plane] = (region == expected[plane]) & (
+        np.linalg.norm(xyz - target[plane], axis=1)
+        <= ctx.cfg.surface_depth_tol * np.linalg.norm(target[plane] - view.pose.center, axis=1)
+    )
+    hit[plane[hit[plane]]] = ctx.surfels.unoccluded(view.pose.center, target[plane[hit[plane]]], conditions)
+    patch = np.flatnonzero(expected == PATCH)
+    hit[patch] = ctx.surfels.first_surface(view.pose.center, target[patch], conditions)
+    hit[patch[hit[patch]]] = ctx.surfels.supported(target[patch[hit[patch]]], conditions[1])
+    k = np.flatnonzero(hit)
+    hit[k] = ctx.surfels.unoccluded(origin[k], target[k], conditions[1:])
     ends = np.cumsum([len(k) for k, _ in tried])
     for (_, scan, _), (k, u), h in zip(batch, tried, np.split(hit, ends[:-1]), strict=True):
         scan.hits.append((k[h], u[h]))
@@ -531,7 +619,9 @@ def _surface_matches(ctx: _Context, j: int, side: _Side, scan: _SurfaceScan) -> 
         dist3d=np.zeros(n, np.float32),
         err0=np.zeros(n, np.float32),
         err1=np.zeros(n, np.float32),
-        densified=np.ones(n, bool),
+        surface=np.where(side.sample_region[keep] == PATCH, SurfaceClass.PATCH, SurfaceClass.PLANE).astype(
+            np.uint8
+        ),
     )
 
 
@@ -566,6 +656,7 @@ def make_correspondences(
     associated: AssociatedPoints,
     cfg: CorrespondenceConfig | None = None,
     surface_cfg: SurfaceConfig | None = None,
+    surfel_cfg: SurfelConfig | None = None,
     progress: bool = True,
 ) -> CorrespondenceTables:
     """The correspondence stage: pairs and matches for every reference condition's associations
@@ -580,7 +671,8 @@ def make_correspondences(
     route = route_axis(table.views)
     for assoc in associated.associations:
         surfaces = build_surfaces(associated.surface_points, assoc.reference, surface_cfg)
-        ctx = _context(table, assoc, cfg, surfaces)
+        surfels = build_surfels(associated.surface_points, surfel_cfg, surfaces)
+        ctx = _context(table, assoc, cfg, surfaces, surfels)
         # (condition, target image, its candidates) in the tables' order: by condition, then image
         jobs = []
         targets = [c for c in table.conditions if c != assoc.reference or cfg.self_pairs]
@@ -606,7 +698,15 @@ def make_correspondences(
                     ctx.ref_cache.pop(int(i), None)
         found_all.extend(pair for pairs in found for pair in pairs)
         done_refs.append(assoc.reference)
-    return _tables(table, found_all, route, cfg)
+    out = _tables(table, found_all, route, cfg)
+    counts = out.surface_counts()
+    if cfg.densify and out.num_matches and counts["plane"] + counts["patch"] == 0:
+        log.warning(
+            "no surface could be sampled (no planar region, no flat surfel seen in both conditions): "
+            "the dataset holds point matches only"
+        )
+    log.info("matches by surface: %s", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    return out
 
 
 def _tables(
@@ -646,6 +746,7 @@ __all__ = [
     "CorrespondenceTables",
     "Matches",
     "PairMatches",
+    "SurfaceClass",
     "make_correspondences",
     "predicted_error",
     "sample_grid",

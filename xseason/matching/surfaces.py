@@ -51,9 +51,10 @@ from scipy.spatial import cKDTree
 
 from xseason.core.geometry import in_image
 from xseason.matching.association import PointTable
-from xseason.matching.views import ImageView, unmasked
+from xseason.matching.raycast import NO_HIT, RayScene
+from xseason.matching.views import ImageView, unmasked, world_rays
 
-NO_HIT, CLUTTER, DROPPED = -2, -1, -3
+CLUTTER, DROPPED = -1, -3
 
 _OCTAHEDRON_VERTICES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
 _OCTAHEDRON_FACES = np.array(
@@ -125,41 +126,6 @@ class Region:
         return float(np.sqrt(np.mean(self.residuals(xyz[self.points]) ** 2)))
 
 
-class _Scene:
-    """One open3d ray-casting scene and the owner (region index or CLUTTER) of each triangle.
-
-    open3d casts in float32: coordinates are taken relative to the vertices' mean, so that a world
-    frame far from its origin (UTM, ECEF) loses no precision.
-    """
-
-    def __init__(self, vertices: np.ndarray, triangles: np.ndarray, owner: np.ndarray):
-        import open3d as o3d
-
-        self.owner = owner
-        self.shift = vertices.mean(axis=0) if len(vertices) else np.zeros(3)
-        self.scene = o3d.t.geometry.RaycastingScene()
-        if len(triangles):
-            self.scene.add_triangles(
-                o3d.core.Tensor((vertices - self.shift).astype(np.float32)),
-                o3d.core.Tensor(triangles.astype(np.uint32)),
-            )
-
-    def cast(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distance along each unit ray to its first hit (inf: none) and its owner (NO_HIT: none)."""
-        import open3d as o3d
-
-        if len(self.owner) == 0 or len(directions) == 0:
-            return np.full(len(directions), np.inf), np.full(len(directions), NO_HIT, np.int64)
-        rays = np.concatenate([np.broadcast_to(origins - self.shift, directions.shape), directions], axis=1)
-        ans = self.scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, np.float32)))
-        t = ans["t_hit"].numpy().astype(np.float64)
-        prim = ans["primitive_ids"].numpy().astype(np.int64)
-        hit = np.isfinite(t)
-        what = np.full(len(t), NO_HIT, np.int64)
-        what[hit] = self.owner[prim[hit]]
-        return t, what
-
-
 class SurfaceModel:
     """The regions of one reference condition and the clutter of every condition (module doc).
 
@@ -186,14 +152,14 @@ class SurfaceModel:
         self._cameras = cameras  # (C, 3) registered camera centres
         self._mesh = vertices, triangles, triangle_region
         self._clutter = clutter  # condition index -> (N, 3) clutter points
-        self._scenes: dict[tuple[int, ...], _Scene] = {}
+        self._scenes: dict[tuple[int, ...], RayScene] = {}
 
     def areas(self) -> np.ndarray:
         """(R,) remaining surface of each region (world units squared)."""
         cells = np.bincount(self._mesh[2], minlength=len(self.regions)) / 2
         return cells * (self.cfg.cell_size * self.scale) ** 2
 
-    def scene(self, solid: tuple[int, ...], sparse: tuple[int, ...] = ()) -> _Scene:
+    def scene(self, solid: tuple[int, ...], sparse: tuple[int, ...] = ()) -> RayScene:
         """The regions, the static clutter and the clutter of the `solid` conditions as solid
         hulls (`_clutter_mesh`), and that of the `sparse` ones as single octahedra (cached)."""
         solid = tuple(sorted(set(solid)))
@@ -212,7 +178,7 @@ class SurfaceModel:
             )
             ov, ot = _octahedra(self._points(sparse), radius, first_vertex=len(verts) + len(hv))
             clutter = np.full(len(ht) + len(ot), CLUTTER, np.int64)
-            self._scenes[key] = _Scene(
+            self._scenes[key] = RayScene(
                 np.concatenate([verts, hv, ov]),
                 np.concatenate([tris, ht, ot]),
                 np.concatenate([owner, clutter]),
@@ -222,6 +188,11 @@ class SurfaceModel:
     def on_surfaces(self, xyz: np.ndarray) -> np.ndarray:
         """(P,) whether each point lies on a remaining cell of a region (within clutter_radius, at
         least 2 x plane_distance, of its plane): the surface itself, not clutter."""
+        return self.region_at(xyz) >= 0
+
+    def region_at(self, xyz: np.ndarray) -> np.ndarray:
+        """(P,) the region on whose remaining cell each point lies (as `on_surfaces`; the first
+        region found), -1 where none."""
         return _on_surfaces(self.regions, self._grids, self._alive, xyz, _surface_tol(self.cfg) * self.scale)
 
     def _points(self, conditions: tuple[int, ...]) -> np.ndarray:
@@ -242,7 +213,7 @@ class SurfaceModel:
         point hit. Neighbourhoods are cast only for the pixels still valid."""
         scene = self.scene(solid, sparse)
         centre = view.pose.center
-        rays = _world_rays(view, pixels)
+        rays = world_rays(view, pixels)
         t, what = scene.cast(centre, rays)
         keep = (what >= 0) & in_image(view.camera, pixels, 1.0)
         if expected is not None:
@@ -251,16 +222,11 @@ class SurfaceModel:
         r = self.cfg.edge_px
         for offset in ((r, 0.0), (-r, 0.0), (0.0, r), (0.0, -r)):
             k = np.flatnonzero(keep)
-            t2, what2 = scene.cast(centre, _world_rays(view, pixels[k] + np.array(offset)))
+            t2, what2 = scene.cast(centre, world_rays(view, pixels[k] + np.array(offset)))
             same = what2 == what[k]
             keep[k] = same if strict else same | (t2 >= t[k] * (1 - self.cfg.edge_tolerance))
         xyz = centre + rays * np.where(np.isfinite(t), t, 0.0)[:, None]
         return np.where(keep, what, DROPPED), xyz
-
-
-def _world_rays(view: ImageView, pixels: np.ndarray) -> np.ndarray:
-    d = view.camera.unproject(pixels) @ view.pose.R  # camera -> world: R^T d
-    return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
 def build_surfaces(table: PointTable, reference: str, cfg: SurfaceConfig | None = None) -> SurfaceModel:
@@ -276,7 +242,7 @@ def build_surfaces(table: PointTable, reference: str, cfg: SurfaceConfig | None 
     alive[cell[keep]] = True
     alive &= ~_stacked(regions, grids, alive, cfg, scale)
     keep &= alive[cell]
-    on = _on_surfaces(regions, grids, alive, table.xyz, _surface_tol(cfg) * scale)
+    on = _on_surfaces(regions, grids, alive, table.xyz, _surface_tol(cfg) * scale) >= 0
     # Points flat on a removed cell of a region that mostly remains are that surface (a road cell a
     # noisy point carved), not obstacles: at a grazing view even a small one hides a lot. A region
     # removed for the most part (a board, a car side that left) stays clutter, and so do the
@@ -288,9 +254,12 @@ def build_surfaces(table: PointTable, reference: str, cfg: SurfaceConfig | None 
         region_of_cell, minlength=len(regions)
     )
     flat_tol = 2 * cfg.plane_distance * scale
-    flat = _on_surfaces(regions, grids, remains[region_of_cell], table.xyz, flat_tol)
-    inner = _on_surfaces(
-        regions, grids, remains[region_of_cell] & _interior_cells(grids, len(alive)), table.xyz, flat_tol
+    flat = _on_surfaces(regions, grids, remains[region_of_cell], table.xyz, flat_tol) >= 0
+    inner = (
+        _on_surfaces(
+            regions, grids, remains[region_of_cell] & _interior_cells(grids, len(alive)), table.xyz, flat_tol
+        )
+        >= 0
     )
     other = table.point_condition != table.condition_index(reference)
     clutter = seen & ~(on | (flat & other) | inner)
@@ -518,7 +487,7 @@ def _cells_in_free_space(
     offsets = np.array([r.normal @ r.origin for r in regions])
     for _ in range(16):  # a ray meets the first remaining cell only: repeat until none is crossed
         alive = np.flatnonzero(keep)
-        t, hit = _Scene(verts, tris[alive], alive).cast(origin, direction)
+        t, hit = RayScene(verts, tris[alive], alive).cast(origin, direction)
         crossed = np.flatnonzero(np.isfinite(t) & (t < length * (1 - cfg.free_space_margin)))
         region = owner[hit[crossed]]
         behind = np.abs(np.einsum("ij,ij->i", target[crossed], normals[region]) - offsets[region])
@@ -557,12 +526,15 @@ def _stacked(
 def _on_surfaces(
     regions: list[Region], grids: list[_Grid], cells: np.ndarray, xyz: np.ndarray, tol: float
 ) -> np.ndarray:
-    """(P,) points within `tol` of a region's plane on one of its `cells` (per cell: True/False)."""
-    out = np.zeros(len(xyz), bool)
-    for region, grid in zip(regions, grids, strict=True):
-        near = np.flatnonzero(np.abs(region.residuals(xyz)) <= tol)
+    """(P,) the first region within `tol` of whose plane each point lies on one of its `cells`
+    (per cell: True/False), -1 where none."""
+    out = np.full(len(xyz), -1, np.int64)
+    for r, (region, grid) in enumerate(zip(regions, grids, strict=True)):
+        near = np.flatnonzero((out < 0) & (np.abs(region.residuals(xyz)) <= tol))
         cell = grid.cell_at(region.plane_coords(xyz[near]))
-        out[near[cell >= 0]] |= cells[cell[cell >= 0]]
+        on = cell >= 0
+        on[on] = cells[cell[on]]
+        out[near[on]] = r
     return out
 
 

@@ -72,6 +72,12 @@ def unmasked(view: ImageView, pixels: np.ndarray) -> np.ndarray:
     return ~mask[ij[:, 1], ij[:, 0]]
 
 
+def world_rays(view: ImageView, pixels: np.ndarray) -> np.ndarray:
+    """(N, 3) unit world directions of the rays through `pixels` of a registered view."""
+    d = view.camera.unproject(pixels) @ view.pose.R  # camera -> world: R^T d
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
 def views_from_manifest(
     manifest: Manifest,
     models: Mapping[str, pycolmap.Reconstruction],
@@ -114,4 +120,4 @@ def _image_size(path: Path) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
-__all__ = ["ImageView", "ViewError", "load_mask", "unmasked", "views_from_manifest"]
+__all__ = ["ImageView", "ViewError", "load_mask", "unmasked", "views_from_manifest", "world_rays"]

@@ -33,6 +33,7 @@ from xseason.inputs.manifest import Manifest, read_manifest
 from xseason.matching.association import AssociationConfig, associate_clouds, point_table_from_reconstructions
 from xseason.matching.correspondences import CorrespondenceConfig, CorrespondenceTables, make_correspondences
 from xseason.matching.surfaces import SurfaceConfig
+from xseason.matching.surfels import SurfelConfig
 from xseason.matching.views import views_from_manifest
 from xseason.pipeline.dropped import (
     ALLOW,
@@ -121,6 +122,7 @@ class BuildConfig(SfMConfig):
     association: AssociationConfig = field(default_factory=AssociationConfig)
     correspondences: CorrespondenceConfig = field(default_factory=CorrespondenceConfig)
     surfaces: SurfaceConfig = field(default_factory=SurfaceConfig)
+    surfels: SurfelConfig = field(default_factory=SurfelConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
@@ -291,7 +293,7 @@ def _build(
         with stage("correspondences"):
             if has_points:
                 tables = make_correspondences(
-                    associated, cfg.correspondences, cfg.surfaces, progress=progress
+                    associated, cfg.correspondences, cfg.surfaces, cfg.surfels, progress=progress
                 )
             else:
                 tables = _no_correspondences(cfg.correspondences)
@@ -314,6 +316,7 @@ def _build(
                     "manifest": str(manifest.path.resolve()),
                     "work_dir": str(work.resolve()),
                     "registration_rate": registration.rate(condition_of),
+                    "matches_by_surface": tables.surface_counts(),
                     "dropped": losses.to_json(),
                 },
             )

@@ -1,6 +1,7 @@
 """The built-in multi-condition street scene, rendered by exact ray casting with full ground truth.
 
-Modules: `config` (SynthConfig, presets), `world` (procedural geometry, class ids),
+Modules: `config` (SynthConfig, presets), `world` (procedural geometry, class ids; the demo
+street), `random_world` (the random scene family: a new layout per seed, `--preset random`),
 `conditions` (lighting/weather/season), `noise` and `shading` (procedural materials,
 lighting), `cameras` (trajectories), `render` (ray casting, one view), `writer` (files).
 See README.md in this folder for the scene, conventions and file layout.

@@ -1,8 +1,11 @@
 """Configuration of the built-in scene: `SynthConfig` (dataclasses, YAML-loadable) and the presets.
 
 Presets (`presets/<name>.yaml`): `tiny` (unit-test scene: 5 conditions x 8 images at 320x240, a few
-seconds) and `demo` (6 traversals x 30 images at 640x480). A YAML file (`--config`) and `key=value`
-overrides (`--set`) are applied on top of the chosen preset, in that order.
+seconds), `demo` (6 traversals x 30 images at 640x480) and `random` (a new layout per seed, see
+`random_world`: 5 conditions x 24 images at 640x480). A YAML file (`--config`) and `key=value`
+overrides (`--set`) are applied on top of the chosen preset, in that order. With
+`world.layout: random` and no `sequences`, `synth_config` draws the traversals from the seed
+(`random_sequences`), so the resolved config (what truth.json records) regenerates the scene.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from xseason.core.config import load_config
@@ -18,8 +22,14 @@ from xseason.core.errors import ConfigError
 
 @dataclass
 class WorldConfig:
-    """Street layout (metres). Trajectories run along +x from x = 0."""
+    """Street layout (metres). Trajectories run along +x from x = 0.
 
+    `layout`: "street" (the demo street, `world.build_world`; the settings below shape it) or "random"
+    (`random_world.build_random_world`: streets, squares and courtyards drawn from the seed; it uses
+    x_start, x_end, car_occupancy and leaves_per_tree only).
+    """
+
+    layout: str = "street"
     x_start: float = -20.0
     x_end: float = 110.0
     road_half_width: float = 3.5
@@ -35,6 +45,8 @@ class WorldConfig:
     leaves_per_tree: int = 1200
 
     def validate(self) -> None:
+        if self.layout not in ("street", "random"):
+            raise ValueError(f"layout must be 'street' or 'random', got {self.layout!r}")
         if self.x_end - self.x_start < 20:
             raise ValueError("x_end - x_start must be at least 20 m")
         if min(self.building_width) < 2 or self.building_height[0] < 3:
@@ -84,6 +96,8 @@ class SynthConfig:
         if not 1 <= self.supersample <= 4:
             raise ValueError("supersample must be 1..4")
         if not self.sequences:
+            if self.world.layout == "random":
+                return  # synth_config draws them from the seed
             raise ValueError("at least one sequence is needed")
         for s in self.sequences:
             if s.condition not in CONDITIONS:
@@ -91,6 +105,11 @@ class SynthConfig:
             if abs(s.lateral) > 2.0:
                 raise ValueError(
                     f"sequence {s.name or s.condition}: |lateral| must be <= 2 m (inside the road)"
+                )
+            if self.world.layout == "random" and abs(s.lateral) > 1.5:
+                raise ValueError(
+                    f"sequence {s.name or s.condition}: |lateral| must be <= 1.5 m in the random layout "
+                    "(it keeps |y| < 2.2 m free)"
                 )
         names = self.sequence_names()
         if len(set(names)) != len(names):
@@ -121,4 +140,25 @@ def synth_config(
         raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(preset_names())}")
     defaults = yaml.safe_load((PRESET_DIR / f"{preset}.yaml").read_text())
     overrides = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
-    return load_config(SynthConfig, path, overrides, defaults=defaults)
+    cfg = load_config(SynthConfig, path, overrides, defaults=defaults)
+    if not cfg.sequences:  # the random layout: traversals drawn from the seed
+        cfg.sequences = random_sequences(cfg.seed)
+        try:
+            cfg.validate()
+        except ValueError as exc:
+            raise ConfigError(f"SynthConfig: {exc}") from None
+    return cfg
+
+
+def random_sequences(seed: int) -> list[SequenceSpec]:
+    """One traversal per condition with seeded offsets that keep cross-condition overlap: |lateral|
+    <= 1.2 m, height 1.3-2.3 m, heading within +-12 deg, pitch within +-4 deg, start within +-1.5 m."""
+    from xseason.synth.conditions import CONDITIONS
+
+    rng = np.random.default_rng([seed, 9])
+    draws = rng.uniform([-1.2, 1.3, -12.0, -4.0, -1.5], [1.2, 2.3, 12.0, 4.0, 1.5], (len(CONDITIONS), 5))
+    keys = ("lateral", "height", "heading_deg", "pitch_deg", "start_x")
+    return [
+        SequenceSpec(cond, **{k: round(float(v), 2) for k, v in zip(keys, row)})
+        for cond, row in zip(CONDITIONS, draws)
+    ]

@@ -16,7 +16,19 @@ from xseason.core.files import atomic_path
 from xseason.core.log import configure
 from xseason.synth.conditions import CONDITIONS
 from xseason.synth.config import synth_config
-from xseason.synth.world import BUILDING, CAR, CLASS_NAMES, POLE, ROAD, SIDEWALK, SIGN, SKY, VEGETATION
+from xseason.synth.world import (
+    BICYCLE,
+    BUILDING,
+    CAR,
+    CLASS_NAMES,
+    PERSON,
+    POLE,
+    ROAD,
+    SIDEWALK,
+    SIGN,
+    SKY,
+    VEGETATION,
+)
 from xseason.synth.writer import render_images
 
 log = logging.getLogger(__name__)
@@ -31,6 +43,8 @@ _COLOUR_OF = {
     SIGN: (220, 220, 0),
     CAR: (0, 0, 142),
     SKY: (70, 130, 180),
+    PERSON: (220, 20, 60),
+    BICYCLE: (119, 11, 32),
 }
 CLASS_COLOURS = np.array([_COLOUR_OF[k] for k in CLASS_NAMES], np.uint8)
 

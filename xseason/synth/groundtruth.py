@@ -19,6 +19,16 @@ pixel (the pixel the query falls in, on the surface it shows) is used along the 
 ray, and the visibility test in the other image accepts any depth of the 2 x 2 pixels around
 the projection. Its error is a fraction of a pixel of surface: good to well under 5 px, not
 to the 0.01 px of the exact answer.
+
+Failure classes (`classify_matches`): a match (p0 in a, p1 in b) is wrong when p0's true position
+in b (fallback depth) is more than `off_px` from p1 or not visible there. Each wrong match gets
+the first class of FAILURE_CLASSES that holds in either direction (p0 into b, p1 into a): `sky`
+(no surface at the pixel), `behind` (behind the other camera), `outside` (projects outside the
+other image), `hidden_moving` (on a moving object, or the other image sees one there, not behind
+the point), `changed_vegetation` (on vegetation, or the other image sees vegetation in front of
+it, and the foliage differs between the two conditions), `hidden_static` (the other image sees
+a surface clearly in front of it), else `misplaced` (visible but off, or no cause found: a few
+depth edges where the visibility test is undecided).
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ import numpy as np
 
 from xseason.core.errors import DatasetFormatError
 from xseason.core.geometry import Camera, Pose, in_image, project_points
-from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES
+from xseason.synth.conditions import CONDITIONS
+from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES, VEGETATION
 
 __all__ = [
     "CLASS_NAMES",
@@ -46,10 +57,24 @@ __all__ = [
     "true_matches",
     "true_overlap",
     "exact_depth_known",
+    "FAILURE_CLASSES",
+    "MATCH_CLASSES",
+    "classify_matches",
+    "vegetation_changed",
 ]
 
 TRUTH_FILE = "truth.json"
 _PLANE_TOL = 1e-4  # relative tolerance of the planarity tests on inverse depth
+FAILURE_CLASSES: tuple[str, ...] = (
+    "sky",
+    "behind",
+    "outside",
+    "hidden_moving",
+    "changed_vegetation",
+    "hidden_static",
+    "misplaced",
+)
+MATCH_CLASSES: tuple[str, ...] = ("correct", *FAILURE_CLASSES)  # the codes of classify_matches index this
 
 
 @dataclass(frozen=True)
@@ -164,12 +189,18 @@ def sample_depth(
 
 def _nearest_depth(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Depth of the pixel each (N, 2) position falls in; 0 outside the image or for NaN positions."""
-    h, w = depth.shape
+    return _pixel_values(depth, pixels, 0).astype(np.float64)
+
+
+def _pixel_values(image: np.ndarray, pixels: np.ndarray, fill) -> np.ndarray:
+    """Value of the pixel each (N, 2) position falls in; `fill` outside the image or for NaN positions."""
+    h, w = image.shape
+    pixels = np.asarray(pixels, np.float64)
     ok = np.all(np.isfinite(pixels), axis=1)
     ij = np.rint(np.where(ok[:, None], pixels, -10.0)).astype(np.int64)
     ok &= (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
-    out = np.zeros(len(pixels))
-    out[ok] = depth[ij[ok, 1], ij[ok, 0]]
+    out = np.full(len(pixels), fill, dtype=image.dtype)
+    out[ok] = image[ij[ok, 1], ij[ok, 0]]
     return out
 
 
@@ -280,6 +311,14 @@ def true_matches(
     a known depth in a get NaN positions. With `fallback`, undefined exact depths are replaced
     as the module doc says, so that only sky and off-image pixels stay unknown.
     """
+    pb, _, _, visible = _transfer(truth, name_a, name_b, pixels_a, occlusion_tol, fallback)
+    return pb, visible
+
+
+def _transfer(
+    truth: SceneTruth, name_a: str, name_b: str, pixels_a: np.ndarray, occlusion_tol: float, fallback: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`true_matches`, plus the points' z-depth in b (NaN: no surface in a) and whether they land in b."""
     pts = world_points(truth, name_a, pixels_a, fallback)
     img_b = truth.image(name_b)
     pb, zb = project_points(img_b.camera, img_b.pose, pts)
@@ -293,18 +332,76 @@ def true_matches(
             lo, hi = _depth_range(truth.depth(name_b), pb[idx])
             visible[idx] = (zb[idx] >= lo * (1 - occlusion_tol)) & (zb[idx] <= hi * (1 + occlusion_tol))
     if truth.image(name_a).sequence != img_b.sequence:
-        visible &= ~_on_moving(truth, name_a, np.nan_to_num(np.asarray(pixels_a, float)))
+        visible &= ~_pixel_values(truth.moving(name_a), pixels_a, False)
         idx = np.flatnonzero(visible)
-        visible[idx[_on_moving(truth, name_b, pb[idx])]] = False
-    return pb, visible
+        visible[idx[_pixel_values(truth.moving(name_b), pb[idx], False)]] = False
+    return pb, zb, inside, visible
 
 
-def _on_moving(truth: SceneTruth, name: str, pixels: np.ndarray) -> np.ndarray:
-    """Whether the nearest pixel of each (N, 2) position is on a moving object."""
-    moving = truth.moving(name)
-    h, w = moving.shape
-    px = np.rint(pixels).astype(np.int64)
-    return moving[np.clip(px[:, 1], 0, h - 1), np.clip(px[:, 0], 0, w - 1)]
+def vegetation_changed(truth: SceneTruth, name_a: str, name_b: str) -> bool:
+    """Whether the foliage differs between the conditions of images a and b (`Condition.leaves`;
+    conditions unknown to this version: whenever their names differ)."""
+    ca, cb = truth.image(name_a).condition, truth.image(name_b).condition
+    if ca in CONDITIONS and cb in CONDITIONS:
+        return CONDITIONS[ca].leaves != CONDITIONS[cb].leaves
+    return ca != cb
+
+
+def classify_matches(
+    truth: SceneTruth,
+    name_a: str,
+    name_b: str,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    off_px: float = 5.0,
+    occlusion_tol: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Error (px) and class of each match p0 (image a) <-> p1 (image b), (N, 2) each (module doc).
+
+    The error is the distance from p1 to p0's true position in b (fallback depth), inf where
+    that is not visible. Codes index MATCH_CLASSES: 0 = correct (error <= off_px), else the
+    first failure class that holds in either direction.
+    """
+    pb, _, _, visible = _transfer(truth, name_a, name_b, p0, occlusion_tol, fallback=True)
+    err = np.where(visible, np.linalg.norm(np.nan_to_num(pb, nan=np.inf) - p1, axis=1), np.inf)
+    wrong = np.flatnonzero(~(err <= off_px))
+    code = np.zeros(len(err), np.int64)
+    if len(wrong):
+        code[wrong] = np.minimum(
+            _failure_codes(truth, name_a, name_b, p0[wrong], occlusion_tol),
+            _failure_codes(truth, name_b, name_a, p1[wrong], occlusion_tol),
+        )
+    return err, code
+
+
+def _failure_codes(truth: SceneTruth, src: str, dst: str, pixels: np.ndarray, tol: float) -> np.ndarray:
+    """Per (N, 2) pixel of image `src`: the MATCH_CLASSES code of why its point is not seen in `dst`
+    ('misplaced' where it is seen, or where no cause is found)."""
+    pd, zd, inside, visible = _transfer(truth, src, dst, pixels, tol, fallback=True)
+    pd = np.where(inside[:, None], pd, np.nan)
+    dn = _nearest_depth(truth.depth(dst), pd)
+    dn[dn == 0] = np.inf  # sky in dst: nothing in front
+    with np.errstate(invalid="ignore"):
+        not_behind = dn < zd * (1 + tol)  # dst sees a surface at or in front of the point
+        in_front = dn < zd * (1 - tol)
+    moving_dst = _pixel_values(truth.moving(dst), pd, False)
+    labels_dst = _pixel_values(truth.labels(dst), pd, 255)
+    causes = [
+        np.isnan(zd),
+        zd <= 0,
+        ~inside,
+        _pixel_values(truth.moving(src), pixels, False) | (moving_dst & not_behind),
+        vegetation_changed(truth, src, dst)
+        & (
+            (_pixel_values(truth.labels(src), pixels, 255) == VEGETATION)
+            | ((labels_dst == VEGETATION) & not_behind)
+        ),
+        in_front,
+    ]
+    misplaced = MATCH_CLASSES.index("misplaced")
+    code = np.select(causes, np.arange(1, misplaced), default=misplaced)
+    code[visible] = misplaced
+    return code
 
 
 def true_overlap(truth: SceneTruth, name_a: str, name_b: str, stride: int = 4) -> float:

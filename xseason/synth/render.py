@@ -1,10 +1,11 @@
 """Exact ray casting (open3d RaycastingScene) and shading of one view.
 
 Per pixel centre the renderer returns the exact z-depth (float32, 0 for sky), the semantic
-class and whether the surface is a moving object (car). Rays go through pixel centres with
-`Camera.unproject` (top-left pixel centre = (0, 0)), with directions scaled to z = 1 in the
-camera frame, so the hit distance is the z-depth itself. Colour optionally averages s x s
-sub-pixel samples (`supersample`); geometry outputs always come from the centre ray.
+class and whether the surface is a moving object (MOVING_CLASSES: cars, pedestrians, bicycles).
+Rays go through pixel centres with `Camera.unproject` (top-left pixel centre = (0, 0)), with
+directions scaled to z = 1 in the camera frame, so the hit distance is the z-depth itself.
+Colour optionally averages s x s sub-pixel samples (`supersample`); geometry outputs always come
+from the centre ray.
 Day sun casts ray-traced shadows; street lamps light with inverse-square falloff.
 """
 
@@ -33,22 +34,26 @@ class Rendered:
 
 
 class SequenceScene:
-    """The ray-casting scene of one sequence: static world + its season's leaves + its parked cars."""
+    """The ray-casting scene of one sequence: static world + its season's leaves + its moving objects
+    (parked cars; in the random layout also pedestrians and bicycles, `World.movers`)."""
 
     def __init__(self, world: World, cfg: SynthConfig, seq_index: int) -> None:
         spec = cfg.sequences[seq_index]
         self.world = world
         self.condition: Condition = CONDITIONS[spec.condition]
         foliage = leaves(world, self.condition.leaves, cfg.world.leaves_per_tree, cfg.seed)
-        cars, self.car_colours = cars_for_sequence(world, cfg.world.car_occupancy, cfg.seed, seq_index)
-        self.mesh = Mesh.concat([world.static, foliage, cars])
+        if world.movers is not None:
+            movers, self.colours = world.movers[seq_index]
+        else:
+            movers, self.colours = cars_for_sequence(world, cfg.world.car_occupancy, cfg.seed, seq_index)
+        self.mesh = Mesh.concat([world.static, foliage, movers])
         self.normals = self.mesh.normals
         self.scene = o3d.t.geometry.RaycastingScene()
         self.scene.add_triangles(
             o3d.core.Tensor(self.mesh.vertices.astype(np.float32)),
             o3d.core.Tensor(self.mesh.triangles.astype(np.uint32)),
         )
-        self.road_half_width = cfg.world.road_half_width
+        self.road_half_width = world.road_half_width or cfg.world.road_half_width
 
     def cast(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hit distance (in units of |dir|; inf on a miss) and triangle index (-1 on a miss) per ray."""
@@ -83,7 +88,7 @@ class SequenceScene:
                 t[hit] * fp_scale / np.sqrt(np.maximum(cos, 0.05)),
                 unit[hit],
             )
-            alb, emit = materials(s, self.world, self.car_colours, cond, self.road_half_width)
+            alb, emit = materials(s, self.world, self.colours, cond, self.road_half_width)
             alb = weather(s, alb, cond)
             shadow = None
             if any(cond.sun):

@@ -5,7 +5,9 @@ kind/object and the pixel footprint `fp` (metres per pixel at that point, for an
 anti-aliasing): the same surface looks the same from every camera. Detail spans several
 scales: bricks or stone panels, windows with frames, curtains and lit rooms, shop windows
 with random goods, fascia lettering, paving slabs, asphalt grain, road markings and a
-zebra crossing, bark, per-leaf colours, sign pictograms.
+zebra crossing, bark, per-leaf colours, sign pictograms; for the random layout also stone
+blocks, cobbles, water, bronze, wood, dome slates, shelter glass with adverts, clothes, and a
+texture-density knob (`World.detail`, `Buildings.detail`: contrast of the fine detail, 0 = plain).
 """
 
 from __future__ import annotations
@@ -17,19 +19,28 @@ import numpy as np
 from xseason.synth.conditions import Condition
 from xseason.synth.noise import cell_random, fbm, hash_unit, octave_weight, pulse, smoothstep
 from xseason.synth.world import (
+    K_BRONZE,
     K_CAR,
+    K_CLOTH,
+    K_COBBLE,
     K_CURB,
+    K_DOME,
     K_FACADE,
     K_GLASS,
     K_LAMP,
     K_LEAF,
+    K_PANE,
     K_POLE,
     K_ROAD,
     K_ROOF,
     K_SIDEWALK,
     K_SIGN,
+    K_SKIN,
+    K_STONE,
     K_TRUNK,
+    K_WATER,
     K_WHEEL,
+    K_WOOD,
     Buildings,
     World,
 )
@@ -53,9 +64,34 @@ class Surface:
 
 
 def _facade_uv(s: Surface) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal coordinate along a vertical face, and height."""
+    """Horizontal coordinate along a vertical face (p . its horizontal tangent, the tangent's larger
+    component positive: x on faces along x, y on faces along y), and height. Horizontal faces: x."""
     along_y = np.abs(s.n[:, 0]) > np.abs(s.n[:, 1])
-    return np.where(along_y, s.p[:, 1], s.p[:, 0]), s.p[:, 2]
+    u = np.where(along_y, s.p[:, 1], s.p[:, 0])
+    turned = np.flatnonzero(np.minimum(np.abs(s.n[:, 0]), np.abs(s.n[:, 1])) > 1e-9)
+    if len(turned):  # rotated and curved faces (axis-aligned ones keep the exact x or y above)
+        t = np.stack([-s.n[turned, 1], s.n[turned, 0]], 1)
+        t *= np.where(along_y[turned], np.sign(t[:, 1]), np.sign(t[:, 0]))[:, None] / np.linalg.norm(
+            t, axis=1, keepdims=True
+        )
+        u[turned] = np.einsum("ij,ij->i", s.p[turned, :2], t)
+    return u, s.p[:, 2]
+
+
+def _building_uv(s: Surface, b: Buildings) -> tuple[np.ndarray, np.ndarray]:
+    """`_facade_uv`, with arc length round the axis on curved facades (`Buildings.curve`)."""
+    u, v = _facade_uv(s)
+    if b.curve is not None:
+        c = b.curve[s.obj]
+        m = np.flatnonzero(c[:, 2] > 0)
+        d = s.p[m, :2] - c[m, :2]
+        u[m] = c[m, 2] * np.arctan2(d[:, 1], d[:, 0])
+    return u, v
+
+
+def _plain(alb: np.ndarray, base: np.ndarray, detail: float | np.ndarray) -> np.ndarray:
+    """Blend albedo towards `base` (the surface's plain colour): detail 1 = unchanged, 0 = plain."""
+    return base + np.reshape(detail, (-1, 1)) * (alb - base)
 
 
 def _grain(s: Surface, freq: float, octaves: int, seed: int) -> np.ndarray:
@@ -146,12 +182,14 @@ def _wall(s: Surface, b: Buildings, i: np.ndarray, u: np.ndarray, v: np.ndarray)
             out[m] = _plaster(s.subset(m), colour[m], v[m], b.floor_height[i[m]])
         else:
             out[m] = _panels(s.subset(m), colour[m], u[m], v[m])
+    if b.detail is not None:
+        out = _plain(out, b.colour[i], b.detail[i])
     return out
 
 
 def _facade(s: Surface, b: Buildings, cond: Condition) -> tuple[np.ndarray, np.ndarray]:
     i = s.obj
-    u, v = _facade_uv(s)
+    u, v = _building_uv(s, b)
     alb = _wall(s, b, i, u, v)
     emit = np.zeros_like(alb)
     per, fh = b.window_period[i], b.floor_height[i]
@@ -159,6 +197,8 @@ def _facade(s: Surface, b: Buildings, cond: Condition) -> tuple[np.ndarray, np.n
     iu, iv = np.floor(u / per).astype(np.int64), np.floor(v / fh).astype(np.int64)
     floors = np.floor((b.height[i] - 0.6) / fh)
     upper = (iv >= 1) & (iv < floors)
+    if b.blank is not None:
+        upper &= ~b.blank[i]
     # Upper-floor windows with frames (0.08 m), glass, curtains; some lit at night.
     ou, ov = (per - ww) / 2, fh * 0.35
     frame = pulse(u - ou + 0.08, per, ww + 0.16, s.fp) * pulse(v - ov + 0.08, fh, wh + 0.16, s.fp)
@@ -180,6 +220,8 @@ def _facade(s: Surface, b: Buildings, cond: Condition) -> tuple[np.ndarray, np.n
     emit += glass[:, None] * lit * WARM_LIGHT * (0.25 + 0.35 * key)[:, None] * (1 - 0.5 * curtain[:, None])
     # Shop fronts on the ground floor: a fascia with lettering and a window full of goods.
     g = b.shop[i] & (iv == 0)
+    if b.blank is not None:
+        g &= ~b.blank[i]
     fascia = g * pulse(v - 2.45, 1e4, 0.5, s.fp)
     letters = (cell_random(u, v * 0.5, 0.11, 55)[2] < 0.45) * pulse(v - 2.55, 1e4, 0.3, s.fp)
     fcol = np.stack([hash_unit(b.seed[i], seed=56 + c) for c in range(3)], 1) * 0.6
@@ -189,6 +231,8 @@ def _facade(s: Surface, b: Buildings, cond: Condition) -> tuple[np.ndarray, np.n
     alb = alb * (1 - fascia - shopwin)[:, None] + fascia[:, None] * fcol + shopwin[:, None] * goods
     # Posters on the ground floor of the other buildings: one in about half of the bays.
     has = ~b.shop[i] & (iv == 0) & (hash_unit(iu, b.seed[i], seed=59) < 0.5)
+    if b.blank is not None:
+        has &= ~b.blank[i]
     poster = has * pulse(u - 0.25 * per, per, 0.5 * per, s.fp) * pulse(v - 0.8, 1e4, 1.2, s.fp)
     art = _random_colours(u * 1.3, v, s.fp, (0.3, 0.1, 0.04), 60) * 0.8
     alb = alb * (1 - poster)[:, None] + poster[:, None] * art
@@ -221,8 +265,66 @@ def _leaf(s: Surface, season: str) -> np.ndarray:
     return np.array([0.07, 0.2, 0.035]) * (0.55 + 0.9 * h)[:, None]
 
 
-def materials(s: Surface, world: World, car_colours: np.ndarray, cond: Condition, rw: float):
-    """Albedo (N, 3) and emission (N, 3, before the condition's light levels) of surface points."""
+def _planar_coords(s: Surface) -> tuple[np.ndarray, np.ndarray]:
+    """In-surface coordinates: (x, y) on upward or downward faces, `_facade_uv` on the others."""
+    u, v = _facade_uv(s)
+    flat = np.abs(s.n[:, 2]) > 0.7
+    return np.where(flat, s.p[:, 0], u), np.where(flat, s.p[:, 1], v)
+
+
+def _stone(s: Surface, detail: float) -> np.ndarray:
+    """Dressed stone: 0.6 x 0.3 m blocks in half-bond, per-block tone, a tint per object."""
+    u, v = _planar_coords(s)
+    us = u + 0.3 * (np.floor(v / 0.3) % 2)
+    joint = 1 - (1 - pulse(v, 0.3, 0.015, s.fp)) * (1 - pulse(us, 0.6, 0.015, s.fp))
+    _, _, tone = cell_random(us, v, 0.3, 101)
+    tint = np.stack([hash_unit(s.obj, seed=102 + c) for c in range(3)], 1)
+    base = 0.42 + 0.1 * tint
+    g = (1 + 0.3 * octave_weight(1 / 0.6, s.fp) * (tone - 0.5)) * (1 + 0.15 * _grain(s, 3.0, 4, 103))
+    return _plain(base * (g * (1 - 0.5 * joint))[:, None], base, detail)
+
+
+def _cobble(s: Surface, detail: float) -> np.ndarray:
+    """Cobblestones 0.14 m in staggered rows, dark joints, per-stone tone."""
+    u, v = _planar_coords(s)
+    us = u + 0.07 * (np.floor(v / 0.14) % 2)
+    joint = 1 - (1 - pulse(v, 0.14, 0.02, s.fp)) * (1 - pulse(us, 0.14, 0.02, s.fp))
+    _, _, tone = cell_random(us, v, 0.14, 111)
+    base = np.array([0.3, 0.28, 0.26])
+    g = (1 + 0.5 * octave_weight(1 / 0.14, s.fp) * (tone - 0.5)) * (1 + 0.1 * _grain(s, 6.0, 3, 112))
+    return _plain(base * (g * (1 - 0.6 * joint))[:, None], base, detail)
+
+
+def _dome(s: Surface) -> np.ndarray:
+    """Slate or copper courses (by object parity) with per-tile tone."""
+    z = s.p[:, 2]
+    h = s.p[:, 0] + s.p[:, 1] + 0.15 * (np.floor(z / 0.25) % 2)
+    course = pulse(z, 0.25, 0.03, s.fp)
+    _, _, tone = cell_random(h, z, 0.3, 121)
+    base = np.where((s.obj % 2 == 0)[:, None], [0.16, 0.17, 0.2], [0.17, 0.34, 0.27])
+    g = (1 + 0.35 * octave_weight(1 / 0.3, s.fp) * (tone - 0.5)) * (1 + 0.2 * fbm(s.p, s.fp, 0.7, 3, 122))
+    return base * (g * (1 - 0.45 * course))[:, None]
+
+
+def _pane(s: Surface) -> np.ndarray:
+    """Shelter glass (dark, faintly blue) with an advert on about half of the 1.2 m panels."""
+    u, v = _facade_uv(s)
+    glass = (0.06 + 0.03 * fbm(s.p, s.fp, 1.0, 2, 131))[:, None] * [0.8, 0.9, 1.0]
+    panel = np.floor(u / 1.2).astype(np.int64)
+    ad = (
+        (hash_unit(panel, s.obj, seed=132) < 0.5)
+        * pulse(v - 0.4, 1e4, 1.6, s.fp)
+        * pulse(u - 0.1, 1.2, 1.0, s.fp)
+    )
+    art = _random_colours(u, v, s.fp, (0.4, 0.12, 0.04), 133) * 0.8
+    return glass * (1 - ad[:, None]) + art * ad[:, None]
+
+
+def materials(s: Surface, world: World, colours: np.ndarray, cond: Condition, rw: float):
+    """Albedo (N, 3) and emission (N, 3, before the condition's light levels) of surface points.
+
+    `colours`: the colour table of the moving objects (indexed by `obj` of cars, clothes, bicycles).
+    """
     alb = np.zeros((len(s.p), 3))
     emit = np.zeros((len(s.p), 3))
     for kind in np.unique(s.kind):
@@ -230,8 +332,12 @@ def materials(s: Surface, world: World, car_colours: np.ndarray, cond: Condition
         sub = s.subset(m)
         if kind == K_ROAD:
             alb[m] = _road(sub, rw)
+            if world.detail != 1.0:
+                alb[m] = _plain(alb[m], np.array([0.11, 0.11, 0.115]), world.detail)
         elif kind == K_SIDEWALK:
             alb[m] = _sidewalk(sub)
+            if world.detail != 1.0:
+                alb[m] = _plain(alb[m], np.array([0.3, 0.29, 0.27]), world.detail)
         elif kind == K_CURB:
             alb[m] = _curb(sub)
         elif kind == K_FACADE:
@@ -251,17 +357,41 @@ def materials(s: Surface, world: World, car_colours: np.ndarray, cond: Condition
         elif kind == K_SIGN:
             alb[m] = _sign(sub)
         elif kind == K_CAR:
-            c = car_colours[sub.obj] * (1 + 0.05 * _grain(sub, 4.0, 2, 84))[:, None]
+            c = colours[sub.obj] * (1 + 0.05 * _grain(sub, 4.0, 2, 84))[:, None]
             alb[m] = np.where((sub.p[:, 2] < 0.45)[:, None], c * 0.3, c)
         elif kind == K_GLASS:
             roof = (sub.n[:, 2] > 0.7)[:, None]
             alb[m] = np.where(
                 roof,
-                car_colours[sub.obj],
+                colours[sub.obj],
                 (0.1 + 0.04 * _grain(sub, 2.0, 2, 85))[:, None] * [0.85, 0.95, 1.1],
             )
         elif kind == K_WHEEL:
             alb[m] = 0.035
+        elif kind == K_STONE:
+            alb[m] = _stone(sub, world.detail)
+        elif kind == K_COBBLE:
+            alb[m] = _cobble(sub, world.detail)
+        elif kind == K_WATER:
+            ripple = 1 + 0.25 * fbm(sub.p * [1, 1, 0], sub.fp, 2.0, 3, 141)
+            alb[m] = ripple[:, None] * [0.04, 0.07, 0.08]
+        elif kind == K_BRONZE:
+            alb[m] = (1 + 0.4 * fbm(sub.p, sub.fp, 2.0, 4, 142))[:, None] * [0.16, 0.2, 0.13]
+        elif kind == K_WOOD:
+            u, v = _planar_coords(sub)
+            plank = 1 - 0.6 * pulse(v, 0.12, 0.015, sub.fp)
+            alb[m] = (plank * (1 + 0.25 * fbm(sub.p * [0.3, 0.3, 3], sub.fp, 3.0, 3, 143)))[:, None] * [
+                0.36,
+                0.21,
+                0.1,
+            ]
+        elif kind == K_DOME:
+            alb[m] = _dome(sub)
+        elif kind == K_PANE:
+            alb[m] = _pane(sub)
+        elif kind in (K_CLOTH, K_SKIN):
+            folds = 1 + (0.15 if kind == K_CLOTH else 0.05) * _grain(sub, 5.0, 3, 144)
+            alb[m] = colours[sub.obj] * folds[:, None]
     return alb, emit
 
 

@@ -5,7 +5,8 @@ Layout of a scene folder (all paths relative to it):
     manifest.csv                 the image manifest (poses omitted with hide_poses)
     images/<sequence>/<i>.png    RGB, 8 bit, lossless
     labels/<sequence>/<i>.png    uint8 class ids (see CLASS_NAMES), the manifest's `label`
-    masks/<sequence>/<i>.png     uint8, 255 on moving objects (cars), the manifest's `mask`
+    masks/<sequence>/<i>.png     uint8, 255 on moving objects (MOVING_CLASSES: cars, people,
+                                 bicycles), the manifest's `mask`
     depth/<sequence>/<i>.npy     float32 z-depth in metres at pixel centres, 0 = sky (no hit)
     truth.json                   format, classes, config, and per image: sequence, condition,
                                  camera (COLMAP model/params), world-to-camera qvec/tvec and
@@ -34,8 +35,9 @@ from xseason.inputs import manifest
 from xseason.synth.cameras import View, make_views
 from xseason.synth.conditions import CONDITIONS
 from xseason.synth.config import SynthConfig, synth_config
+from xseason.synth.random_world import scene_world
 from xseason.synth.render import Rendered, SequenceScene, render_view
-from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES, build_world
+from xseason.synth.world import CLASS_NAMES, MOVING_CLASSES
 
 TRUTH_FORMAT = "xseason-synth-truth"
 TRUTH_VERSION = 1
@@ -156,7 +158,7 @@ def iter_renders(cfg: SynthConfig, images: list[str] | None = None, progress: bo
     The world is built once; each sequence's ray-casting scene once.
     """
     views = _select(make_views(cfg), images)
-    world = build_world(cfg.world, cfg.seed)
+    world = scene_world(cfg)
     scene, current = None, -1
     ordered = sorted(views, key=lambda v: (v.seq_index, v.index))
     for v in progress_bar(ordered, desc="synth", unit="img", enabled=progress):
@@ -197,15 +199,17 @@ def render_scene(
     """Render the whole scene into folder `out` (atomically; what is there must be nothing, an empty
     folder or an earlier scene, `is_scene`, else an `OutputError`); returns the manifest path.
 
-    `cfg` is a SynthConfig or a preset name ("tiny", "demo"); `seed` (if given) replaces its seed.
+    `cfg` is a SynthConfig or a preset name ("tiny", "demo", "random"); `seed` (if given) replaces its
+    seed.
 
     Sequences are rendered by `jobs` worker processes (1 = in this process); the bytes do not
     depend on `jobs`. `root_manifest`: also write a manifest at that path whose file paths are
     relative to its folder (used for the repository's data_manifest.csv).
     """
     out = Path(out)
-    cfg = synth_config(cfg) if isinstance(cfg, str) else cfg
-    if seed is not None:
+    if isinstance(cfg, str):
+        cfg = synth_config(cfg, seed=seed)  # the random preset draws its traversals from the seed
+    elif seed is not None:
         cfg = dataclasses.replace(cfg, seed=seed)
     views = make_views(cfg)
     n_seq = len(cfg.sequences)
