@@ -118,6 +118,8 @@ def evaluate_tables(
     rows = []
     for batch in tqdm(match_batches, desc="checking matches", leave=False):
         by_pair = np.asarray(batch["pair_id"])
+        if len(by_pair) == 0:  # an empty dataset (no pair) yields one empty batch
+            continue
         starts = np.flatnonzero(np.r_[True, by_pair[1:] != by_pair[:-1]])
         xy = {k: np.asarray(batch[k], np.float64) for k in ("x0", "y0", "x1", "y1")}
         densified = (
