@@ -125,6 +125,17 @@ class PointTable:
         return len(self.xyz)
 
     @property
+    def seen(self) -> np.ndarray:
+        """(P,) points observed by a registered image (finite depth)."""
+        return np.isfinite(self.depth) & (self.track_length > 0)
+
+    def scene_depth(self) -> float:
+        """Median depth of the observed points (1 when there is none): the scale of the scene, which
+        makes lengths relative, so that metric and arbitrarily scaled reconstructions behave alike."""
+        seen = self.seen
+        return float(np.median(self.depth[seen])) if seen.any() else 1.0
+
+    @property
     def obs_image(self) -> np.ndarray:
         """(M,) image index of each observation."""
         return np.repeat(np.arange(len(self.views), dtype=np.int32), np.diff(self.image_ptr))

@@ -293,8 +293,7 @@ def _context(
         obs_valid[lo:hi] = ok
     ref_pos = np.full(table.num_points, -1, np.int64)
     ref_pos[assoc.ref_points] = np.arange(len(assoc.ref_points))
-    depth = table.depth[np.isfinite(table.depth) & (table.track_length > 0)]
-    reach = cfg.pair_distance * (float(np.median(depth)) if len(depth) else 1.0)
+    reach = cfg.pair_distance * table.scene_depth()
     ref_images = np.flatnonzero([v.condition == assoc.reference and v.pose is not None for v in table.views])
     focals = np.array([_focal(v.camera) for v in table.views])
     return _Context(

@@ -232,8 +232,7 @@ class SurfaceModel:
 def build_surfaces(table: PointTable, reference: str, cfg: SurfaceConfig | None = None) -> SurfaceModel:
     """The surface model of condition `reference` (module doc) from a table of well-measured points."""
     cfg = cfg or SurfaceConfig()
-    seen = np.isfinite(table.depth) & (table.track_length > 0)
-    scale = float(np.median(table.depth[seen])) if seen.any() else 1.0
+    seen, scale = table.seen, table.scene_depth()
     ref = np.flatnonzero(seen & (table.point_condition == table.condition_index(reference)))
     regions = _merge(_extract_planes(table.xyz, ref, cfg, scale), table.xyz, cfg, scale)
     verts, tris, owner, cell, grids = _region_cells(regions, table.xyz, cfg, scale)

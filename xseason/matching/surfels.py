@@ -1,17 +1,17 @@
 """Surfels: every well-measured point of the reconstruction as a small oriented square, the
 visibility model's picture of all the structure it knows, planar or not.
 
-Per point (`build_surfels`; per condition cloud; lengths relative to the scene scale, the median
-point depth, so that metric and arbitrarily scaled reconstructions behave alike):
+Per point (`build_surfels`; per condition cloud; lengths relative to the scene scale,
+`PointTable.scene_depth`, so that metric and arbitrarily scaled reconstructions behave alike):
 
-- plane: the least-squares plane of its `neighbours` nearest points (`local_geometry`). A *flat*
-  point (curvature <= `flat_curvature`) gets its surfel on that plane, centred at its projection
-  (a denoised point); any other point's surfel faces the cameras that observed it (a leaf, the
-  edge of a pole: a blob).
-- size: half-width ``clip(footprint * spacing, min_size, max_size)``, spacing = distance to its
-  4th neighbour: the surfels of a surface overlap, so that it has no holes between its points;
-  a blob spans `footprint` standard deviations of its neighbourhood along its main axis and the
-  next, at most that half-width.
+- plane: a point on a remaining cell of a planar region (surfaces.py) gets its surfel on that
+  region's plane; a *flat* point (curvature of its `neighbours` nearest points <= `flat_curvature`,
+  `neighbourhoods`) on their least-squares plane, centred at its projection (a denoised point); any
+  other point's surfel faces the cameras that observed it (a leaf, the edge of a pole: a blob).
+- size, clipped to [min_size, max_size]: on a region, half-width ``footprint * spacing``, spacing =
+  distance to its 4th neighbour, so that the surfels of a surface overlap and leave no holes; a
+  flat point or a blob spans `footprint` standard deviations of its neighbourhood along its two
+  main axes, at most ``footprint * spacing``.
 - trust: a blob whose point was seen in fewer than `min_blob_track` images is left out (such
   points are often phantoms triangulated from repeated texture, floating before a facade).
 
@@ -32,6 +32,7 @@ Two uses, both by ray casting (open3d, one scene per condition):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -79,18 +80,24 @@ class Surfels:
     u: np.ndarray  # (P, 3) half-axis (length = half-width)
     v: np.ndarray  # (P, 3)
     normal: np.ndarray  # (P, 3) unit normal of its plane (through `centre`)
-    flat: np.ndarray  # (P,) bool: on its neighbourhood's least-squares plane
+    flat: np.ndarray  # (P,) bool: on a plane (its region's or its neighbourhood's least-squares plane)
     solid: np.ndarray  # (P,) bool: in the ray-casting scenes (flat, or a blob of a well-seen point)
     condition: np.ndarray  # (P,) condition index
 
 
 class SurfelModel:
-    """The surfels of every condition and their ray-casting scenes (module doc)."""
+    """The surfels of every condition and their ray-casting scenes (module doc); the surfels are
+    made on first use, so that a build with `occlusion` and `patches` off does no work for them."""
 
-    def __init__(self, surfels: Surfels, scale: float, cfg: SurfelConfig):
-        self.surfels, self.scale, self.cfg = surfels, scale, cfg
+    def __init__(self, table: PointTable, cfg: SurfelConfig, surfaces: SurfaceModel | None = None):
+        self.cfg, self.scale = cfg, table.scene_depth()
+        self._table, self._surfaces = table, surfaces
         self._scenes: dict[int, RayScene] = {}
         self._trees: dict[int, cKDTree] = {}
+
+    @cached_property
+    def surfels(self) -> Surfels:
+        return _make_surfels(self._table, self.cfg, self._surfaces, self.scale)
 
     def scene(self, condition: int) -> RayScene:
         """The ray-casting scene of one condition's surfels (owner: point index; cached)."""
@@ -187,11 +194,15 @@ class SurfelModel:
 def build_surfels(
     table: PointTable, cfg: SurfelConfig | None = None, surfaces: SurfaceModel | None = None
 ) -> SurfelModel:
-    """The surfels of every point of `table` (module doc), per condition cloud; points on a remaining
-    cell of a planar region of `surfaces` get their surfel on that region's plane."""
-    cfg = cfg or SurfelConfig()
-    seen = np.isfinite(table.depth) & (table.track_length > 0)
-    scale = float(np.median(table.depth[seen])) if seen.any() else 1.0
+    """The surfel model of every point of `table` (module doc), per condition cloud; points on a
+    remaining cell of a planar region of `surfaces` get their surfel on that region's plane."""
+    return SurfelModel(table, cfg or SurfelConfig(), surfaces)
+
+
+def _make_surfels(
+    table: PointTable, cfg: SurfelConfig, surfaces: SurfaceModel | None, scale: float
+) -> Surfels:
+    """The surfels of `build_surfels` (module doc)."""
     nb = neighbourhoods(table.xyz, table.point_condition, 4, cfg.neighbours)
     lo, hi = cfg.min_size * scale, cfg.max_size * scale
     spread = cfg.footprint * np.sqrt(np.maximum(np.nan_to_num(nb.eigenvalues), 0.0))  # (P, 3) ascending
@@ -226,7 +237,7 @@ def build_surfels(
     )
     v = np.cross(normal, u)
     solid = flat | (table.track_length >= cfg.min_blob_track)
-    surfels = Surfels(
+    return Surfels(
         centre,
         u * u_len[:, None],
         v * v_len[:, None],
@@ -235,7 +246,6 @@ def build_surfels(
         solid,
         table.point_condition.astype(np.int64),
     )
-    return SurfelModel(surfels, scale, cfg)
 
 
 def _any_perpendicular(d: np.ndarray) -> np.ndarray:
