@@ -29,6 +29,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xseason.core.colmap import point_observations  # noqa: E402
 from xseason.inputs.manifest import POSE_COLUMNS, read_manifest  # noqa: E402
+from xseason.sfm.cachekeys import stage_keys  # noqa: E402
 from xseason.sfm.config import SfMConfig  # noqa: E402
 from xseason.sfm.features import extract, match  # noqa: E402
 from xseason.sfm.pairs import candidate_pairs  # noqa: E402
@@ -73,7 +74,7 @@ def run(scene: Path, posed: bool, work: Path) -> None:
     cfg, paths = SfMConfig(), BuildPaths(work)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    index = extract(m, paths, cfg.features)
+    index = extract(m, paths, cfg)
     times["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     pairs = candidate_pairs(m, index, cfg.matching)
@@ -81,8 +82,9 @@ def run(scene: Path, posed: bool, work: Path) -> None:
     times["matching"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     models = SequenceModels({}, {})
+    key = stage_keys(m, cfg).reconstruction
     for seq, recs in m.sequences().items():
-        model, models.status[seq] = sequence_model(m, index, seq, recs, paths, cfg.reconstruction)
+        model, models.status[seq] = sequence_model(m, index, seq, recs, paths, cfg.reconstruction, key)
         if model is not None:
             models.models[seq] = model
     times["sequence models"] = time.perf_counter() - t0

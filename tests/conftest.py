@@ -41,3 +41,16 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real sample data not available: {path} does not exist")
     return path
+
+
+@pytest.fixture(scope="session")
+def two_condition_scene(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny scene (tests may aim builds at it) with `m2.csv`: its first 16 rows, two
+    conditions."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("two_conditions") / "scene"
+    shutil.copytree(tiny_scene, out)
+    lines = (out / "manifest.csv").read_text().splitlines(keepends=True)
+    (out / "m2.csv").write_text("".join(lines[:17]))
+    return out

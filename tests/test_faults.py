@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,20 +24,17 @@ from xseason.inputs import read_manifest
 from xseason.pipeline.build import check_outputs, dataset_lock, load_build_config, run_build
 from xseason.sfm.paths import BuildPaths
 from xseason.store import is_dataset, open_dataset, write_dataset
+from xseason.store.digest import content_digests
 from xseason.store.interop import import_mat
 from xseason.synth import render_scene, synth_config
 
 ROWS = 16  # the first two sequences of the tiny scene: two conditions
 
 
-@pytest.fixture(scope="module")
-def scene(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny scene (the tests aim builds at it) with `m2.csv`, its first 16 rows."""
-    out = tmp_path_factory.mktemp("faults") / "scene"
-    shutil.copytree(tiny_scene, out)
-    lines = (out / "manifest.csv").read_text().splitlines(keepends=True)
-    (out / "m2.csv").write_text("".join(lines[: ROWS + 1]))
-    return out
+@pytest.fixture
+def scene(two_condition_scene: Path) -> Path:
+    """The tiny scene's copy with `m2.csv`, its first 16 rows (conftest)."""
+    return two_condition_scene
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
@@ -271,3 +267,58 @@ def test_a_killed_holder_releases_the_lock(scene, tmp_path):
     summary = run_build(scene / "m2.csv", out, load_build_config(), progress=False)
     assert is_dataset(out) and len(summary.pairs)
     assert not lock.exists() and not dataset_lock(out).exists()  # released and removed on a normal exit
+
+
+# ----------------------------------------------------------------------------- kill -9, determinism
+
+ONE_THREAD = ("--set", "matching.num_threads=1", "--set", "reconstruction.num_threads=1")
+
+
+@pytest.mark.parametrize("stage", ["reconstruction", "correspondences"])
+def test_a_build_killed_mid_stage_reruns_to_the_uninterrupted_result(scene, tmp_path, stage):
+    whole = tmp_path / "whole"
+    assert _build(scene, whole, *ONE_THREAD) == 0
+    out = tmp_path / "ds"
+    log = BuildPaths.beside(out).log
+    cmd = [sys.executable, "-m", "xseason.cli", "build", str(scene / "m2.csv"), "--out", str(out), "--quiet"]
+    victim = subprocess.Popen([*cmd, *ONE_THREAD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.is_file() and f"{stage}: started" in log.read_text()):
+            assert victim.poll() is None and time.monotonic() < deadline, "the build ended before the stage"
+            time.sleep(0.005)
+        victim.kill()  # SIGKILL: no cleanup of any kind
+    finally:
+        victim.wait()
+    assert victim.returncode == -9 and not is_dataset(out)
+    assert _build(scene, out, *ONE_THREAD) == 0
+    assert content_digests(out) == content_digests(whole)
+
+
+def test_a_deterministic_unposed_build_is_the_same_run_to_run(tiny_scene_hidden, tmp_path):
+    lines = (tiny_scene_hidden / "manifest.csv").read_text().splitlines(keepends=True)
+    manifest = tmp_path / "m2.csv"
+    manifest.write_text("".join(lines[: ROWS + 1]))
+    digests = []
+    for name in ("a", "b"):
+        rc = main(
+            [
+                "build",
+                str(manifest),
+                "--image-root",
+                str(tiny_scene_hidden),
+                "--out",
+                str(tmp_path / name),
+                "--quiet",
+                "--set",
+                "build.deterministic=true",
+            ]
+        )
+        assert rc == 0
+        meta = json.loads((tmp_path / name / "dataset.json").read_text())
+        assert (
+            meta["config"]["matching"]["num_threads"] == meta["config"]["reconstruction"]["num_threads"] == 1
+        )
+        assert meta["counts"]["pairs"] > 0
+        digests.append(content_digests(tmp_path / name))
+    assert digests[0] == digests[1]

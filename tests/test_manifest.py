@@ -133,7 +133,14 @@ CASES = [
         [_row(2, camera_params="-5 5 320 240", camera="c3"), GOOD[1]],
         2,
         "camera_params",
-        "focal length must be positive",
+        "must be positive, got -5",
+    ),
+    (
+        "zero fy",
+        [_row(2, camera_params="500 0 320 240", camera="c4"), GOOD[1]],
+        2,
+        "camera_params",
+        "focal lengths must be positive, got 0",
     ),
 ]
 

@@ -42,7 +42,7 @@ from xseason.synth.groundtruth import load_truth, sample_depth
 def sequence_models(m: Manifest, build: Path, cfg: SfMConfig) -> dict[str, pycolmap.Reconstruction]:
     """Features, matching and the sequences' own models (those made)."""
     paths = BuildPaths(build)
-    return reconstruct(m, extract(m, paths, cfg.features), paths, cfg).models
+    return reconstruct(m, extract(m, paths, cfg), paths, cfg).models
 
 
 def depth_at(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:

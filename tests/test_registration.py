@@ -96,7 +96,7 @@ def build_yaml_text() -> str:
 def _register(m: Manifest, build: Path, reference: list[str]) -> Registration:
     """The SfM stages as the build runs them: features, sequence models, registration."""
     cfg, paths = SfMConfig(), BuildPaths(build)
-    index = extract(m, paths, cfg.features)
+    index = extract(m, paths, cfg)
     return register(m, index, reconstruct(m, index, paths, cfg), paths, cfg, reference)
 
 
@@ -227,7 +227,7 @@ def test_robotcar_night_images_against_day_images(shared_data: Path, tmp_path: P
     rows += [{"image": q, "sequence": "night", "condition": "night"} for q in _ROBOTCAR_PLACES]
     m = read_manifest(write_manifest(tmp_path / "manifest.csv", rows), image_root=root)
     reg = _register(m, tmp_path / "build", ["day"])
-    index = extract(m, BuildPaths(tmp_path / "build"), SfMConfig().features)  # done: read back
+    index = extract(m, BuildPaths(tmp_path / "build"), SfMConfig())  # done: read back
     name = {i: n for n, i in index.image_ids.items()}
     verified = {tuple(sorted((name[a], name[b]))): len(v) for (a, b), v in verified_matches(index).items()}
     night_day = {

@@ -122,9 +122,11 @@ def test_show_colours_by_error_against_ground_truth(tmp_path, monkeypatch):
     images, pairs, matches = make_tables(n_pairs=4, n_images=3)
     pid = int(pairs.loc[pairs["num_matches"].idxmax(), "pair_id"])
     sel = matches["pair_id"] == pid
+    matches.loc[sel, ["x0", "y0"]] *= 0.99  # x1 = x0 + 3 stays inside the image
     matches.loc[sel, "x1"] = matches.loc[sel, "x0"] + 3  # exact where visible ...
     matches.loc[sel, "y1"] = matches.loc[sel, "y0"] + 3
-    matches.loc[sel & (matches.index % 2 == 0), "y1"] += 50  # ... or 50 px off
+    far = sel & (matches.index % 2 == 0)
+    matches.loc[far, "y1"] += np.where(matches.loc[far, "y0"] < 240, 50, -50)  # ... or 50 px off
     for name in images["image"]:
         (tmp_path / "imgs" / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / "imgs" / name), np.zeros((480, 640, 3), np.uint8))

@@ -211,7 +211,7 @@ def recurring_tables(n_pairs: int = 30, n_points: int = 400):
     pairs["image_id1"] = pairs["image_id0"].iloc[0] + 1
     pairs["num_matches"] = 200
     seen = np.sort(rng.choice(10**6, n_points, replace=False))
-    pixel = rng.uniform(0, 639, (n_points, 2))
+    pixel = rng.uniform(0, [639, 479], (n_points, 2))
     pick = np.concatenate([np.sort(rng.choice(n_points, 200, replace=False)) for _ in range(n_pairs)])
     n = pick.size
     d = rng.exponential(0.05, n)
@@ -352,9 +352,10 @@ def test_round_mantissa_relative_error_bound():
         (lambda i, p, m: (i, p, m.assign(x0="a")), "column 'x0'"),
         (
             lambda i, p, m: (i, p, m.assign(weight=np.where(np.arange(len(m)) == 5, 0.0, m.weight))),
-            "'weight' must be in (0, 1]",
+            "'weight' is 0, not in (0, 1]",
         ),
-        (lambda i, p, m: (i, p, m.assign(weight=m.weight + 1)), "'weight' must be in (0, 1]"),
+        (lambda i, p, m: (i, p, m.assign(weight=m.weight + 1)), "not in (0, 1]"),
+        (lambda i, p, m: (i, p, m.assign(x1=m.x1 + 1000)), "'x1' is"),
         (
             lambda i, p, m: (i, p, m.assign(y1=np.where(np.arange(len(m)) == 2, np.nan, m.y1))),
             "'y1' has non-finite",

@@ -10,6 +10,7 @@ COMMANDS: dict[str, str] = {
     "manifest": "write an image manifest from a folder layout or a public dataset's layout",
     "build": "manifest -> reconstruction -> registration -> correspondence dataset (resumable)",
     "stats": "per condition pair: pairs, matches, matches per pair",
+    "verify": "check a dataset's files against the sizes, row counts and checksums it records",
     "show": "draw an image pair with a sample of its matches",
     "report": "one static HTML page about a build",
     "export": "the registered reconstruction as a COLMAP model, the clouds as a PLY coloured by condition",

@@ -27,6 +27,8 @@ CAMERA_MODELS: dict[str, int] = {
     "FOV": 5,
     "THIN_PRISM_FISHEYE": 12,
 }
+# models with one focal length (f, cx, cy, ...); the others start with fx, fy, cx, cy
+SINGLE_FOCAL_MODELS = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")
 
 
 def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
@@ -152,13 +154,7 @@ class Camera:
 
     def _pinhole(self) -> tuple[tuple[float, float], float, float]:
         p = self.params
-        if self.model in (
-            "SIMPLE_PINHOLE",
-            "SIMPLE_RADIAL",
-            "RADIAL",
-            "SIMPLE_RADIAL_FISHEYE",
-            "RADIAL_FISHEYE",
-        ):
+        if self.model in SINGLE_FOCAL_MODELS:
             return (p[0], p[0]), p[1], p[2]
         return (p[0], p[1]), p[2], p[3]
 

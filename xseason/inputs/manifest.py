@@ -27,7 +27,7 @@ import pandas as pd
 
 from xseason.core.errors import ManifestError
 from xseason.core.files import atomic_path
-from xseason.core.geometry import CAMERA_MODELS, Camera, Pose, qvec_to_rotmat
+from xseason.core.geometry import CAMERA_MODELS, SINGLE_FOCAL_MODELS, Camera, Pose, qvec_to_rotmat
 
 DEFAULT_FOCAL_FACTOR = 1.2  # unknown intrinsics: f = factor * max(width, height)
 
@@ -448,8 +448,16 @@ def _check_intrinsics(cols: _Columns, camera: pd.Series) -> tuple[list[str], lis
             f"parameters, got {counts[i]}: {params.iloc[i]!r}"
         ),
     )
-    focal = np.array([p[0] if isinstance(p, tuple) and p else np.inf for p in parsed])[codes]
-    cols.flag(focal <= 0, "camera_params", lambda i: f"focal length must be positive, got {focal[i]:g}")
+    n_focal = np.where(model.isin(SINGLE_FOCAL_MODELS).to_numpy(), 1, 2)
+    focal = np.array(
+        [[p[0], p[min(1, len(p) - 1)]] if isinstance(p, tuple) and p else [np.inf, np.inf] for p in parsed]
+    )[codes]
+    focal = np.where(n_focal == 1, focal[:, 0], focal.min(axis=1)) if len(focal) else np.zeros(0)
+    cols.flag(
+        focal <= 0,
+        "camera_params",
+        lambda i: f"focal length{'s' if n_focal[i] == 2 else ''} must be positive, got {focal[i]:g}",
+    )
     # Same intrinsics = same model and the same parsed numbers ("525" == "525.0").
     canonical = pd.factorize(pd.Series([repr(p) for p in parsed], dtype=object))[0][codes]
     key = pd.Series(pd.factorize(model)[0] * (len(parsed) + 1) + canonical)

@@ -4,10 +4,12 @@ correspondences -> dataset, stage by stage, resumable.
 Intermediate work lives in a work folder beside the dataset (`<out>.work/` unless given; its
 layout: `xseason.sfm.paths.BuildPaths`): the COLMAP database, the per-sequence and registered
 models, registration.json and the build's log. The stages pass their results on in memory; the
-files are caches: each stage reuses what a previous run finished there. The dataset
+files are caches: each SfM stage reuses what a previous run finished there when its cache key
+(`xseason.sfm.cachekeys`: the inputs, config sections and code it was made from) is the same,
+and the summary says which stages were reused and why the others were made anew. The dataset
 itself is written to a temporary folder and renamed into place only when complete, so a
 crash never leaves a dataset that looks whole; a complete dataset built from the same
-manifest and config is not rebuilt.
+manifest, image files, config and code is not rebuilt.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from xseason.core.config import load_config, to_dict
 from xseason.core.errors import ConfigError, OutputError
 from xseason.core.files import check_outside, exclusive_lock, write_json
 from xseason.core.log import log_file, stage
+from xseason.inputs.images import check_free_space, check_writable, estimate_build_bytes, preflight_images
 from xseason.inputs.manifest import Manifest, read_manifest
 from xseason.matching.association import AssociationConfig, associate_clouds, point_table_from_reconstructions
 from xseason.matching.correspondences import CorrespondenceConfig, CorrespondenceTables, make_correspondences
@@ -47,6 +50,7 @@ from xseason.pipeline.dropped import (
     no_points,
     one_condition,
 )
+from xseason.sfm.cachekeys import cache_report, code_digest, stage_keys
 from xseason.sfm.config import SfMConfig
 from xseason.sfm.features import extract
 from xseason.sfm.paths import BuildPaths
@@ -115,6 +119,17 @@ def _is_demo_manifest(manifest: Path, scene: Path) -> bool:
 
 
 @dataclass
+class RunOptions:
+    """How the build runs (not what it computes).
+
+    With all cores (the default) a build can differ by a pair or a few matches between runs (seen
+    on unposed builds: COLMAP's multi-threaded matching and mapping); `deterministic` runs those
+    single-threaded. The stages after the SfM are deterministic either way."""
+
+    deterministic: bool = False  # one thread for matching and mapping: identical results run to run
+
+
+@dataclass
 class BuildConfig(SfMConfig):
     """Every knob of the build, one section per stage (configs/build.yaml documents them): the SfM
     stages' sections (`SfMConfig`), then the later stages'."""
@@ -124,6 +139,7 @@ class BuildConfig(SfMConfig):
     surfaces: SurfaceConfig = field(default_factory=SurfaceConfig)
     surfels: SurfelConfig = field(default_factory=SurfelConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    build: RunOptions = field(default_factory=RunOptions)
 
 
 @dataclass
@@ -138,12 +154,14 @@ class BuildSummary:
     pairs: pd.DataFrame  # reference, condition, pairs, matches, densified_share
     reused: bool = False
     dropped: Dropped = field(default_factory=Dropped)
+    stages: dict[str, str] = field(default_factory=dict)  # SfM stage -> reused / made and why (cachekeys)
 
     def format(self) -> str:
         lines = [
             f"dataset: {self.dataset}" + ("  (already complete: reused)" if self.reused else ""),
             f"work folder: {self.work_dir}",
             f"reference condition(s): {', '.join(self.references)}",
+            *(f"{stage}: {verdict}" for stage, verdict in self.stages.items()),
             "",
             "images registered per condition:",
             self.registered.to_string(index=False),
@@ -183,6 +201,12 @@ def run_build(
     `PartialBuildError` naming the stage and the causes, and no dataset is written, unless
     `allow_partial` (`--allow-partial`) accepts it."""
     cfg = config or BuildConfig()
+    if cfg.build.deterministic:
+        cfg = replace(
+            cfg,
+            matching=replace(cfg.matching, num_threads=1),
+            reconstruction=replace(cfg.reconstruction, num_threads=1),
+        )
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, image_root=image_root)
     out = Path(out)
@@ -198,6 +222,8 @@ def run_build(
         tail=f"Nothing was done; pass {ALLOW} to build it anyway (a dataset without pairs)",
     )
     check_outputs(manifest, out, paths)
+    check_writable(out.parent)
+    check_writable(paths.root)
     with exclusive_lock(dataset_lock(out), f"the dataset {out}"):
         return _build(manifest, out, paths, cfg, refs, progress, allow_partial, preflight.accepted)
 
@@ -237,7 +263,8 @@ def _build(
     found before any work that `allow_partial` accepted."""
     work = paths.root
     config_dict = to_dict(cfg)
-    stale = _rebuild_reason(out, manifest.checksum, config_dict, refs)
+    sfm_key = stage_keys(manifest, cfg, refs).registration.digest + _later_stages_code()
+    stale = _rebuild_reason(out, manifest.checksum, config_dict, refs, sfm_key)
     if stale is None:
         log.info(
             "%s is complete and was built from this manifest (sha256 %s...), config and "
@@ -270,8 +297,18 @@ def _build(
         )
         if resumed:
             log.info("resuming in %s: what an earlier run finished there is reused", work)
+        stages = cache_report(manifest, paths, stage_keys(manifest, cfg, refs))
+        for name, verdict in stages.items():
+            log.info("%s: %s", name, verdict)
         with stage("features"):
-            index = extract(manifest, paths, cfg.features)
+            checks = preflight_images(manifest)
+            if checks.problems:
+                log.warning("%s\nthese are skipped", checks.message())
+            need = estimate_build_bytes(
+                [w * h for w, h in checks.sizes.values()], cfg.features.max_num_features
+            )
+            check_free_space(work, need)
+            index = extract(manifest, paths, cfg, skip=checks.problems)
         with stage("reconstruction"):
             models = reconstruct(manifest, index, paths, cfg)
         with stage("registration"):
@@ -313,6 +350,7 @@ def _build(
                 store_config=cfg.store,
                 extra_meta={
                     "references": refs,
+                    "sfm_key": sfm_key,
                     "manifest": str(manifest.path.resolve()),
                     "work_dir": str(work.resolve()),
                     "registration_rate": registration.rate(condition_of),
@@ -321,6 +359,7 @@ def _build(
                 },
             )
             summary = _summary(out, work, refs)
+            summary.stages = stages
             write_json(
                 paths.summary,
                 {
@@ -329,6 +368,7 @@ def _build(
                     "registered": summary.registered.to_dict(orient="records"),
                     "pairs": summary.pairs.to_dict(orient="records"),
                     "dropped": losses.to_json(),
+                    "stages": stages,
                 },
             )
     return summary
@@ -381,16 +421,27 @@ def _with_labels(images: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
     if not labels:
         return images
     out = images.copy()
-    root = manifest.root.resolve()
+    root = os.path.abspath(manifest.root)  # not resolved: a linked labels folder stays under the root
     out["label"] = [
-        Path(labels[name]).resolve().relative_to(root).as_posix() if name in labels else None
+        Path(os.path.relpath(os.path.abspath(labels[name]), root)).as_posix() if name in labels else None
         for name in out["image"]
     ]
     return out
 
 
-def _rebuild_reason(out: Path, checksum: str, config: dict, refs: list[str]) -> str | None:
-    """Why the dataset at `out` must be built, or None when it is complete and built from the same inputs."""
+def _later_stages_code() -> str:
+    """Code fingerprint of the stages after the SfM (matching, store): a change rebuilds the dataset."""
+    import xseason.matching
+    import xseason.store
+
+    folders = [Path(xseason.matching.__file__).parent, Path(xseason.store.__file__).parent]
+    return code_digest(sorted(p for folder in folders for p in folder.glob("*.py")))
+
+
+def _rebuild_reason(out: Path, checksum: str, config: dict, refs: list[str], sfm_key: str) -> str | None:
+    """Why the dataset at `out` must be built, or None when it is complete and built from the same
+    inputs (`sfm_key`: the registration's cache key, which covers the image files and the SfM code,
+    and the later stages' code)."""
     meta_path = out / "dataset.json"
     if not meta_path.is_file():
         return "no complete dataset there yet"
@@ -404,6 +455,7 @@ def _rebuild_reason(out: Path, checksum: str, config: dict, refs: list[str]) -> 
             ("manifest", meta.get("manifest_sha256"), checksum),
             ("config", meta.get("config"), config),
             ("references", meta.get("references"), refs),
+            ("image files or code", meta.get("sfm_key"), sfm_key),
         )
         if old != new
     ]

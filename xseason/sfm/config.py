@@ -18,10 +18,16 @@ from xseason.inputs.manifest import DEFAULT_FOCAL_FACTOR
 class FeatureConfig:
     """SIFT extraction (pycolmap)."""
 
+    # Not settings (no annotation: not dataclass fields). Peak memory of pycolmap 4.2 CPU SIFT, measured
+    # with ru_maxrss at 800x600 to 2400x1800: 74-77 bytes per pixel of the first octave's image.
+    SIFT_BYTES_PER_PIXEL = 80
+    MAX_SIFT_MEMORY = 8 << 30  # bytes; `validate` refuses settings whose largest image needs more
+
     max_num_features: int = 8192  # per image, strongest kept
     peak_threshold: float = 0.002  # COLMAP's 0.0067 finds ~4x fewer correct night-day matches on `demo`
     edge_threshold: float = 10.0  # SIFT edge-response rejection
-    first_octave: int = -1  # -1 upsamples the image once: more, finer features
+    first_octave: int = -1  # -1 upsamples the image once: more, finer features (and 4x SIFT's memory)
+    max_image_size: int = 3200  # px, longest side: a larger image is downscaled for SIFT (COLMAP's default)
     domain_size_pooling: bool = False  # DSP-SIFT descriptors (slower, more robust to appearance change)
     darkness_adaptivity: bool = True  # adapt the peak threshold to dark images (night)
     default_focal_factor: float = DEFAULT_FOCAL_FACTOR  # no intrinsics: SIMPLE_RADIAL, f = factor * max(w, h)
@@ -31,6 +37,28 @@ class FeatureConfig:
             raise ValueError("max_num_features must be >= 1")
         if self.default_focal_factor <= 0:
             raise ValueError("default_focal_factor must be > 0")
+        if self.max_image_size < 32 or self.first_octave < -1:
+            raise ValueError("max_image_size must be >= 32 and first_octave >= -1")
+        need = self.sift_memory(self.max_image_size, self.max_image_size)
+        if need > self.MAX_SIFT_MEMORY:
+            side = round(self.max_image_size * 2.0**-self.first_octave)
+            raise ValueError(
+                f"max_image_size={self.max_image_size} with first_octave={self.first_octave} has SIFT "
+                f"work on up to {side}x{side} pixels, about {need / 2**30:.0f} GiB (limit "
+                f"{self.MAX_SIFT_MEMORY / 2**30:.0f} GiB): lower max_image_size, or set first_octave=0"
+            )
+
+    def sift_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) the feature stage gives SIFT for such an image: longest side cut to
+        `max_image_size`, aspect kept."""
+        scale = min(1.0, self.max_image_size / max(width, height))
+        return max(round(width * scale), 1), max(round(height * scale), 1)
+
+    def sift_memory(self, width: int, height: int) -> int:
+        """Rough peak bytes of SIFT on such an image: pixels of its `sift_size`, x4 per octave below 0
+        (`first_octave=-1` doubles both sides), x `SIFT_BYTES_PER_PIXEL`."""
+        w, h = self.sift_size(width, height)
+        return int(w * h * 4.0**-self.first_octave * self.SIFT_BYTES_PER_PIXEL)
 
     def options(self) -> pycolmap.FeatureExtractionOptions:
         """COLMAP's extraction options (one thread per extractor)."""

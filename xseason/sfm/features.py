@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,8 @@ from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
-from xseason.sfm.config import FeatureConfig, MatchingConfig
+from xseason.sfm.cachekeys import stage_keys
+from xseason.sfm.config import FeatureConfig, MatchingConfig, SfMConfig
 from xseason.sfm.paths import BuildPaths
 
 log = logging.getLogger(__name__)
@@ -59,30 +60,46 @@ class FeatureIndex:
         return [r.image for r in records if r.image in self.image_ids]
 
 
-def extract(manifest: Manifest, paths: BuildPaths, cfg: FeatureConfig) -> FeatureIndex:
+def extract(
+    manifest: Manifest, paths: BuildPaths, sfm: SfMConfig, skip: Mapping[str, str] | None = None
+) -> FeatureIndex:
     """Fill the build's database with cameras, images and SIFT features (skips what is there).
 
-    Unreadable images and images whose mask cannot be used are recorded in the returned
-    index (and `paths.features`) with their reason; the build goes on without them.
+    The database is reused only when its record (`paths.features`) has the database's cache key
+    (`cachekeys.stage_keys`: manifest, image files, features and matching sections, code); with
+    another key it is made anew (its matches too). Unreadable images and images whose mask cannot
+    be used are recorded in the returned index (and the record) with their reason, as are the
+    images of `skip` (image -> reason: those that failed the pre-flight checks, never read here);
+    the build goes on without them.
     """
     quiet_logs()
+    cfg = sfm.features
+    key = stage_keys(manifest, sfm).database
     paths.colmap.mkdir(parents=True, exist_ok=True)
     db_path = paths.database
     camera_ids = {cam: i + 1 for i, cam in enumerate(dict.fromkeys(r.camera for r in manifest.images))}
     wanted = {r.image: i + 1 for i, r in enumerate(manifest.images)}
     if paths.features.exists():
         state = json.loads(paths.features.read_text())
-        if state.get("manifest") == manifest.checksum:
-            log.info("features: reused from %s (extracted for this manifest)", db_path)
+        stale = key.reason(state.get("key"))
+        if stale is None and state.get("complete"):
+            log.info("features: reused from %s (same cache key)", db_path)
             return FeatureIndex(db_path, state["image_ids"], camera_ids, state["skipped"])
-    skipped: dict[str, str] = {}
+        if stale is not None:  # the record is ours: so is the database it describes
+            log.info("features: database made anew: %s", stale)
+            for path in (db_path, *(db_path.with_name(db_path.name + s) for s in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
+        else:
+            log.info("features: resuming the extraction into %s", db_path)
+    write_json(paths.features, {"key": key.to_json(), "complete": False})
+    skipped: dict[str, str] = dict(skip or {})
     extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
     db = pycolmap.Database.open(db_path)
     try:
         _check_existing(db, wanted, db_path)
         for rec in progress(manifest.images, desc="features", unit="img", leave=False):
             image_id = wanted[rec.image]
-            if db.exists_image(image_id) and db.exists_keypoints(image_id):
+            if rec.image in skipped or (db.exists_image(image_id) and db.exists_keypoints(image_id)):
                 continue
             reason = _extract_one(db, extractor, rec, image_id, camera_ids[rec.camera], cfg)
             if reason:
@@ -91,7 +108,9 @@ def extract(manifest: Manifest, paths: BuildPaths, cfg: FeatureConfig) -> Featur
     finally:
         db.close()
     image_ids = {name: i for name, i in wanted.items() if name not in skipped}
-    write_json(paths.features, {"manifest": manifest.checksum, "image_ids": image_ids, "skipped": skipped})
+    write_json(
+        paths.features, {"key": key.to_json(), "complete": True, "image_ids": image_ids, "skipped": skipped}
+    )
     return FeatureIndex(db_path, image_ids, camera_ids, skipped)
 
 
@@ -132,8 +151,13 @@ def _extract_one(
         if mask is None or mask.shape != gray.shape:
             return f"mask {rec.mask} is unreadable or not {width}x{height}"
         keep = mask == 0
-    keypoints, descriptors = extractor.extract(pycolmap.Bitmap.from_array(np.ascontiguousarray(gray)))
-    kps = pycolmap.keypoints_to_matrix(keypoints)
+    sift_w, sift_h = cfg.sift_size(width, height)
+    sift_gray = gray
+    if (sift_w, sift_h) != (width, height):
+        log.debug("%s: %dx%d downscaled to %dx%d for SIFT", rec.image, width, height, sift_w, sift_h)
+        sift_gray = cv2.resize(gray, (sift_w, sift_h), interpolation=cv2.INTER_AREA)
+    keypoints, descriptors = extractor.extract(pycolmap.Bitmap.from_array(np.ascontiguousarray(sift_gray)))
+    kps = _to_full_resolution(pycolmap.keypoints_to_matrix(keypoints), width / sift_w, height / sift_h)
     desc = np.asarray(descriptors.data)
     if keep is not None:
         ij = np.clip(np.rint(from_colmap_pixels(kps[:, [1, 0]])).astype(int), 0, [height - 1, width - 1])
@@ -150,6 +174,18 @@ def _extract_one(
         stored = pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc))
         db.write_descriptors(image_id, stored)
     return None
+
+
+def _to_full_resolution(kps: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """SIFT keypoints [x, y, scale, orientation] (COLMAP pixels) of an image resized by 1/sx, 1/sy ->
+    those of the full image. In COLMAP's convention an image spans [0, w] x [0, h], so a resize is a
+    pure scaling (no half-pixel offset); the orientation follows the (tiny) anisotropy of the rounding."""
+    if sx == sy == 1:
+        return kps
+    out = np.array(kps, dtype=np.float32)
+    out[:, :3] *= np.array([sx, sy, np.sqrt(sx * sy)], dtype=np.float32)
+    out[:, 3] = np.arctan2(sy * np.sin(kps[:, 3]), sx * np.cos(kps[:, 3]))
+    return out
 
 
 def _make_camera(

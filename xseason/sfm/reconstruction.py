@@ -21,6 +21,7 @@ from xseason.core.colmap import is_colmap_model, quiet_logs, rigid_from_pose
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
+from xseason.sfm.cachekeys import StageKey, stage_keys
 from xseason.sfm.config import ReconstructionConfig, SfMConfig
 from xseason.sfm.features import FeatureIndex, match, read_camera
 from xseason.sfm.pairs import candidate_pairs
@@ -86,8 +87,9 @@ def reconstruct(manifest: Manifest, index: FeatureIndex, paths: BuildPaths, cfg:
     match(index, candidate_pairs(manifest, index, cfg.matching), paths.pair_list("sequences"), cfg.matching)
     status: dict[str, ModelStatus] = {}
     models: dict[str, pycolmap.Reconstruction] = {}
+    key = stage_keys(manifest, cfg).reconstruction
     for seq, recs in progress(manifest.sequences().items(), desc="reconstruction", unit="seq", leave=False):
-        model, status[seq] = sequence_model(manifest, index, seq, recs, paths, cfg.reconstruction)
+        model, status[seq] = sequence_model(manifest, index, seq, recs, paths, cfg.reconstruction, key)
         if model is not None:
             models[seq] = model
     return SequenceModels(status, models)
@@ -100,8 +102,10 @@ def sequence_model(
     recs: list[ImageRecord],
     paths: BuildPaths,
     cfg: ReconstructionConfig,
+    key: StageKey,
 ) -> MadeModel:
-    """The cached model of one sequence, made now if missing (None when the sequence failed), and its status.
+    """The cached model of one sequence, made now if missing or made with another cache `key`
+    (None when the sequence failed), and its status.
 
     A new model is returned as read back from its folder, so that a resumed build gets exactly the
     same input (a model read from disk iterates its images in another order than the mapper's, and
@@ -110,9 +114,13 @@ def sequence_model(
     folder = paths.sequence_model(seq)
     status_path = folder / "status.json"
     if status_path.exists():
-        status = ModelStatus.from_json(json.loads(status_path.read_text()))
-        log.info("sequence %s: model reused from %s", seq, folder)
-        return (pycolmap.Reconstruction(folder) if status.ok else None), status
+        record = json.loads(status_path.read_text())
+        stale = key.reason(record.pop("key", None))
+        if stale is None:
+            status = ModelStatus.from_json(record)
+            log.info("sequence %s: model reused from %s", seq, folder)
+            return (pycolmap.Reconstruction(folder) if status.ok else None), status
+        log.info("sequence %s: model made anew: %s", seq, stale)
     posed = manifest.is_posed(seq)
     with atomic_path(
         folder, "folder", replace_only_if=lambda p: is_colmap_model(p, also={"status.json"}), what="a model"
@@ -126,7 +134,7 @@ def sequence_model(
         if model is not None:
             model.write_binary(tmp)
         status = replace(made, sequence=seq, posed=posed)
-        write_json(tmp / "status.json", status.to_json())
+        write_json(tmp / "status.json", {**status.to_json(), "key": key.to_json()})
     if model is None:
         log.warning("sequence %s: no model: %s", seq, status.reason)
     return (None if model is None else pycolmap.Reconstruction(folder)), status

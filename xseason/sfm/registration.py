@@ -48,6 +48,7 @@ from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import Manifest
+from xseason.sfm.cachekeys import StageKey, stage_keys
 from xseason.sfm.config import RegistrationConfig, SfMConfig
 from xseason.sfm.features import (
     FeatureIndex,
@@ -102,10 +103,13 @@ def register(
     The sequences' own models (`reconstructions.models`) are moved into the world frame in place.
     """
     quiet_logs()
+    key = stage_keys(manifest, cfg, reference).registration
     if paths.registration.exists():
-        if json.loads(paths.registration.read_text()).get("manifest") == manifest.checksum:
-            log.info("registration: reused from %s (done for this manifest)", paths.registration)
+        stale = key.reason(json.loads(paths.registration.read_text()).get("key"))
+        if stale is None:
+            log.info("registration: reused from %s (same cache key)", paths.registration)
             return load_registration(paths)
+        log.info("registration: done anew: %s", stale)
     models = dict(reconstructions.models)
     world = _world(manifest, models, reference)
     ctx = _Joint(
@@ -138,7 +142,7 @@ def register(
         images,
         {seq: registered[seq] for seq in sequences if seq in registered},
     )
-    _save(reg, paths)
+    _save(reg, paths, key)
     return reg
 
 
@@ -160,14 +164,14 @@ def load_registered(paths: BuildPaths) -> dict[str, pycolmap.Reconstruction]:
     return load_registration(paths).models
 
 
-def _save(reg: Registration, paths: BuildPaths) -> None:
-    """The registered models and registration.json, each written atomically."""
+def _save(reg: Registration, paths: BuildPaths, key: StageKey) -> None:
+    """The registered models and registration.json (with the stage's cache key), each written atomically."""
     for seq, model in reg.models.items():
         folder = paths.registered_model(reg.sequences[seq].folder)
         with atomic_path(folder, "folder", replace_only_if=is_colmap_model, what="a COLMAP model") as tmp:
             tmp.mkdir()
             model.write_binary(tmp)
-    write_json(paths.registration, reg.to_json())
+    write_json(paths.registration, {**reg.to_json(), "key": key.to_json()})
 
 
 # ----------------------------------------------------------------- model lookups

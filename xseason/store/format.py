@@ -2,13 +2,15 @@
 
 Layout of a dataset folder::
 
-    dataset.json        format, version, build config, manifest checksum, counts, image root
+    dataset.json        format, version, build config, manifest checksum, counts, image root,
+                        files (size, SHA-256 and row count of every data file below)
     images.parquet      one row per image
     pairs.parquet       one row per image pair
     matches/            part-00000.parquet, ...: rows sorted by pair_id
     points3d.parquet    optional
 
-`write_dataset` checks every table against its schema, then writes the folder atomically.
+`write_dataset` checks every table against its schema, then writes the folder atomically; the
+checksums in `files` let a reader check what it opens (`reader.open_dataset(verify=...)`).
 Matches are written sorted by pair_id, and within a pair by point3d_id (nulls last), in row
 groups that hold whole pairs (a pair never straddles two row groups), zstd-compressed, their
 floats rounded and their columns encoded as `xseason.store.encoding` says. Reading:
@@ -34,7 +36,7 @@ import pyarrow.parquet as pq
 from xseason import __version__
 from xseason.core.config import to_dict
 from xseason.core.errors import DatasetFormatError
-from xseason.core.files import atomic_path, check_replaceable, write_json
+from xseason.core.files import atomic_path, check_replaceable, sha256_file, write_json
 from xseason.store.encoding import (
     ENCODING_SAMPLE_GROUPS,
     FLOAT_MATCH_COLUMNS,
@@ -100,6 +102,7 @@ _RESERVED_META = {
     "image_root_relative",
     "counts",
     "storage",
+    "files",
 }
 
 DATASET_OUTPUT = f"an xseason dataset (a folder whose dataset.json has format '{FORMAT_NAME}')"
@@ -112,6 +115,25 @@ def is_dataset(path: str | os.PathLike) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT_NAME
+
+
+def data_files(root: str | os.PathLike) -> list[str]:
+    """The data files of the dataset at `root`, as POSIX paths relative to it: images.parquet,
+    pairs.parquet, points3d.parquet when present, then every matches/*.parquet in order."""
+    root = Path(root)
+    tables = ["images.parquet", "pairs.parquet"]
+    if (root / "points3d.parquet").is_file():
+        tables.append("points3d.parquet")
+    return tables + [f"matches/{p.name}" for p in sorted((root / "matches").glob("*.parquet"))]
+
+
+def file_record(path: str | os.PathLike) -> dict[str, int | str]:
+    """What dataset.json's `files` holds for one data file: its size in bytes, SHA-256 and row count."""
+    return {
+        "bytes": os.path.getsize(path),
+        "sha256": sha256_file(path),
+        "rows": pq.read_metadata(path).num_rows,
+    }
 
 
 def check_dataset_output(out_dir: str | os.PathLike) -> None:
@@ -156,7 +178,9 @@ def write_dataset(
     image_root = Path(image_root).resolve()
     with atomic_path(out_dir, "folder", replace_only_if=is_dataset, what=DATASET_OUTPUT) as tmp:
         (tmp / "matches").mkdir(parents=True)
-        counts, encodings = _write_matches(tmp / "matches", _match_chunks(matches), pair_ids, cfg)
+        counts, encodings = _write_matches(
+            tmp / "matches", _match_chunks(matches), pair_ids, coordinate_limits(images_t, pairs_t), cfg
+        )
         expected = pairs_t.column("num_matches").to_numpy()
         bad = np.flatnonzero(counts != expected)
         if bad.size:
@@ -197,6 +221,7 @@ def write_dataset(
                 "densified_column": "densified" in encodings,
                 "encodings": encodings,
             },
+            "files": {name: file_record(tmp / name) for name in data_files(tmp)},
         }
         for key, value in (extra_meta or {}).items():
             if key in _RESERVED_META:
@@ -307,9 +332,10 @@ def _arrow_column(values: Any) -> pa.Array | pa.ChunkedArray:
 
 
 def _write_matches(
-    folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarray, cfg: StoreConfig
+    folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarray, limits: np.ndarray, cfg: StoreConfig
 ) -> tuple[np.ndarray, dict[str, str]]:
-    """Stream match chunks into row groups of whole pairs.
+    """Stream match chunks into row groups of whole pairs, each checked against the value rules
+    (`value_problem`; `limits`: `coordinate_limits` of the pairs, in `pair_ids` order).
 
     Returns per-pair counts (in `pair_ids` order) and the encoding of every column (empty: no match).
     """
@@ -337,6 +363,11 @@ def _write_matches(
             if unknown:
                 bad = ids[pair_ids[pos] != ids][0] if pair_ids.size else ids[0]
                 raise DatasetFormatError(f"matches: pair_id {bad} is not in the pairs table")
+            starts = pair_starts(ids)
+            cols = {name: chunk.column(name).to_numpy() for name in ("weight", *_COORDINATES)}
+            problem = value_problem(cols, starts, limits[pos[starts]])
+            if problem:
+                raise DatasetFormatError(f"matches: pair_id {ids[problem[0]]}: {problem[1]}")
             counts += np.bincount(pos, minlength=pair_ids.size)
             chunk = round_for_storage(_sort_within_pairs(chunk), cfg)
             sample_rows = ENCODING_SAMPLE_GROUPS * cfg.row_group_rows
@@ -377,15 +408,65 @@ def _check_match_values(chunk: pa.Table, ids: np.ndarray, last_pair: int | None)
         values = chunk.column(name).to_numpy()
         if not np.isfinite(values).all() and name not in ("err0", "err1", "dist3d"):
             raise DatasetFormatError(f"matches: column '{name}' has non-finite values")
-    w = chunk.column("weight").to_numpy()
-    outside = ~((w > 0) & (w <= 1))
-    if outside.any():
-        raise DatasetFormatError(f"matches: column 'weight' must be in (0, 1]; found {w[outside][0]}")
+
+
+COORD_TOLERANCE_PX = 1.0  # how far outside its image (§1: x in [-0.5, width - 0.5]) a match may lie
+_COORDINATES = ("x0", "y0", "x1", "y1")
+
+
+def value_problem(
+    cols: Mapping[str, np.ndarray], starts: np.ndarray, limits: np.ndarray
+) -> tuple[int, str] | None:
+    """The first row of `cols` whose values break the rules, and how; None when none does.
+
+    `weight` must be in (0, 1], `x0 y0 x1 y1` within [-0.5 - COORD_TOLERANCE_PX, limit] (so
+    finite). The rows come in runs of one pair starting at rows `starts`; `limits` holds every
+    run's upper limits of x0 y0 x1 y1 (shape (runs, 4); the largest float where the image size
+    is unknown). Columns that `cols` lacks are not checked. Two passes over each column checked.
+    """
+    w = cols.get("weight")
+    if w is not None and w.size and not (w.min() > 0 and w.max() <= 1):  # NaN fails both
+        row = int(np.argmin((w > 0) & (w <= 1)))
+        return row, f"'weight' is {w[row]:.7g}, not in (0, 1]"
+    low = -0.5 - COORD_TOLERANCE_PX
+    for k, name in enumerate(_COORDINATES):
+        x = cols.get(name)
+        if x is None or not x.size:
+            continue
+        if x.min() >= low and (np.maximum.reduceat(x, starts) <= limits[:, k]).all():  # NaN fails min
+            continue
+        high = np.repeat(limits[:, k], np.diff(np.r_[starts, x.size]))
+        row = int(np.argmin(np.isfinite(x) & (x >= low) & (x <= high)))
+        return row, (
+            f"'{name}' is {x[row]:.7g}, outside image {k // 2} of the pair "
+            f"(allowed: {low:g} to {high[row]:g} px, the image and {COORD_TOLERANCE_PX:g} px around it)"
+        )
+    return None
+
+
+def coordinate_limits(images: pa.Table, pairs: pa.Table) -> np.ndarray:
+    """Upper limits of x0 y0 x1 y1 for every pair (rows in `pairs`' order), shape (pairs, 4): its
+    images' width or height - 0.5 + `COORD_TOLERANCE_PX`; the largest float where the size is
+    unknown (0, or no such image)."""
+    ids = images.column("image_id").to_numpy()
+    order = np.argsort(ids)
+    sizes = np.stack([images.column("width").to_numpy(), images.column("height").to_numpy()], 1)[order]
+    pair_images = np.stack([pairs.column("image_id0").to_numpy(), pairs.column("image_id1").to_numpy()], 1)
+    pos = np.searchsorted(ids[order], pair_images).clip(0, max(ids.size - 1, 0))
+    known = ids[order][pos] == pair_images
+    limits = np.where(known[..., None], sizes[pos], 0).reshape(-1, 4).astype(np.float64)
+    unknown = np.finfo(np.float64).max  # any finite value is within, infinity is not
+    return np.where(limits > 0, limits - 0.5 + COORD_TOLERANCE_PX, unknown)
+
+
+def pair_starts(ids: np.ndarray) -> np.ndarray:
+    """The first row of every run of equal `ids` (pair_id values in storage order; [0] for none)."""
+    return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
 
 
 def _row_groups(ids: np.ndarray, target: int) -> list[tuple[int, int]]:
     """Split sorted `ids` into [start, stop) ranges of about `target` rows, cutting only between pairs."""
-    cuts = np.r_[np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]), ids.size]  # pair starts + end
+    cuts = np.r_[pair_starts(ids), ids.size]  # pair starts + end
     bounds = [0]
     while bounds[-1] < ids.size:
         start = bounds[-1]

@@ -1,14 +1,17 @@
 """Reading a correspondence dataset folder: `open_dataset` -> `CorrespondenceStore`.
 
 `open_dataset` checks the format name and version, every table's schema and the row counts
-of dataset.json before anything is read. The store holds the `images` and `pairs` tables and
-reads one pair's matches fast.
+of dataset.json before anything is read; with `verify` also every data file against the sizes,
+row counts and SHA-256 that dataset.json records (`verify_files`). The store holds the `images`
+and `pairs` tables and reads one pair's matches fast, checking their values as it reads them
+(weights in (0, 1], coordinates finite and inside their image, `format.COORD_TOLERANCE_PX`).
 
 Random per-pair reads (the torch Dataset, DataLoader workers, random order) go through a
 memory-mapped, uncompressed Arrow IPC copy of the match table built once on first use in
 ``<dataset>/.cache/`` (or ``~/.cache/xseason`` when the dataset folder is read-only). It is
-a cache: delete it at will. ``open_dataset(path, random_access="parquet")`` reads row groups
-straight from the Parquet files instead (an LRU keeps the last decoded row groups).
+a cache: delete it at will; one that is truncated, damaged or does not fit the dataset is
+rebuilt, and a changed matches file gets a new one. ``open_dataset(path, random_access="parquet")``
+reads row groups straight from the Parquet files instead (an LRU keeps the last decoded ones).
 
 Nullable ``point3d_id`` values are returned as -1 by ``matches()``; plain pandas, pyarrow and
 DuckDB read the folder directly and see real nulls.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,16 +36,55 @@ import pyarrow.parquet as pq
 
 from xseason import __version__
 from xseason.core.errors import DatasetFormatError
-from xseason.core.files import atomic_path
+from xseason.core.files import atomic_path, sha256_file
 from xseason.store import format as fmt
+
+log = logging.getLogger(__name__)
 
 UNKNOWN_CONDITION = "(none)"  # how reports name the condition of an image that has none
 
 
+Verify = Literal["size", "full"] | bool
+
+
 def open_dataset(
-    path: str | os.PathLike, random_access: Literal["mmap", "parquet"] = "mmap"
+    path: str | os.PathLike, random_access: Literal["mmap", "parquet"] = "mmap", verify: Verify = False
 ) -> CorrespondenceStore:
-    """Open and validate a dataset folder (format, version, every table's schema, row counts)."""
+    """Open and validate a dataset folder (format, version, every table's schema, row counts).
+
+    `verify` also checks the data files against the `files` record of dataset.json before
+    anything else: False (default) checks nothing more (fast); "size" their sizes, row counts
+    (Parquet footers) and that none is missing or unrecorded; True or "full" also their SHA-256
+    (reads every byte). A difference raises `DatasetFormatError` naming each file and what
+    differs. A dataset written before xseason recorded `files` opens as before with
+    verify=False; with verify requested it is an error (there is nothing to check the files
+    against, and a check that silently checks nothing would promise what it cannot keep).
+    """
+    root = Path(path)
+    meta = read_meta(root)
+    if verify:
+        problems = verify_files(root, meta, full=_verify_level(verify) == "full")
+        if problems:
+            head = problems[0] if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems)
+            raise DatasetFormatError(head)
+    counts = meta.get("counts") or {}
+    _check_file(
+        root / "images.parquet", fmt.IMAGES_SCHEMA, counts.get("images"), optional=fmt.OPTIONAL_IMAGE_FIELDS
+    )
+    _check_file(root / "pairs.parquet", fmt.PAIRS_SCHEMA, counts.get("pairs"))
+    files = _match_files(root)
+    if not files:
+        raise DatasetFormatError(f"{root / 'matches'}: no Parquet files")
+    rows = sum(_check_file(f, fmt.MATCHES_SCHEMA, None, optional=fmt.OPTIONAL_MATCH_FIELDS) for f in files)
+    if counts.get("matches") is not None and rows != counts["matches"]:
+        raise DatasetFormatError(
+            f"{root / 'matches'}: holds {rows} rows, dataset.json says {counts['matches']}"
+        )
+    return CorrespondenceStore(root, meta, random_access=random_access)
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The dataset.json of the dataset folder `path`, after checking its format name and version."""
     root = Path(path)
     meta_path = root / "dataset.json"
     if not root.is_dir():
@@ -64,20 +107,62 @@ def open_dataset(
             f"this one ({__version__}) reads up to version {fmt.FORMAT_VERSION}: "
             "upgrade xseason"
         )
-    counts = meta.get("counts") or {}
-    _check_file(
-        root / "images.parquet", fmt.IMAGES_SCHEMA, counts.get("images"), optional=fmt.OPTIONAL_IMAGE_FIELDS
-    )
-    _check_file(root / "pairs.parquet", fmt.PAIRS_SCHEMA, counts.get("pairs"))
-    files = sorted((root / "matches").glob("*.parquet"))
-    if not files:
-        raise DatasetFormatError(f"{root / 'matches'}: no Parquet files")
-    rows = sum(_check_file(f, fmt.MATCHES_SCHEMA, None, optional=fmt.OPTIONAL_MATCH_FIELDS) for f in files)
-    if counts.get("matches") is not None and rows != counts["matches"]:
-        raise DatasetFormatError(
-            f"{root / 'matches'}: holds {rows} rows, dataset.json says {counts['matches']}"
+    return meta
+
+
+def _verify_level(verify: Verify) -> Literal["size", "full"]:
+    if verify is True or verify == "full":
+        return "full"
+    if verify == "size":
+        return "size"
+    raise ValueError(f"verify must be False, 'size', True or 'full', got {verify!r}")
+
+
+def verify_files(root: str | os.PathLike, meta: Mapping, full: bool = False) -> list[str]:
+    """Check the data files of the dataset at `root` against `meta["files"]` (dataset.json).
+
+    Every recorded file must exist with its recorded size and row count (and SHA-256 when
+    `full`), and no data file may be unrecorded. Returns one line per problem, each naming the
+    file (empty: all is well); a dataset without a `files` record is one problem.
+    """
+    root = Path(root)
+    recorded = meta.get("files")
+    if not isinstance(recorded, Mapping):
+        return [
+            f"{root / 'dataset.json'}: records no file sizes or checksums (written before xseason "
+            "recorded them): nothing to verify the files against; rebuild the dataset to get them"
+        ]
+    problems = [
+        f"{root / name}: not recorded in dataset.json (added after the dataset was written?)"
+        for name in fmt.data_files(root)
+        if name not in recorded
+    ]
+    for name, want in recorded.items():
+        problem = _file_problem(root / name, want, full)
+        if problem:
+            problems.append(f"{root / name}: {problem}")
+    return problems
+
+
+def _file_problem(path: Path, want: Mapping, full: bool) -> str | None:
+    """What differs between the data file `path` and its `files` record, or None."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    if size != want["bytes"]:
+        return f"holds {size} bytes, dataset.json records {want['bytes']} (truncated or changed)"
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowInvalid) as exc:
+        return f"not a readable Parquet file: {exc}"
+    if rows != want["rows"]:
+        return f"holds {rows} rows, dataset.json records {want['rows']}"
+    if full and (digest := sha256_file(path)) != want["sha256"]:
+        return (
+            f"SHA-256 is {digest[:16]}..., dataset.json records {want['sha256'][:16]}... (damaged or changed)"
         )
-    return CorrespondenceStore(root, meta, random_access=random_access)
+    return None
 
 
 def _check_file(
@@ -151,12 +236,13 @@ class CorrespondenceStore:
         self._pair_start = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
         self._pair_count = n
         self._image_rows = pd.Series(np.arange(len(self.images)), index=self.images["image_id"].to_numpy())
+        self._pair_limits: np.ndarray | None = None  # upper limits of x0 y0 x1 y1 per pair (on first read)
         self._reset_handles()
 
     # -- pickling: drop open files and caches
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_columns_mm", "_chunk_start", "_files", "_lru", "_rg_start", "_rg_index"):
+        for key in ("_columns_mm", "_chunk_start", "_checked", "_files", "_lru", "_rg_start", "_rg_index"):
             state.pop(key, None)
         return state
 
@@ -167,6 +253,8 @@ class CorrespondenceStore:
     def _reset_handles(self) -> None:
         self._columns_mm: dict[str, list[np.ndarray]] | None = None
         self._chunk_start: np.ndarray | None = None
+        self._checked: np.ndarray | None = None  # cache batches whose values were checked
+        self._cache_rebuilt = False  # for bad values (a rebuild that does not help is not repeated)
         self._files: list[pq.ParquetFile] | None = None
         self._rg_start: np.ndarray | None = None  # global first row of every row group
         self._lru: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
@@ -215,32 +303,66 @@ class CorrespondenceStore:
         return int(self._pair_start[i]), int(self._pair_count[i])
 
     def matches(self, pair_id: int) -> dict[str, np.ndarray]:
-        """One pair's matches as {column: array} (point3d_id null -> -1)."""
+        """One pair's matches as {column: array} (point3d_id null -> -1).
+
+        Raises `DatasetFormatError` naming the file and the pair when a weight is not in (0, 1] or
+        a coordinate is not finite or lies more than `format.COORD_TOLERANCE_PX` outside its image (the
+        row group or cache batch holding the pair is checked once, on its first read).
+        """
         start, count = self._locate(pair_id)
         if self.random_access == "mmap":
             return self._read_mmap(start, count)
         return self._read_parquet(start, count)
 
+    def _check_rows(self, cols: Mapping[str, np.ndarray], first_row: int, cached: bool = False) -> None:
+        """Raise `DatasetFormatError`, naming the file and the pair, when a row of `cols` (the
+        dataset's match rows from `first_row` on: a row group, or a batch of the cache when
+        `cached`) breaks the value rules of `format.value_problem`. Called once per chunk, not per pair."""
+        ids = cols["pair_id"]
+        if not ids.size:
+            return
+        if self._pair_limits is None:
+            self._pair_limits = fmt.coordinate_limits(
+                pa.Table.from_pandas(self.images, preserve_index=False),
+                pa.Table.from_pandas(self.pairs, preserve_index=False),
+            )
+        starts = fmt.pair_starts(ids)
+        pair = np.searchsorted(self._pair_ids, ids[starts]).clip(0, max(self._pair_ids.size - 1, 0))
+        problem = fmt.value_problem(cols, starts, self._pair_limits[pair])
+        if problem:
+            row, text = problem
+            files = _match_files(self.root)
+            ends = np.cumsum([pq.read_metadata(f).num_rows for f in files])
+            file = files[min(int(np.searchsorted(ends, first_row + row, side="right")), len(files) - 1)]
+            via = f" (read through the cache {self.cache_path()})" if cached else ""
+            raise DatasetFormatError(f"{file}: pair_id {ids[row]}: {text}{via}")
+
     def iter_matches(
         self, batch_pairs: int = 256, columns: Sequence[str] | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        """Stream all matches in pair order, a row group at a time, in chunks of <= `batch_pairs` pairs."""
+        """Stream all matches in pair order, a row group at a time, in chunks of <= `batch_pairs` pairs.
+
+        Every row group is checked as `matches()` checks a pair (the columns read, that is).
+        """
         columns = list(columns or self.match_columns)
         if "pair_id" not in columns:
             columns = ["pair_id", *columns]
-        for f in sorted((self.root / "matches").glob("*.parquet")):
+        first_row = 0
+        for f in _match_files(self.root):
             pf = pq.ParquetFile(f)
             for g in range(pf.metadata.num_row_groups):
                 group = _table_to_numpy(pf.read_row_group(g, columns=columns))
+                self._check_rows(group, first_row)
                 ids = group["pair_id"]
-                starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+                first_row += ids.size
+                starts = fmt.pair_starts(ids)
                 cuts = np.r_[starts[::batch_pairs], ids.size]
                 for a, b in zip(cuts[:-1], cuts[1:]):
                     yield {k: v[a:b] for k, v in group.items()}
 
     # Parquet path: row groups, LRU of decoded groups
     def _open_files(self) -> None:
-        self._files = [pq.ParquetFile(f) for f in sorted((self.root / "matches").glob("*.parquet"))]
+        self._files = [pq.ParquetFile(f) for f in _match_files(self.root)]
         sizes = [
             (k, g, pf.metadata.row_group(g).num_rows)
             for k, pf in enumerate(self._files)
@@ -272,6 +394,7 @@ class CorrespondenceStore:
             return self._lru[g]
         k, local = self._rg_index[g]
         group = _table_to_numpy(self._files[k].read_row_group(local, columns=self.match_columns))
+        self._check_rows(group, int(self._rg_start[g]))
         self._lru[g] = group
         while len(self._lru) > self.lru_row_groups:
             self._lru.popitem(last=False)
@@ -284,25 +407,59 @@ class CorrespondenceStore:
         if count == 0:
             return {k: np.empty(0, dtype=v) for k, v in _empty_dtypes(self.match_columns).items()}
         c = int(np.searchsorted(self._chunk_start, start, side="right") - 1)
+        if not self._checked[c]:
+            self._check_batch(c)
         local = start - int(self._chunk_start[c])
         if local + count <= self._columns_mm["pair_id"][c].size:
             return {k: _from_cache(k, v[c][local : local + count]) for k, v in self._columns_mm.items()}
         return self._read_parquet(start, count)  # a pair split across batches: only in foreign files
 
+    def _check_batch(self, c: int) -> None:
+        """Check the values of cache batch `c` (once). Bad values that the Parquet files do not
+        hold mean a damaged cache: it is rebuilt (once per store) and checked again."""
+        first = int(self._chunk_start[c])
+        batch = {k: v[c] for k, v in self._columns_mm.items()}
+        try:
+            self._check_rows(batch, first, cached=True)
+        except DatasetFormatError as exc:
+            self._read_parquet(first, batch["pair_id"].size)  # raises, naming the file, if they are there
+            if self._cache_rebuilt:
+                raise
+            log.warning("%s; the Parquet files hold other values: rebuilding the damaged cache", exc)
+            self._cache_rebuilt = True
+            self.build_cache(rebuild=True)
+            self._open_mmap()
+            self._check_batch(c)
+        else:
+            self._checked[c] = True
+
     def cache_path(self) -> Path:
-        """Where the random-access cache of this dataset lives (built on first use)."""
-        identity = f"{self.root.resolve()}|{self.meta.get('created')}|{self.meta.get('counts')}"
-        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        """Where the random-access cache of this dataset lives (built on first use).
+
+        Its key hashes the dataset's path, `created`, `counts`, `files` and the size and
+        modification time of every matches file: a changed matches file gets a new cache.
+        """
+        stats = [(f.name, st.st_size, st.st_mtime_ns) for f in _match_files(self.root) for st in [f.stat()]]
+        identity = [
+            str(self.root.resolve()),
+            *(self.meta.get(k) for k in ("created", "counts", "files")),
+            stats,
+        ]
+        key = hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:16]
         local = self.root / ".cache" / f"matches-{key}.arrow"
         if local.exists() or os.access(self.root, os.W_OK):
             return local
         user_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
         return user_cache / "xseason" / f"matches-{key}.arrow"
 
-    def build_cache(self) -> Path:
-        """Write the memory-mappable match cache now (otherwise done on the first `matches()` call)."""
+    def build_cache(self, rebuild: bool = False) -> Path:
+        """Write the memory-mappable match cache now (otherwise done on the first `matches()` call).
+
+        An existing one is kept unless `rebuild`. Written atomically; in the dataset's own
+        `.cache/`, the caches of earlier states of the dataset are removed.
+        """
         path = self.cache_path()
-        if path.exists():
+        if path.exists() and not rebuild:
             return path
         columns = self.match_columns
         # no nulls and no bit-packed booleans, so that every column is a zero-copy numpy view
@@ -319,17 +476,38 @@ class CorrespondenceStore:
             pa.OSFile(str(tmp), "wb") as sink,
             pa.ipc.new_file(sink, schema) as writer,
         ):
-            for f in sorted((self.root / "matches").glob("*.parquet")):
+            for f in _match_files(self.root):
                 pf = pq.ParquetFile(f)
                 for g in range(pf.metadata.num_row_groups):
                     t = pf.read_row_group(g, columns=columns)
                     i = t.schema.get_field_index("point3d_id")
                     t = t.set_column(i, schema.field("point3d_id"), pc.fill_null(t.column(i), -1))
                     writer.write_table(t.cast(schema).combine_chunks())
+        if path.parent == self.root / ".cache":
+            for stale in path.parent.glob("matches-*.arrow"):
+                if stale != path:
+                    stale.unlink(missing_ok=True)
         return path
 
     def _open_mmap(self) -> None:
-        reader = pa.ipc.open_file(pa.memory_map(str(self.build_cache()), "r"))
+        """Map the cache; a damaged or truncated one, or one that does not fit the dataset, is rebuilt."""
+        path = self.build_cache()
+        try:
+            self._map_cache(path)
+        except (OSError, pa.ArrowException, _UnfitCache) as exc:
+            log.warning("%s: unusable match cache (%s); rebuilding it", path, exc)
+            path = self.build_cache(rebuild=True)
+            try:
+                self._map_cache(path)
+            except (OSError, pa.ArrowException, _UnfitCache) as again:
+                raise DatasetFormatError(
+                    f"{path}: the match cache rebuilt from {self.root / 'matches'} is unusable: {again}"
+                ) from None
+
+    def _map_cache(self, path: Path) -> None:
+        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        if reader.schema.names != self.match_columns:
+            raise _UnfitCache(f"its columns are {reader.schema.names}, the dataset's {self.match_columns}")
         cols: dict[str, list[np.ndarray]] = {c: [] for c in reader.schema.names}
         sizes = []
         for b in range(reader.num_record_batches):
@@ -338,8 +516,21 @@ class CorrespondenceStore:
             for c in cols:
                 arr = batch.column(c)
                 cols[c].append(arr.to_numpy(zero_copy_only=True))
+        expected = int(self._pair_count.sum())
+        if sum(sizes) != expected:
+            raise _UnfitCache(f"it holds {sum(sizes)} rows, the dataset {expected}")
         self._columns_mm = cols
         self._chunk_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._checked = np.zeros(len(sizes), dtype=bool)
+
+
+class _UnfitCache(Exception):
+    """The match cache does not fit the dataset (columns, rows): rebuild it."""
+
+
+def _match_files(root: Path) -> list[Path]:
+    """The matches files of the dataset at `root`, in order."""
+    return sorted((root / "matches").glob("*.parquet"))
 
 
 def _from_cache(name: str, values: np.ndarray) -> np.ndarray:

@@ -1,0 +1,160 @@
+"""Cache keys of the SfM stages: what each cached result in the work folder was made from.
+
+A stage's key digests the inputs it reads, each a named part:
+
+    database        the manifest, the image and mask files (size and modification time), the
+                    `features` and `matching` sections, pycolmap's version and the code of
+                    features.py and pairs.py (the database holds the features and the matches)
+    reconstruction  the database's key, the `reconstruction` section, reconstruction.py
+    registration    the reconstruction's key, the `registration` section, the reference
+                    conditions, registration.py, sim3.py and results.py
+
+Each key includes the one before it, so a change reruns its stage and every stage after it. A
+stage's record (features.json, a model's status.json, registration.json) holds its key; a
+record with another key (or none: a work folder of an older version) is not reused, and
+`StageKey.reason` names the parts that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pycolmap
+
+from xseason.inputs.manifest import Manifest
+from xseason.sfm.config import SfMConfig
+from xseason.sfm.paths import BuildPaths
+
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class StageKey:
+    """The named input digests of one stage and their combined digest."""
+
+    parts: dict[str, str]
+
+    @property
+    def digest(self) -> str:
+        return _sha(json.dumps(self.parts, sort_keys=True))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": self.digest, "parts": self.parts}
+
+    def reason(self, recorded: Any) -> str | None:
+        """Why a cached result recorded with key `recorded` (`to_json`, or anything else) cannot be
+        reused; None when it can."""
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("parts"), dict):
+            return "its record has no cache key (written by an older version)"
+        if recorded.get("digest") == self.digest:
+            return None
+        old = recorded["parts"]
+        changed = [name for name, value in self.parts.items() if old.get(name) != value]
+        return f"its {', '.join(changed) or 'key'} changed"
+
+
+@dataclass(frozen=True)
+class StageKeys:
+    """The keys of the SfM stages of one build (module doc)."""
+
+    database: StageKey
+    reconstruction: StageKey
+    registration: StageKey
+
+
+def stage_keys(manifest: Manifest, cfg: SfMConfig, references: list[str] | None = None) -> StageKeys:
+    """The keys of the SfM stages for `manifest` and `cfg` (module doc)."""
+    database = StageKey(
+        {
+            "manifest": manifest.checksum,
+            "image files": _files_digest(manifest),
+            "features config": _section(cfg.features),
+            "matching config": _section(cfg.matching),
+            "code": _code("features.py", "pairs.py") + pycolmap.__version__,
+        }
+    )
+    reconstruction = StageKey(
+        {
+            "database": database.digest,
+            "reconstruction config": _section(cfg.reconstruction),
+            "code": _code("reconstruction.py"),
+        }
+    )
+    registration = StageKey(
+        {
+            "reconstruction": reconstruction.digest,
+            "registration config": _section(cfg.registration),
+            "references": _sha(json.dumps(sorted(references or []))),
+            "code": _code("registration.py", "sim3.py", "results.py"),
+        }
+    )
+    return StageKeys(database, reconstruction, registration)
+
+
+def cache_report(manifest: Manifest, paths: BuildPaths, keys: StageKeys) -> dict[str, str]:
+    """Per SfM stage, whether the work folder's cached result will be reused, or why it is (re)made."""
+
+    def verdict(record_path: Path, key: StageKey, complete: bool = True) -> str:
+        if not record_path.is_file():
+            return "made (no cached result)"
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return "made anew (its record is unreadable)"
+        stale = key.reason(record.get("key"))
+        if stale is None:
+            return "reused" if complete or record.get("complete") else "resumed"
+        return f"made anew ({stale})"
+
+    models = [
+        verdict(paths.sequence_model(seq) / "status.json", keys.reconstruction)
+        for seq in manifest.sequences()
+    ]
+    made = [v for v in models if v != "reused"]
+    return {
+        "features": verdict(paths.features, keys.database, complete=False),
+        "reconstruction": "reused" if not made else f"{len(made)} of {len(models)} sequence models {made[0]}",
+        "registration": verdict(paths.registration, keys.registration),
+    }
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _section(section: Any) -> str:
+    return _sha(json.dumps(asdict(section), sort_keys=True, default=str))
+
+
+def _code(*modules: str) -> str:
+    return code_digest([_HERE / name for name in modules])
+
+
+def code_digest(files: list[Path]) -> str:
+    """A digest of source files' bytes (a code fingerprint)."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _files_digest(manifest: Manifest) -> str:
+    """Size and modification time of every image and mask file (a missing file counts as such)."""
+    h = hashlib.sha256()
+    for record in manifest.images:
+        for path in (record.path, record.mask):
+            if path is None:
+                continue
+            try:
+                st = Path(path).stat()
+                h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{path}\0missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+__all__ = ["StageKey", "StageKeys", "cache_report", "code_digest", "stage_keys"]
