@@ -1,4 +1,4 @@
-"""Dataset layouts -> manifests: folder, 7-Scenes, kapture (exact pose conventions)."""
+"""Dataset layouts -> manifests: folder, 7-Scenes, kapture, COLMAP (exact pose conventions)."""
 
 from __future__ import annotations
 
@@ -621,3 +621,25 @@ def test_pipeline_script_writes_the_manifest(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "no slice<N> folders" in bad.stderr
+
+
+def test_colmap_layout_reads_the_maupertuis_sample(shared_data):
+    import pycolmap
+
+    from xseason.inputs.layouts.colmap import colmap_rows
+
+    sample = shared_data / "maupertuis"
+    layout = colmap_rows(sample / "reconstruction", {}, default=Condition("summer-day"))
+    assert layout.image_root == sample / "images"
+    rows = layout.rows
+    assert [r["image"] for r in rows] == ["00.jpg", "01.jpg", "02.jpg", "03.jpg"]
+    assert {r["sequence"] for r in rows} == {"model"} and all("pose" in r for r in rows)
+    # the poses are the model's own, byte for byte through the manifest's text
+    model = pycolmap.Reconstruction(str(sample / "reconstruction"))
+    by_name = {im.name: im for im in model.images.values()}
+    for r in rows:
+        world = by_name[r["image"]].cam_from_world()
+        assert np.allclose(r["pose"].R, world.rotation.matrix(), atol=1e-12)
+        assert np.allclose(r["pose"].t, world.translation, atol=1e-12)
+        cam = model.cameras[by_name[r["image"]].camera_id]
+        assert r["camera_model"] == cam.model.name and np.allclose(r["camera_params"], cam.params)

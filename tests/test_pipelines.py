@@ -218,6 +218,24 @@ def write_aachen(root: Path, scene: Path, shots) -> None:
     (root / "queries" / "night_time_queries_with_intrinsics.txt").write_text("".join(queries))
 
 
+def write_colmap(root: Path, scene: Path, shots) -> None:
+    """A COLMAP text model (sparse/) of both sequences, one camera each, images/<sequence>/<k>.png
+    (unpadded numbers: the layout orders them naturally)."""
+    model = root / "sparse"
+    model.mkdir(parents=True)
+    cameras, images = ["# Camera list\n"], ["# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"]
+    for cam_id, seq in enumerate((REFERENCE, OTHER), start=1):
+        cam = shots[seq][0].camera
+        cameras.append(f"{cam_id} {cam.model} {cam.width} {cam.height} {nums(cam.params)}\n")
+        for k, t in enumerate(shots[seq]):
+            name = f"{seq[3:]}/{k}.png"
+            link(scene / t.name, root / "images" / name)
+            images.append(f"{len(images)} {nums(t.pose.qvec)} {nums(t.pose.t)} {cam_id} {name}\n\n")
+    (model / "cameras.txt").write_text("".join(cameras))
+    (model / "images.txt").write_text("".join(images))
+    (model / "points3D.txt").write_text("# 3D point list\n")
+
+
 # sensor_from_rig (kapture's rigs.txt) of the fixture's camera: 1.2 m ahead, 0.4 m up, turned 5 degrees
 CAM_FROM_RIG = Pose(rotation(1, 5.0), np.array([0.05, 0.4, -1.2]))
 KAPTURE_RUNS = {"2020-07-15": REFERENCE, "2021-01-20": OTHER}
@@ -321,6 +339,15 @@ def aachen_layout(root: Path):
     return aachen_rows(root)
 
 
+def colmap_layout(root: Path):
+    from xseason.inputs.layouts import Condition
+    from xseason.inputs.layouts.colmap import colmap_rows
+
+    return colmap_rows(
+        root / "sparse", {"summer-day": Condition("summer-day"), "winter-snow": Condition("snow")}
+    )
+
+
 def kapture_layout(root: Path):
     from xseason.inputs.layouts import Condition
     from xseason.inputs.layouts.kapture import kapture_rows
@@ -341,6 +368,12 @@ DATASETS: dict[str, tuple[Callable, Callable, dict[str, str], list[str]]] = {
     "robotcar": (write_robotcar, robotcar_layout, {REFERENCE: "overcast-reference", OTHER: "snow"}, []),
     "4seasons": (write_fourseasons, fourseasons_layout, {REFERENCE: "summer", OTHER: "winter"}, []),
     "aachen": (write_aachen, aachen_layout, {REFERENCE: "day", OTHER: "night"}, []),
+    "colmap": (
+        write_colmap,
+        colmap_layout,
+        {REFERENCE: "summer-day", OTHER: "snow"},
+        ["--condition", "summer-day=summer-day", "--condition", "winter-snow=snow"],
+    ),
     "kapture": (
         write_kapture,
         kapture_layout,
@@ -358,7 +391,8 @@ def test_layout_reproduces_true_poses_and_cameras(name, tiny_scene, shots, known
     m = write_layout_manifest(layout.image_root / "manifest.csv", layout)  # through the CSV text
     # `xseason manifest <layout>` writes the same manifest, byte for byte
     cli = layout.image_root / "cli.csv"
-    assert main(["manifest", name, str(tmp_path), "--out", str(cli), *options]) == 0
+    root = tmp_path / "sparse" if name == "colmap" else tmp_path
+    assert main(["manifest", name, str(root), "--out", str(cli), *options]) == 0
     assert cli.read_bytes() == m.path.read_bytes() and f"wrote {cli}: 16 images" in capsys.readouterr().out
     assert_reproduces_truth(m, known, truth, unposed={OTHER} if name == "aachen" else set())
     scene_image = {path: truth.images[rec.image] for path, rec in by_file(known).items()}

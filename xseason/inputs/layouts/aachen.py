@@ -20,82 +20,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-from xseason.core.geometry import CAMERA_MODELS, Pose
-from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, floats, pose_from_qt, text_lines
+from xseason.core.geometry import CAMERA_MODELS
+from xseason.inputs.layouts import Condition, LayoutError, LayoutRows, floats, text_lines
+from xseason.inputs.layouts.colmap import model_rows
 
 DAY = Condition("day", daytime="day")
 NIGHT = Condition("night", daytime="night")
 
 
 def read_model_rows(model_dir: Path) -> list[dict[str, object]]:
-    """Database rows from the COLMAP model (registered images only), sorted by name."""
-    import pycolmap
-
-    if not any((model_dir / f"images.{ext}").is_file() for ext in ("bin", "txt")):
-        raise LayoutError(f"{model_dir}: no COLMAP model (images.bin or images.txt)")
-    if not (model_dir / "images.bin").is_file():
-        check_text_model(model_dir)  # pycolmap's own errors name neither file nor line
-    try:
-        rec = pycolmap.Reconstruction(str(model_dir))
-    except Exception as exc:  # pycolmap raises plain RuntimeError/ValueError on bad files
-        raise LayoutError(f"{model_dir}: cannot read the COLMAP model: {exc}") from None
-    rows = []
-    for image in sorted(rec.images.values(), key=lambda im: im.name):
-        if not image.has_pose:
-            continue
-        cam = rec.cameras[image.camera_id]
-        if cam.model.name not in CAMERA_MODELS:
-            raise LayoutError(
-                f"{model_dir}: camera {image.camera_id} has model {cam.model.name}, not supported"
-            )
-        world = image.cam_from_world()
-        rows.append(
-            {
-                "image": image.name,
-                "sequence": "db",
-                **DAY.row(),
-                "camera": f"model-{image.camera_id}",
-                "camera_model": cam.model.name,
-                "camera_params": tuple(float(v) for v in cam.params),
-                "pose": Pose(
-                    np.asarray(world.rotation.matrix(), dtype=np.float64),
-                    np.asarray(world.translation, dtype=np.float64),
-                ),
-            }
-        )
-    return rows
-
-
-def check_text_model(model_dir: Path) -> None:
-    """Raise LayoutError at the first malformed line of a text model's cameras.txt or images.txt."""
-    path = model_dir / "cameras.txt"
-    for line, f in text_lines(path, sep=None):
-        if len(f) < 4 or not f[0].isdigit() or f[1] not in CAMERA_MODELS or len(f) != 4 + CAMERA_MODELS[f[1]]:
-            raise LayoutError(
-                f"{path}:{line}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...' with a COLMAP model "
-                "and its number of parameters"
-            )
-        floats(path, line, f[2:], "width, height and parameters")
-    path = model_dir / "images.txt"
-    points_line = False  # each image line is followed by its (possibly empty) POINTS2D line
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for line, text in enumerate(lines, start=1):
-            f = text.split()
-            if points_line:
-                points_line = False
-                if len(f) % 3:
-                    raise LayoutError(
-                        f"{path}:{line}: expected POINTS2D as X Y POINT3D_ID triples, got {len(f)} values"
-                    )
-            elif f and not f[0].startswith("#"):
-                if len(f) != 10 or not f[0].isdigit() or not f[8].isdigit():
-                    raise LayoutError(
-                        f"{path}:{line}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'"
-                    )
-                pose_from_qt(path, line, *np.split(floats(path, line, f[1:8], "QW QX QY QZ TX TY TZ"), [4]))
-                points_line = True
+    """Database rows from the COLMAP model (registered images only, sequence `db`, `day`), by name."""
+    return [
+        {**row, "sequence": "db", **DAY.row(), "camera": f"model-{row['camera']}"}
+        for row in model_rows(model_dir)
+        if row["pose"] is not None
+    ]
 
 
 def read_query_list(path: Path, sequence: str, condition: Condition) -> list[dict[str, object]]:

@@ -59,6 +59,12 @@ def _kapture(args: argparse.Namespace) -> LayoutRows:
     return kapture_rows(args.root, *_conditions(args), images=args.images, sequence_depth=args.sequence_depth)
 
 
+def _colmap(args: argparse.Namespace) -> LayoutRows:
+    from xseason.inputs.layouts.colmap import colmap_rows
+
+    return colmap_rows(args.root, *_conditions(args), images=args.images, sequence_depth=args.sequence_depth)
+
+
 def _cmu(args: argparse.Namespace) -> LayoutRows:
     from xseason.inputs.layouts.cmu import cmu_rows
 
@@ -93,6 +99,9 @@ LAYOUTS: dict[str, Layout] = {
         "Microsoft 7-Scenes: seq-XX/frame-XXXXXX.color.* + .pose.txt (RGB camera poses)", _sevenscenes
     ),
     "kapture": Layout("any kapture dataset (sensors, rigs, trajectories, records_camera)", _kapture),
+    "colmap": Layout(
+        "any COLMAP model (text or binary): cameras and poses; sequences from image folders", _colmap
+    ),
     "cmu": Layout(
         "(Extended) CMU Seasons slices: reference traversal + query traversals with ground truth", _cmu
     ),
@@ -103,7 +112,7 @@ LAYOUTS: dict[str, Layout] = {
     "4seasons": Layout("4Seasons: recordings of one route (GNSS poses, DSO calibration)", _fourseasons),
 }
 # Layouts whose conditions come from --condition / --conditions.
-_CONDITION_OPTIONS = {"folder", "7scenes", "kapture", "4seasons"}
+_CONDITION_OPTIONS = {"folder", "7scenes", "kapture", "colmap", "4seasons"}
 
 
 def add_layout_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -123,7 +132,7 @@ def add_layout_arguments(parser: argparse.ArgumentParser, name: str) -> None:
             metavar="FILE.csv",
             help="CSV with header sequence,condition[,season,daytime,weather]",
         )
-    if name in ("folder", "7scenes", "kapture"):
+    if name in ("folder", "7scenes", "kapture", "colmap"):
         parser.add_argument(
             "--default-condition",
             metavar="COND",
@@ -137,9 +146,13 @@ def add_layout_arguments(parser: argparse.ArgumentParser, name: str) -> None:
             metavar="GLOB",
             help="image file names to take, e.g. '*.color.jpg' (default: every image)",
         )
-    if name == "kapture":
+    if name in ("kapture", "colmap"):
         parser.add_argument(
-            "--images", metavar="DIR", help="image folder (default: records_data/ beside the files)"
+            "--images",
+            metavar="DIR",
+            help="image folder (default: records_data/ beside the files)"
+            if name == "kapture"
+            else "image folder (default: images/ beside the model's folder, else its parent)",
         )
         parser.add_argument(
             "--sequence-depth",
