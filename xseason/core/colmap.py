@@ -54,6 +54,11 @@ def from_colmap_pixels(xy: np.ndarray) -> np.ndarray:
     return np.asarray(xy, np.float64) - COLMAP_PIXEL_OFFSET
 
 
+def to_colmap_pixels(xy: np.ndarray) -> np.ndarray:
+    """xseason pixels -> COLMAP keypoints (its origin is the top-left pixel's corner)."""
+    return np.asarray(xy, np.float64) + COLMAP_PIXEL_OFFSET
+
+
 def pose_from_rigid(cam_from_world: pycolmap.Rigid3d) -> Pose:
     """A pycolmap cam_from_world transform as a world-to-camera `Pose`."""
     m = np.asarray(cam_from_world.matrix(), np.float64)

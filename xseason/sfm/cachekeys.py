@@ -3,8 +3,9 @@
 A stage's key digests the inputs it reads, each a named part:
 
     database        the manifest, the image and mask files (size and modification time), the
-                    `features` and `matching` sections, pycolmap's version and the code of
-                    features.py and pairs.py (the database holds the features and the matches)
+                    `features` and `matching` sections, the hloc files they name (likewise),
+                    pycolmap's version and the code of features.py, pairs.py and hloc.py (the
+                    database holds the features and the matches)
     reconstruction  the database's key, the `reconstruction` section, reconstruction.py
     registration    the reconstruction's key, the `registration` section, the reference
                     conditions, registration.py, sim3.py and results.py
@@ -74,7 +75,8 @@ def stage_keys(manifest: Manifest, cfg: SfMConfig, references: list[str] | None 
             "image files": _files_digest(manifest),
             "features config": _section(cfg.features),
             "matching config": _section(cfg.matching),
-            "code": _code("features.py", "pairs.py") + pycolmap.__version__,
+            "hloc files": _stat_digest([cfg.features.hloc_features, cfg.matching.hloc_matches]),
+            "code": _code("features.py", "pairs.py", "hloc.py") + pycolmap.__version__,
         }
     )
     reconstruction = StageKey(
@@ -143,17 +145,21 @@ def code_digest(files: list[Path]) -> str:
 
 
 def _files_digest(manifest: Manifest) -> str:
-    """Size and modification time of every image and mask file (a missing file counts as such)."""
+    """Size and modification time of every image and mask file."""
+    return _stat_digest([path for record in manifest.images for path in (record.path, record.mask)])
+
+
+def _stat_digest(paths: list[Path | None]) -> str:
+    """Size and modification time of each file of `paths` (None skipped, a missing file counted as such)."""
     h = hashlib.sha256()
-    for record in manifest.images:
-        for path in (record.path, record.mask):
-            if path is None:
-                continue
-            try:
-                st = Path(path).stat()
-                h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:
-                h.update(f"{path}\0missing\n".encode())
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            st = Path(path).stat()
+            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{path}\0missing\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -8,6 +8,7 @@ so every SfM stage is typed with `SfMConfig` and takes the build config as it is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pycolmap
 
@@ -31,6 +32,7 @@ class FeatureConfig:
     domain_size_pooling: bool = False  # DSP-SIFT descriptors (slower, more robust to appearance change)
     darkness_adaptivity: bool = True  # adapt the peak threshold to dark images (night)
     default_focal_factor: float = DEFAULT_FOCAL_FACTOR  # no intrinsics: SIMPLE_RADIAL, f = factor * max(w, h)
+    hloc_features: Path | None = None  # an hloc features.h5: its keypoints instead of SIFT (sfm/hloc.py)
 
     def validate(self) -> None:
         if self.max_num_features < 1:
@@ -90,6 +92,7 @@ class MatchingConfig:
     min_num_inliers: int = 15  # per verified pair
     max_error: float = 4.0  # pixels, two-view RANSAC
     num_threads: int = -1  # -1 = all cores
+    hloc_matches: Path | None = None  # an hloc matches.h5 (needs features.hloc_features), verified here
 
     def validate(self) -> None:
         if self.sequential_overlap < 1 or self.cross_neighbors < 1:
@@ -180,3 +183,9 @@ class SfMConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+
+    def validate(self) -> None:
+        if self.matching.hloc_matches is not None and self.features.hloc_features is None:
+            raise ValueError(
+                "matching.hloc_matches needs features.hloc_features: its indices are those files' keypoints"
+            )

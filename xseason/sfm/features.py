@@ -28,13 +28,14 @@ import cv2
 import numpy as np
 import pycolmap
 
-from xseason.core.colmap import camera_to_colmap, from_colmap_pixels, quiet_logs
+from xseason.core.colmap import camera_to_colmap, from_colmap_pixels, quiet_logs, to_colmap_pixels
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
 from xseason.sfm.cachekeys import stage_keys
 from xseason.sfm.config import FeatureConfig, MatchingConfig, SfMConfig
+from xseason.sfm.hloc import HlocError, HlocFeatures, HlocMatches
 from xseason.sfm.paths import BuildPaths
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class FeatureIndex:
     image_ids: dict[str, int]  # manifest image -> database image id (readable images only)
     camera_ids: dict[str, int]  # manifest camera id -> database camera id
     skipped: dict[str, str] = field(default_factory=dict)  # manifest image -> reason
+    masks: dict[str, Path] = field(default_factory=dict)  # manifest image -> its mask file (when it has one)
 
     def names(self, records: Iterable[ImageRecord]) -> list[str]:
         """Manifest image strings of `records` that have features."""
@@ -79,12 +81,13 @@ def extract(
     db_path = paths.database
     camera_ids = {cam: i + 1 for i, cam in enumerate(dict.fromkeys(r.camera for r in manifest.images))}
     wanted = {r.image: i + 1 for i, r in enumerate(manifest.images)}
+    masks = {r.image: r.mask for r in manifest.images if r.mask is not None}
     if paths.features.exists():
         state = json.loads(paths.features.read_text())
         stale = key.reason(state.get("key"))
         if stale is None and state.get("complete"):
             log.info("features: reused from %s (same cache key)", db_path)
-            return FeatureIndex(db_path, state["image_ids"], camera_ids, state["skipped"])
+            return FeatureIndex(db_path, state["image_ids"], camera_ids, state["skipped"], masks)
         if stale is not None:  # the record is ours: so is the database it describes
             log.info("features: database made anew: %s", stale)
             for path in (db_path, *(db_path.with_name(db_path.name + s) for s in ("-wal", "-shm"))):
@@ -93,7 +96,10 @@ def extract(
             log.info("features: resuming the extraction into %s", db_path)
     write_json(paths.features, {"key": key.to_json(), "complete": False})
     skipped: dict[str, str] = dict(skip or {})
-    extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
+    if cfg.hloc_features is not None:
+        extractor: pycolmap.FeatureExtractor | HlocFeatures = HlocFeatures(cfg.hloc_features)
+    else:
+        extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
     db = pycolmap.Database.open(db_path)
     try:
         _check_existing(db, wanted, db_path)
@@ -107,11 +113,13 @@ def extract(
                 skipped[rec.image] = reason
     finally:
         db.close()
+        if isinstance(extractor, HlocFeatures):
+            extractor.close()
     image_ids = {name: i for name, i in wanted.items() if name not in skipped}
     write_json(
         paths.features, {"key": key.to_json(), "complete": True, "image_ids": image_ids, "skipped": skipped}
     )
-    return FeatureIndex(db_path, image_ids, camera_ids, skipped)
+    return FeatureIndex(db_path, image_ids, camera_ids, skipped, masks)
 
 
 def _check_existing(db: pycolmap.Database, wanted: dict[str, int], db_path: Path) -> None:
@@ -126,13 +134,14 @@ def _check_existing(db: pycolmap.Database, wanted: dict[str, int], db_path: Path
 
 def _extract_one(
     db: pycolmap.Database,
-    extractor: pycolmap.FeatureExtractor,
+    extractor: pycolmap.FeatureExtractor | HlocFeatures,
     rec: ImageRecord,
     image_id: int,
     camera_id: int,
     cfg: FeatureConfig,
 ) -> str | None:
-    """Extract and store the features of one image; return a reason when it is skipped."""
+    """Extract and store the features of one image (SIFT, or the keypoints of an hloc features file,
+    all kept: its match indices refer to them); return a reason when it is skipped."""
     gray = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
     if gray is None or gray.size == 0:
         return f"unreadable image file {rec.path}"
@@ -151,6 +160,12 @@ def _extract_one(
         if mask is None or mask.shape != gray.shape:
             return f"mask {rec.mask} is unreadable or not {width}x{height}"
         keep = mask == 0
+    if isinstance(extractor, HlocFeatures):
+        given = extractor.keypoints(rec.image)
+        if given is None:
+            return f"no keypoints for this image in {extractor.path}"
+        _write_image(db, rec, image_id, camera_id, to_colmap_pixels(given).astype(np.float32), None)
+        return None
     sift_w, sift_h = cfg.sift_size(width, height)
     sift_gray = gray
     if (sift_w, sift_h) != (width, height):
@@ -163,6 +178,20 @@ def _extract_one(
         ij = np.clip(np.rint(from_colmap_pixels(kps[:, [1, 0]])).astype(int), 0, [height - 1, width - 1])
         ok = keep[ij[:, 0], ij[:, 1]]
         kps, desc = kps[ok], desc[ok]
+    stored = pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc))
+    _write_image(db, rec, image_id, camera_id, kps, stored)
+    return None
+
+
+def _write_image(
+    db: pycolmap.Database,
+    rec: ImageRecord,
+    image_id: int,
+    camera_id: int,
+    keypoints: np.ndarray,
+    descriptors: pycolmap.FeatureDescriptors | None,
+) -> None:
+    """The image (with its frame), its keypoints (COLMAP pixels) and its descriptors, if any."""
     with pycolmap.DatabaseTransaction(db):
         if not db.exists_image(image_id):
             image = pycolmap.Image(name=rec.image, camera_id=camera_id, image_id=image_id)
@@ -170,10 +199,9 @@ def _extract_one(
             frame = pycolmap.Frame(frame_id=image_id, rig_id=camera_id)
             frame.add_data_id(image.data_id)
             db.write_frame(frame, use_frame_id=True)
-        db.write_keypoints(image_id, np.ascontiguousarray(kps, dtype=np.float32))
-        stored = pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc))
-        db.write_descriptors(image_id, stored)
-    return None
+        db.write_keypoints(image_id, np.ascontiguousarray(keypoints, dtype=np.float32))
+        if descriptors is not None:
+            db.write_descriptors(image_id, descriptors)
 
 
 def _to_full_resolution(kps: np.ndarray, sx: float, sy: float) -> np.ndarray:
@@ -225,17 +253,21 @@ def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path
             tmp.write_text(
                 "".join(f"{listed.get(a, a)} {listed.get(b, b)}\n" for a, b in todo), encoding="utf-8"
             )
-        pairing = pycolmap.ImportedPairingOptions()
-        pairing.match_list_path = str(pair_list)
-        opts = pycolmap.FeatureMatchingOptions()
-        opts.num_threads = cfg.num_threads
-        opts.sift.max_ratio, opts.sift.max_distance = cfg.max_ratio, cfg.max_distance
-        opts.sift.cross_check = cfg.cross_check
         verify = pycolmap.TwoViewGeometryOptions()
         verify.min_num_inliers = cfg.min_num_inliers
         verify.ransac.max_error = cfg.max_error
         verify.ransac.random_seed = 0
-        pycolmap.match_image_pairs(index.db_path, opts, pairing, verify, pycolmap.Device.cpu)
+        if cfg.hloc_matches is not None:
+            _import_hloc_matches(index, todo, cfg.hloc_matches)
+            pycolmap.verify_matches(index.db_path, pair_list, verify)
+        else:
+            pairing = pycolmap.ImportedPairingOptions()
+            pairing.match_list_path = str(pair_list)
+            opts = pycolmap.FeatureMatchingOptions()
+            opts.num_threads = cfg.num_threads
+            opts.sift.max_ratio, opts.sift.max_distance = cfg.max_ratio, cfg.max_distance
+            opts.sift.cross_check = cfg.cross_check
+            pycolmap.match_image_pairs(index.db_path, opts, pairing, verify, pycolmap.Device.cpu)
     finally:
         if listed:
             db = pycolmap.Database.open(index.db_path)
@@ -244,6 +276,49 @@ def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path
             finally:
                 db.close()
     return len(todo)
+
+
+def _import_hloc_matches(index: FeatureIndex, pairs: list[tuple[str, str]], path: Path) -> None:
+    """Write the raw matches of `pairs` from an hloc matches file into the database (those on masked
+    pixels dropped; pairs the file lacks are left unmatched), for COLMAP to verify."""
+    source = HlocMatches(path)
+    db = pycolmap.Database.open(index.db_path)
+    masked: dict[str, np.ndarray] = {}
+    missing = 0
+    try:
+        with pycolmap.DatabaseTransaction(db):
+            for a, b in pairs:
+                found = source.matches(a, b)
+                if found is None:
+                    missing += 1
+                    continue
+                flags = [_masked_keypoints(db, index, name, masked) for name in (a, b)]
+                if len(found) and (found.min() < 0 or (found.max(axis=0) >= [len(f) for f in flags]).any()):
+                    raise HlocError(
+                        f"{path}: pair {a} / {b} has keypoint indices beyond the images' keypoints in "
+                        "features.hloc_features: the two files do not belong together"
+                    )
+                keep = ~flags[0][found[:, 0]] & ~flags[1][found[:, 1]]
+                db.write_matches(index.image_ids[a], index.image_ids[b], found[keep].astype(np.uint32))
+    finally:
+        db.close()
+        source.close()
+    if missing:
+        log.info("hloc: %d of %d pairs asked for are not in %s: left unmatched", missing, len(pairs), path)
+
+
+def _masked_keypoints(db: pycolmap.Database, index: FeatureIndex, name: str, cache: dict) -> np.ndarray:
+    """Whether each keypoint of image `name` lies on an excluded pixel of its mask (cached)."""
+    if name not in cache:
+        xy = from_colmap_pixels(np.asarray(db.read_keypoints(index.image_ids[name]))[:, :2])
+        flags = np.zeros(len(xy), bool)
+        if name in index.masks:
+            mask = cv2.imread(str(index.masks[name]), cv2.IMREAD_GRAYSCALE)
+            if mask is not None:
+                ij = np.clip(np.rint(xy[:, ::-1]).astype(int), 0, np.array(mask.shape) - 1)
+                flags = mask[ij[:, 0], ij[:, 1]] != 0
+        cache[name] = flags
+    return cache[name]
 
 
 def _listable(name: str) -> bool:
