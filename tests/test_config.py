@@ -72,3 +72,36 @@ def test_file_errors(tmp_path):
         load_config(Outer, bad)
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         apply_override({}, "steps")
+
+
+def test_packaged_configs_resolve_by_name(tmp_path, monkeypatch):
+    """`train` names the config shipped in the package, from any working directory; a file wins over a
+    name; a name that is neither is an error listing the packaged configs (never the defaults)."""
+    from xseason.core.config import PACKAGED_CONFIGS, config_file, packaged_config_names
+    from xseason.learn.train import TrainConfig, load_train_config
+
+    monkeypatch.chdir(tmp_path)
+    assert "train" in packaged_config_names()
+    assert config_file("train") == config_file("train.yaml") == PACKAGED_CONFIGS / "train.yaml"
+    cfg = load_train_config("train", ["steps=7"])
+    assert cfg.steps == 7 and cfg.model.num_classes == 8 and cfg != TrainConfig()
+    (tmp_path / "train").write_text("steps: 3\n")
+    assert load_train_config("train").steps == 3  # a file of that name is read as given
+    for missing in ("trian", "configs/train.yaml", "train.yml"):
+        with pytest.raises(
+            ConfigError, match=r"no such config file, nor a packaged config .*packaged: .*train"
+        ):
+            load_train_config(missing)
+
+
+def test_packaged_configs_ship_as_package_data():
+    """pyproject.toml's package data holds xseason/configs/*.yaml, and configs/train.yaml of the
+    repository is that file."""
+    from xseason.core.config import PACKAGED_CONFIGS
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    root = PACKAGED_CONFIGS.parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "configs/*.yaml" in data["xseason"]
+    assert (root / "configs" / "train.yaml").resolve() == (PACKAGED_CONFIGS / "train.yaml").resolve()

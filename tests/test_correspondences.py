@@ -24,7 +24,6 @@ from xseason.matching.association import (
     clean_points,
 )
 from xseason.matching.correspondences import CorrespondenceConfig, make_correspondences, sample_grid
-from xseason.matching.splits import RouteAxis, assign_splits
 from xseason.matching.surfaces import SurfaceConfig
 from xseason.matching.views import ImageView
 
@@ -241,18 +240,6 @@ def test_surface_samples_cover_the_facades_at_exact_positions(scene):
     grid = sample_grid(CAMERA, 4.0, seed=(0, 3))
     assert len(grid) == (W // 4) * (H // 4) and in_image(CAMERA, grid).all()
     np.testing.assert_array_equal(grid, sample_grid(CAMERA, 4.0, seed=(0, 3)))
-
-
-def test_splits_are_by_place():
-    cfg = CorrespondenceConfig(split_blocks=10)
-    rng = np.random.default_rng(0)
-    place = np.c_[rng.uniform(0, 100, 500), rng.normal(0, 1, 500), np.zeros(500)]
-    axis = RouteAxis(np.zeros(3), np.array([1.0, 0, 0]))
-    split = assign_splits(place, axis, cfg.split_blocks, cfg.split_fractions, cfg.split_seed)
-    assert set(split) == {"train", "val", "test"}
-    block = np.clip((place[:, 0] - place[:, 0].min()) / np.ptp(place[:, 0]) * 10, 0, 9).astype(int)
-    for b in range(10):
-        assert len(set(split[block == b])) == 1  # one split per stretch of route
 
 
 def test_streamed_chunks_are_the_match_table(scene):

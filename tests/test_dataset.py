@@ -317,3 +317,30 @@ def test_array_cache_drops_least_recently_used():
     assert (
         len(ArrayCache(50).get("big", lambda: np.zeros(100, np.uint8))) == 100
     )  # too big: returned, not kept
+
+
+def test_max_labels_ignores_255(tmp_path):
+    from xseason.learn.dataset import max_labels
+
+    values = [np.array([[0, 2], [255, 1]]), np.full((3, 4), 255), np.array([[7, 255]]), np.zeros((2, 2))]
+    paths = []
+    for i, lab in enumerate(values):
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), lab.astype(np.uint8))
+    assert max_labels(paths, workers=2).tolist() == [2, -1, 7, 0]
+    assert max_labels([]).tolist() == []
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(Exception, match="rgb.png: label must be a single-channel uint8 PNG"):
+        max_labels([tmp_path / "rgb.png"])
+
+
+def test_view_batches_group_images_by_size(ramp_dataset):
+    """Three images of three sizes at short side 0 (native): three batches, each image as `view` gives it."""
+    ds = CorrespondenceDataset(ramp_dataset, augment=AugmentConfig(short_side=0, crop=(0, 0)))
+    batches = list(ds.view_batches([2, 0, 1, 0], batch_size=4))
+    assert [ids for ids, _ in batches] == [[2], [0, 0], [1]]
+    for ids, images in batches:
+        assert images.dtype == torch.uint8 and images.shape[1] == 3
+        for k, i in enumerate(ids):
+            assert np.array_equal(images[k].permute(1, 2, 0).numpy(), ds.view(i)[0])
+    assert [ids for ids, _ in ds.view_batches([0, 0, 0], batch_size=2)] == [[0, 0], [0]]

@@ -20,6 +20,7 @@ from xseason.store import open_dataset
 from xseason.synth.groundtruth import load_truth, true_matches
 
 ONE_THREAD = ["--set", "matching.num_threads=1", "--set", "reconstruction.num_threads=1"]
+ONE_THREAD += ["--set", "correspondences.split_fractions=[1.0, 0.0, 0.0]"]  # every pair kept: about pairing
 
 
 def _pair_key(a: str, b: str) -> str:
@@ -77,9 +78,8 @@ def test_a_build_from_hloc_files_of_the_sift_matches_is_as_good_as_the_sift_buil
     assert _build(hidden_m2, tiny_scene_hidden, hloc, *extra) == 0
     truth = load_truth(tiny_scene_hidden)
     sift_stats, hloc_stats = _true_errors(open_dataset(sift), truth), _true_errors(open_dataset(hloc), truth)
-    # every image registered, at least as many pairs, as accurate (measured: 19 / 33 pairs, median
-    # 0.249 / 0.267 px, 10.9 / 11.2 % off by > 5 px on this 16-image unposed scene; the mapper gets
-    # the verified matches of every pair the SIFT build verified, so the models differ)
+    # every image registered, at least 90 % as many pairs, as accurate (the mapper gets the verified
+    # matches of every pair the SIFT build verified, so the models differ a little)
     assert open_dataset(hloc).images["registered"].all() and open_dataset(sift).images["registered"].all()
     assert hloc_stats["pairs"] >= 0.9 * sift_stats["pairs"], (sift_stats, hloc_stats)
     assert hloc_stats["median_px"] <= 1.5 * sift_stats["median_px"] + 0.05, (sift_stats, hloc_stats)

@@ -63,11 +63,11 @@ def _batch(k: int = 5, d: int = 8, b: int = 2, n: int = 6, size=(12, 16)):
     h, w = size
     out0 = {
         "logits": torch.randn(b, k, h, w, dtype=torch.float64),
-        "embedding": torch.randn(b, d, h, w, dtype=torch.float64),
+        "features": torch.randn(b, d, h, w, dtype=torch.float64),
     }
     out1 = {
         "logits": torch.randn(b, k, h, w, dtype=torch.float64),
-        "embedding": torch.randn(b, d, h, w, dtype=torch.float64),
+        "features": torch.randn(b, d, h, w, dtype=torch.float64),
     }
     xy0 = torch.stack([torch.randint(0, w, (b, n)), torch.randint(0, h, (b, n))], -1)
     xy1 = torch.stack([torch.randint(0, w, (b, n)), torch.randint(0, h, (b, n))], -1)
@@ -152,7 +152,7 @@ def test_kl_loss():
     assert got.item() == pytest.approx(num / den, rel=1e-6)
 
 
-@pytest.mark.parametrize("kind,head", [("hinge_feature", "embedding"), ("hinge_logits", "logits")])
+@pytest.mark.parametrize("kind,head", [("hinge_feature", "features"), ("hinge_logits", "logits")])
 @pytest.mark.parametrize("negatives", [False, True])
 def test_hinge_losses(kind, head, negatives):
     out0, out1, m, w, v = _batch()
@@ -175,7 +175,7 @@ def test_hinge_losses(kind, head, negatives):
 def test_contrastive_loss():
     out0, out1, m, w, v = _batch()
     cfg = LossConfig(kind="contrastive", temperature=0.5, negative_radius=4.0)
-    rows = _rows(out0, out1, m, w, v, "embedding")
+    rows = _rows(out0, out1, m, w, v, "features")
     num = den = 0.0
     for i, (pair, f0, _f1, p1, wi) in enumerate(rows):
         f0 = f0 / np.linalg.norm(f0)
@@ -198,7 +198,7 @@ def test_cluster_loss():
     cfg = LossConfig(kind="cluster", temperature=0.2, num_clusters=4)
     c = centroids.numpy() / np.linalg.norm(centroids.numpy(), axis=1, keepdims=True)
     num = den = 0.0
-    for _, f0, f1, _, wi in _rows(out0, out1, m, w, v, "embedding"):
+    for _, f0, f1, _, wi in _rows(out0, out1, m, w, v, "features"):
         s0 = c @ (f0 / np.linalg.norm(f0)) / 0.2
         s1 = c @ (f1 / np.linalg.norm(f1)) / 0.2
         label = int(np.argmax(s0))
@@ -230,3 +230,76 @@ def test_invalid_matches_are_ignored():
     assert correspondence_loss(out0, out1, m2, w * 1.0, v, (12, 16), cfg).item() == pytest.approx(
         base.item(), rel=1e-12
     )
+
+
+@pytest.mark.parametrize("kind", ["class", "kl", "hinge_feature"])
+def test_pair_average(kind):
+    """pair_average: the weighted mean of each pair, then the plain mean over the pairs with any weight
+    (a pair without valid matches does not count), i.e. the mean of the pairs' own losses."""
+    out0, out1, m, w, v = _batch(b=3, n=6)
+    v[1, 2:] = False  # pair 0 keeps six matches, pair 1 two, pair 2 none
+    v[2] = False
+    cfg = LossConfig(kind=kind, moving_classes=[], pair_average=True)
+    got = correspondence_loss(out0, out1, m, w, v, (12, 16), cfg).item()
+    flat = LossConfig(kind=kind, moving_classes=[])
+    per_pair = []
+    for p in (0, 1):
+        only = torch.zeros_like(v)
+        only[p] = v[p]
+        per_pair.append(correspondence_loss(out0, out1, m, w, only, (12, 16), flat).item())
+    assert got == pytest.approx(np.mean(per_pair), rel=1e-6)
+    everything = correspondence_loss(out0, out1, m, w, v, (12, 16), flat).item()  # pair 0 weighs 3x more
+    assert abs(got - everything) > 1e-3 * abs(everything)
+
+
+def _tiny_segnet():
+    from xseason.learn.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16), decoder_width=8))
+
+
+@pytest.mark.parametrize("kind", ["hinge_feature", "contrastive", "cluster"])
+def test_feature_losses_act_on_the_classifier_input(kind):
+    """The feature losses reach the map the classifier reads (a collapse of it costs the segmentation)
+    and nothing of a side head; with the paper's hinge, only through the target image."""
+    model = _tiny_segnet()
+    seen = []
+    model.classifier.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0]) or inp[0].retain_grad())
+    images = torch.rand(4, 3, 32, 40)
+    outs = model(images)
+    out0 = {k: t[:2] for k, t in outs.items()}
+    out1 = {k: t[2:] for k, t in outs.items()}
+    gen = torch.Generator().manual_seed(0)
+    m = torch.rand(2, 30, 4, generator=gen) * torch.tensor([39.0, 31.0, 39.0, 31.0])
+    w, v = torch.ones(2, 30), torch.ones(2, 30, dtype=torch.bool)
+    centroids = kmeans(outs["features"].detach().permute(0, 2, 3, 1).reshape(-1, 8), 3)
+    cfg = LossConfig(kind=kind, num_clusters=3)
+    loss = correspondence_loss(out0, out1, m, w, v, (32, 40), cfg, centroids)
+    loss.backward()
+    grad = seen[0].grad
+    assert grad[2:].abs().sum() > 0  # the target images' classifier input
+    if kind == "hinge_feature":
+        assert grad[:2].abs().sum() == 0  # the reference is detached, as in the paper
+    assert model.embedder.weight.grad is None  # the side embedding head plays no part
+
+
+def test_constant_target_features_are_not_a_minimum():
+    """Against varied reference features, a constant target feature map (collapse) costs the hinge and
+    the contrastive loss, and the gradient pushes away from it; aligned features cost ~nothing."""
+    out0, out1, m, w, v = _batch(d=8)
+    m[..., 2:] = m[..., :2]  # the target image = the reference image: out0 is the aligned target map
+    for kind in ("hinge_feature", "contrastive"):
+        cfg = LossConfig(kind=kind, temperature=0.1, negative_radius=0.0)
+        constant = {"features": torch.ones_like(out1["features"]).requires_grad_(True)}
+        collapsed = correspondence_loss(out0, constant, m, w, v, (12, 16), cfg)
+        collapsed.backward()
+        aligned = correspondence_loss(out0, out0, m, w, v, (12, 16), cfg)
+        assert collapsed.item() > 0.5 and constant["features"].grad.abs().sum() > 0
+        assert aligned.item() < 0.5 * collapsed.item()
+    # InfoNCE on a collapsed map is log(number of candidates), its chance level.
+    both = {"features": torch.ones_like(out1["features"])}
+    got = correspondence_loss(
+        both, both, m, w, v, (12, 16), LossConfig(kind="contrastive", negative_radius=0)
+    )
+    assert got.item() == pytest.approx(math.log(int(v.sum())), rel=1e-6)

@@ -72,7 +72,7 @@ def test_renamed_files_give_the_same_pairs_and_matches(builds):
     store = open_dataset(renamed)
     images, pairs = store.images, store.pairs
     condition = pairs["image_id1"].map(images.set_index("image_id")["condition"])
-    assert len(pairs) > 50 and condition.nunique() == 2  # both unposed conditions pair with the reference
+    assert len(pairs) > 25 and condition.nunique() == 2  # both unposed conditions pair with the reference
     names = pd.read_csv(manifest, dtype=str, keep_default_na=False)["image"]
     assert sorted(images["image"]) == sorted(names) and images["registered"].all()
     assert all((manifest.parent / name).is_file() for name in images["image"])

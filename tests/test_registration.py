@@ -46,17 +46,11 @@ def test_build_yaml_is_the_default_config():
 
 # Knobs whose dataclass line has no trailing comment (add one there and drop it here).
 _MISSING_COMMENTS = {
-    "association.support": "'season': supported by any condition of the same season; "
-    "'condition': its own only",
     "correspondences.min_overlap": "pair overlap (shared points / points seen) must be in "
     "[min_overlap, max_overlap]",
     "correspondences.max_overlap": "upper end of that range",
     "correspondences.max_pairs_per_image": "per image: the pairs with most shared points",
     "correspondences.min_matches": "shared points a pair needs",
-    "correspondences.split_blocks": "the route is cut into this many blocks, "
-    "assigned whole to train / val / test",
-    "correspondences.split_fractions": "train, val, test shares (sum to 1)",
-    "correspondences.split_seed": "seed of the block draw",
     "store.zstd_level": "Parquet zstd compression level",
 }
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_exports import SEQUENCES, make_fake_build
+from toy import make_toy_dataset
 
 from xseason.cli import main
 from xseason.core.plots import draw_histogram
@@ -72,8 +73,9 @@ def test_histogram_bars_are_proportional_to_counts():
 
 def test_page_holds_summary_registration_stats_and_escaped_text(fake, report):
     page = report.read_text()
-    for section in ("summary", "registration", "stats", "histograms", "examples"):
+    for section in ("summary", "registration", "stats", "classes", "histograms", "examples"):
         assert f"id='{section}'" in page
+    assert "No image has a label" in page and "class='warn'" not in page
     pairs, images = fake["pairs"], fake["images"].set_index("image_id")
     per_condition = pairs.groupby(images.loc[pairs["image_id1"], "condition"].to_numpy())["num_matches"].sum()
     assert set(per_condition.index) == {"winter-snow", "night"}
@@ -189,6 +191,26 @@ def test_truth_section_measures_known_pixel_errors(tmp_path):
     page = index.read_text()
     assert "id='truth'" in page and "id='registration'" not in page
     assert len(img_srcs(page)) == 5 + 1
+
+
+def test_classes_section_warns_when_one_class_holds_most_matches(tmp_path):
+    """Toy labels (4 classes in blobs); every reference label is then made class 3 but for its top
+    6 rows (class 1): 30 of 36 rows, so class 3 holds about 5/6 of the matches and the page warns."""
+    dataset = make_toy_dataset(tmp_path, places=3, size=(48, 36), matches_per_pair=200, seed=3)
+    index = write_report(dataset, tmp_path / "r0", examples_per_pair=1)
+    page = index.read_text()
+    assert "id='classes'" in page and "class='warn'" not in page and "<th>class 2 %</th>" in page
+    for label in (tmp_path / "images").glob("*_day_label.png"):
+        lab = np.full((36, 48), 3, np.uint8)
+        lab[:6] = 1
+        cv2.imwrite(str(label), lab)
+    matches = open_dataset(dataset).pairs["num_matches"].sum()
+    page = write_report(dataset, tmp_path / "r1", examples_per_pair=1).read_text()
+    warnings = re.findall(r"<p class='warn'>(.*?)</p>", page)
+    assert len(warnings) == 2  # the one condition pair, and all pairs
+    share = float(re.search(r"class 3 holds ([0-9.]+) %", warnings[-1]).group(1))
+    assert 75 < share < 90 and f"of the {matches:,} labelled matches of all condition pairs" in warnings[-1]
+    assert "<th>class 2 %</th>" not in page and "<th>class 3 %</th>" in page
 
 
 @pytest.mark.skipif(

@@ -12,7 +12,13 @@ from test_store import make_tables, write
 from xseason.cli import main
 from xseason.core.errors import XSeasonError
 from xseason.reports.show import draw_pair
-from xseason.reports.stats import condition_pair_stats, format_stats
+from xseason.reports.stats import (
+    condition_pair_stats,
+    dominance_warnings,
+    format_match_classes,
+    format_stats,
+    match_class_histogram,
+)
 
 
 @pytest.fixture
@@ -144,3 +150,65 @@ def test_show_colours_by_error_against_ground_truth(tmp_path, monkeypatch):
     greenish = (drawn[:, 1] > drawn[:, 2] + 50).sum()
     reddish = (drawn[:, 2] > drawn[:, 1] + 50).sum()
     assert greenish > 100 and reddish > 100  # exact matches green, 50 px errors red
+
+
+def labelled_dataset(tmp_path, dominant: bool):
+    """make_tables' dataset with labels on the reference images (the first of every 3), class by x0:
+    thirds 1 / 2 / 0 of the width, or class 0 beyond x = 63.5 when `dominant`; the first reference
+    image has no label, and rows y < 48 are IGNORE (255)."""
+    images, pairs, matches = make_tables(n_pairs=60)
+    labelled = (images["image_id"] % 3 == 1) & (images["image_id"] > 100)  # references are 100 + 3k
+    images["label"] = [f"lab/{i}.png" if lab else None for i, lab in zip(images["image_id"], labelled)]
+    label = np.zeros((480, 640), np.uint8)
+    label[:, : 64 if dominant else 213] = 1
+    if not dominant:
+        label[:, 213:426] = 2
+    label[:48] = 255
+    (tmp_path / "imgs" / "lab").mkdir(parents=True)
+    for name in images["label"].dropna():
+        cv2.imwrite(str(tmp_path / "imgs" / name), label)
+    return write(tmp_path, images, pairs, matches), images, pairs, matches
+
+
+@pytest.mark.parametrize("dominant", [False, True])
+def test_match_class_histogram_counts_reference_labels(tmp_path, dominant):
+    root, images, pairs, matches = labelled_dataset(tmp_path, dominant)
+    hist = match_class_histogram(root)
+    m = matches.merge(pairs[["pair_id", "image_id0"]], on="pair_id")
+    known = m["image_id0"].map(images.set_index("image_id")["label"].notna()) & (m["y0"] >= 47.5)
+    x = m.loc[known, "x0"]
+    want = (
+        {1: (x < 63.5).sum(), 0: (x >= 63.5).sum()}
+        if dominant
+        else {1: (x < 212.5).sum(), 2: ((x >= 212.5) & (x < 425.5)).sum(), 0: (x >= 425.5).sum()}
+    )
+    total = hist[(hist["reference"] == "all") & (hist["split"] == "all")].iloc[0]
+    assert total["matches"] == len(matches) and total["labelled"] == known.sum() > 500
+    assert {c: total[f"class_{c}"] for c in want} == want
+    assert total["top_share"] == pytest.approx(max(want.values()) / known.sum())
+    per_pair = hist[(hist["reference"] != "all") & (hist["split"] != "all")]
+    assert per_pair["matches"].sum() == len(matches) and per_pair["labelled"].sum() == known.sum()
+    text = format_match_classes(hist)
+    warnings = dominance_warnings(hist)
+    assert (len(warnings) > 0) == dominant == ("WARNING: class 0 holds" in text)
+    if dominant:
+        assert (
+            f"{100 * total['top_share']:.6g} % of the {known.sum():,} labelled matches of all condition pairs"
+            in text
+        )
+
+
+def test_stats_command_prints_the_class_histogram(tmp_path, capsys):
+    root, _, pairs, _ = labelled_dataset(tmp_path, dominant=True)
+    assert main(["stats", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "reference image's label at (x0, y0)" in out and "WARNING: class 0 holds" in out
+    assert main(["stats", str(root), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert sum(r["pairs"] for r in records if r["split"] == "all") == len(pairs)
+    assert all(r["top_class"] == 0 and r["class_0"] + r["class_1"] == r["labelled"] for r in records)
+
+
+def test_no_labels_no_class_histogram(built):
+    hist = match_class_histogram(built[0])
+    assert hist.empty and "no image has a label" in format_match_classes(hist)

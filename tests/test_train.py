@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from toy import make_toy_dataset
@@ -121,6 +122,18 @@ def test_cli_trains_then_reports_a_finished_run(toy, tmp_path, capsys):
     assert (tmp_path / "cli" / "model.pt").is_file()
 
 
+def test_cli_names_the_packaged_configs_for_a_missing_one(toy, tmp_path, capsys, monkeypatch):
+    """`--config NAME` that is neither a file nor a packaged config: an error listing them, no training."""
+    from xseason.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "trian", "--dataset", str(toy)]) == 2
+    assert "trian: no such config file, nor a packaged config of that name (packaged: train" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "runs").exists()
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="dataset"):
         train(TrainConfig())
@@ -211,3 +224,158 @@ def test_a_rebuilt_dataset_is_not_resumed_on(tmp_path):
         not (tmp_path / "run").exists() and (tmp_path / "run.previous" / "checkpoints" / "last.pt").is_file()
     )
     assert train(_cfg(data, tmp_path / "run", steps=3)).steps_run == 3
+
+
+# ----------------------------------------------------------------------------- fair baselines
+
+
+class _Recorder(torch.nn.Module):
+    """A stand-in network: remembers its batch sizes; logits, features and (`aux`) auxiliary ones from
+    a 1x1 conv, or (`aux_as_main`) its auxiliary outputs as the main ones."""
+
+    def __init__(self, aux: bool = False, aux_as_main: bool = False) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 10, 1)
+        self.aux, self.aux_as_main = aux, aux_as_main
+        self.seen: list[int] = []
+
+    def forward(self, x):
+        self.seen.append(len(x))
+        y = self.conv(x)
+        main, aux = (
+            {"logits": y[:, :4], "features": y[:, 4:7]},
+            {"logits": 2 * y[:, :4], "features": y[:, 7:]},
+        )
+        if self.aux_as_main:
+            return aux
+        return main | ({f"aux_{k}": v for k, v in aux.items()} if self.aux else {})
+
+
+def _batch(toy, augment: AugmentConfig, size: int = 2) -> dict:
+    from xseason.learn.dataset import CorrespondenceDataset, PadCollate
+
+    ds = CorrespondenceDataset(toy, augment=augment)
+    return PadCollate(augment.max_matches)([ds[(i, 0)] for i in range(size)])
+
+
+def test_target_forward_shows_the_targets_to_batchnorm_without_a_loss(toy, tmp_path):
+    from xseason.learn.train import _Runtime, _step_losses
+
+    cfg = _cfg(toy, tmp_path / "x", corr_weight=0.0)
+    batch = _batch(toy, cfg.data.augment)
+    supervised = {"day"}
+    for target_forward, seen in ((False, 2), (True, 4)):
+        cfg.target_forward = target_forward
+        torch.manual_seed(0)
+        net = _Recorder()
+        losses = _step_losses(net, batch, cfg, _Runtime(cfg), supervised, False, None)
+        assert net.seen == [seen] and set(losses) == {"supervised"}
+        if not target_forward:
+            plain = losses["supervised"]
+        else:  # the targets are forwarded, yet they add nothing to the loss
+            assert losses["supervised"].item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_auxiliary_head_adds_its_weighted_losses(toy, tmp_path):
+    """A network with `aux_logits`/`aux_features`: supervised and correspondence losses = main + 0.4 aux."""
+    from xseason.learn.train import _Runtime, _step_losses
+
+    cfg = _cfg(toy, tmp_path / "x", loss=LossConfig(kind="hinge_feature", moving_classes=[]))
+    batch = _batch(toy, cfg.data.augment)
+    rt = _Runtime(cfg)
+    torch.manual_seed(0)
+    net = _Recorder(aux=True)
+    both = _step_losses(net, batch, cfg, rt, {"day"}, True, None)
+    parts = []
+    for kw in ({}, {"aux_as_main": True}):
+        alone = _Recorder(**kw)
+        alone.load_state_dict(net.state_dict())
+        parts.append(_step_losses(alone, batch, cfg, rt, {"day"}, True, None))
+    for key in ("supervised", "corr"):
+        assert parts[1][key].item() > 0
+        assert both[key].item() == pytest.approx(parts[0][key].item() + 0.4 * parts[1][key].item(), rel=1e-5)
+    cfg.aux_weight = 0.0
+    assert _step_losses(net, batch, cfg, rt, {"day"}, True, None)["corr"].item() == pytest.approx(
+        parts[0]["corr"].item()
+    )
+
+
+def test_adabn_re_estimates_batchnorm_over_all_training_images(toy, tmp_path):
+    """After the last step, the first BatchNorm's running mean is the mean of its input over every
+    training image of both conditions (one batch here); the resumable checkpoint keeps the trained
+    statistics. AdaBN on a finished run (its checkpoint copied, rerun with adabn=true: no step trained)
+    gives the same network as a run trained with adabn=true."""
+    import shutil
+
+    from xseason.learn.dataset import CorrespondenceDataset, PairFilter
+    from xseason.learn.models import load_model
+
+    cfg = _cfg(toy, tmp_path / "a", adabn=True, corr_weight=0.0)
+    result = train(cfg)
+    model = load_model(result.model_path).eval()
+    ds = CorrespondenceDataset(toy, PairFilter(["train"]), cfg.data.augment)
+    ids = np.unique(ds.image_ids)
+    assert set(ds.conditions.ravel()) == {"day", "night"} and len(ids) == 6
+    images = torch.from_numpy(np.stack([ds.view(int(i))[0] for i in ids])).permute(0, 3, 1, 2).float() / 255
+    conv, bn = model.stem[0][0], model.stem[0][1]
+    with torch.no_grad():
+        expected = conv((images - 0.45) / 0.25).mean((0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, expected, rtol=1e-4, atol=1e-5)
+    trained = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert not torch.allclose(trained["stem.0.1.running_mean"], bn.running_mean)
+
+    plain = train(_cfg(toy, tmp_path / "b", corr_weight=0.0))
+    assert plain.weights_digest != result.weights_digest  # the same training, without AdaBN
+    shutil.copytree(tmp_path / "b" / "checkpoints", tmp_path / "c" / "checkpoints")
+    after = train(_cfg(toy, tmp_path / "c", adabn=True, corr_weight=0.0))
+    assert after.steps_run == 0 and after.weights_digest == result.weights_digest
+
+
+# ----------------------------------------------------------------------------- guardrails
+
+
+def _copy_with_images(src, dst, change) -> object:
+    """A copy of dataset `src` at `dst` whose images.parquet is `change(images)`."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(src, dst)
+    table = pq.read_table(dst / "images.parquet")
+    images = change(table.to_pandas())
+    schema = pa.schema([f for f in table.schema if f.name in images.columns])
+    pq.write_table(pa.Table.from_pandas(images, schema=schema, preserve_index=False), dst / "images.parquet")
+    return dst
+
+
+def test_training_without_labels_stops_with_a_clear_error(toy, tmp_path):
+    from xseason.core.errors import XSeasonError
+
+    no_column = _copy_with_images(toy, tmp_path / "a", lambda im: im.drop(columns="label"))
+    with pytest.raises(XSeasonError, match=r"a: no labels to train on: images.parquet has no 'label' column"):
+        train(_cfg(no_column, tmp_path / "run_a"))
+
+    def unlabel_reference(images):
+        images.loc[images["condition"] == "day", "label"] = None
+        return images
+
+    no_ref = _copy_with_images(toy, tmp_path / "b", unlabel_reference)
+    with pytest.raises(XSeasonError, match=r"none of the 3 supervised training images \(condition day\)"):
+        train(_cfg(no_ref, tmp_path / "run_b"))
+    # Without the supervised loss no label is needed.
+    assert train(_cfg(no_column, tmp_path / "run_c", steps=2, supervised_weight=0.0)).steps == 2
+
+
+def test_labels_beyond_num_classes_stop_with_a_clear_error(toy, tmp_path):
+    """The toy labels are 0..3: a 3-class network is refused before training, naming a file, the value
+    and the setting; 4 classes train."""
+    from xseason.core.errors import XSeasonError
+
+    small = ModelConfig(num_classes=3, embedding_dim=8, widths=(8, 8, 16), decoder_width=8)
+    with pytest.raises(XSeasonError) as err:
+        train(_cfg(toy, tmp_path / "r", model=small))
+    message = str(err.value)
+    assert "_label.png: label value 3 >= model.num_classes = 3" in message
+    assert "set model.num_classes=4" in message
+    assert not (tmp_path / "r").exists()  # stopped before anything was written

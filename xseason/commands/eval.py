@@ -1,4 +1,6 @@
-"""`xseason eval`: evaluate checkpoints for seasonal robustness, by condition pair."""
+"""`xseason eval`: evaluate checkpoints for seasonal robustness, by condition pair (agreement, kappa and
+accuracy at the matches) and by condition (full-resolution mIoU, per-class IoU, confusion, histograms);
+prints report.md (see `xseason.learn.evaluate` for the files written)."""
 
 from __future__ import annotations
 

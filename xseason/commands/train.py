@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from xseason.core.config import add_config_arguments
+from xseason.core.config import add_config_arguments, packaged_config_names
 from xseason.learn.train import load_train_config, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML file of TrainConfig settings (e.g. configs/train.yaml)")
+    parser.add_argument(
+        "--config",
+        help="YAML file of TrainConfig settings, or the name of a packaged one "
+        f"({', '.join(packaged_config_names())}); none: the defaults",
+    )
     parser.add_argument("--dataset", help="dataset folder made by 'xseason build' (overrides the config)")
     parser.add_argument("--out", help="run folder: checkpoints, metrics, curves (overrides the config)")
     add_config_arguments(

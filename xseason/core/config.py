@@ -4,6 +4,9 @@ Every stage defines its own dataclass with defaults for every knob; this module 
 plain dicts into those dataclasses, checking types and names, and reports mistakes
 with the dotted path of the offending key (and a suggestion for misspelt names).
 A dataclass may define `validate(self)` raising ValueError for cross-field checks.
+
+Configs that ship with the package live in `xseason/configs/<name>.yaml`; `config_file` turns a
+name (`train`) or a path into the file, and a name that is neither is an error listing them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import yaml
 from xseason.core.errors import ConfigError
 
 T = TypeVar("T")
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # <name>.yaml, shipped as package data
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
@@ -78,6 +83,26 @@ def load_config(
         return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+
+def packaged_config_names() -> list[str]:
+    """Names of the configs that ship with the package (`xseason/configs/<name>.yaml`)."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def config_file(name_or_path: str | Path) -> Path:
+    """The config file of `name_or_path`: that file when it exists, else the packaged config of that
+    name (`train` or `train.yaml`); anything else is a ConfigError listing the packaged configs."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_CONFIGS / f"{path.stem}.yaml"
+    if path.name == str(name_or_path) and path.suffix in ("", ".yaml") and packaged.is_file():
+        return packaged
+    raise ConfigError(
+        f"{name_or_path}: no such config file, nor a packaged config of that name "
+        f"(packaged: {', '.join(packaged_config_names()) or 'none'})"
+    )
 
 
 def add_config_arguments(
@@ -201,4 +226,13 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported setting type {tp}")  # a programming error, said plainly
 
 
-__all__ = ["from_dict", "to_dict", "load_config", "apply_override", "add_config_arguments"]
+__all__ = [
+    "from_dict",
+    "to_dict",
+    "load_config",
+    "apply_override",
+    "add_config_arguments",
+    "config_file",
+    "packaged_config_names",
+    "PACKAGED_CONFIGS",
+]

@@ -15,13 +15,15 @@ from (seed, step) (so a resumed run sees the same data), optionally balancing co
 
 Labels: an image's label PNG (uint8 class ids, 255 = ignore) is found by `label_paths` in the
 optional `label` column of images.parquet (written by `xseason build` from the manifest's
-`label` column); paths are relative to the dataset's image root.
+`label` column); paths are relative to the dataset's image root. `max_labels` reads the largest
+class id of label files (the trainer's check that they fit the network).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -95,6 +97,17 @@ def read_label(path: Path) -> np.ndarray:
     if lab is None or lab.ndim != 2 or lab.dtype != np.uint8:
         raise DatasetFormatError(f"{path}: label must be a single-channel uint8 PNG")
     return lab
+
+
+def max_labels(paths: Sequence[Path], workers: int = 8) -> np.ndarray:
+    """The largest class id (IGNORE aside) of each label file, -1 for a file of IGNORE only; the files
+    are decoded in `workers` threads (OpenCV releases the GIL)."""
+
+    def largest(path: Path) -> int:  # IGNORE + 1 wraps to 0: the max of lab + 1 is that of the classes + 1
+        return int((read_label(path) + np.uint8(1)).max()) - 1
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return np.fromiter(pool.map(largest, paths), dtype=np.int64, count=len(paths))
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -329,10 +342,24 @@ class CorrespondenceDataset(Dataset):
         """RGB image (H, W, 3) and label (H, W) of one image resized to `short_side`, without crop,
         flip, jitter or photometric change (for evaluation; matches of a dataset built with
         `crop=(0, 0), hflip=0, scale_jitter=0` are in these pixels). Read-only cached arrays."""
+        return self._resized(image_id, self._view_transform(image_id))
+
+    def view_batches(
+        self, image_ids: Sequence[int], batch_size: int = 16
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """The `view` images in batches of equal size: (image ids, uint8 (B, 3, H, W)); the order of
+        `image_ids` is kept within each size."""
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for image_id in image_ids:
+            by_size.setdefault(self._view_transform(image_id).resized, []).append(int(image_id))
+        for ids in by_size.values():
+            for k in range(0, len(ids), batch_size):
+                chunk = ids[k : k + batch_size]
+                yield chunk, torch.from_numpy(np.stack([self.view(i)[0] for i in chunk])).permute(0, 3, 1, 2)
+
+    def _view_transform(self, image_id: int) -> ImageTransform:
         plain = replace(self.augment, crop=(0, 0), hflip=0.0, scale_jitter=0.0)
-        return self._resized(
-            image_id, plan_transform(self._size[image_id], None, plain, np.random.default_rng(0))
-        )
+        return plan_transform(self._size[image_id], None, plain, np.random.default_rng(0))
 
     def _resized(self, image_id: int, t: ImageTransform) -> tuple[np.ndarray, np.ndarray]:
         """(image, label) of `image_id` resized by `t` (label all IGNORE when unknown), from the cache."""
@@ -452,6 +479,7 @@ __all__ = [
     "photometric",
     "crop",
     "label_paths",
+    "max_labels",
     "read_image",
     "read_label",
     "IGNORE",

@@ -4,7 +4,18 @@
 (`CorrespondenceDataset`, batches drawn by `PairBatchSampler` from (seed, step)); the images
 of the `supervised_conditions` (by default the reference side's conditions) contribute a
 cross-entropy against their labels, and every pair contributes `corr_weight` x the configured
-correspondence loss (`losses.correspondence_loss`) once `step >= corr_start_step`.
+correspondence loss (`losses.correspondence_loss`) once `step >= corr_start_step`. A network
+with an auxiliary head (outputs `aux_logits`, `aux_features`, as PSPNet's) adds `aux_weight` x
+the same losses on it (the reference paper: 0.4).
+
+Fair baselines (BatchNorm statistics are the only thing the target images change without a loss):
+`target_forward` forwards the target images of every batch too (no loss on them), so that a
+baseline's BatchNorm statistics see the other conditions as the correspondence model's do;
+`adabn` re-estimates every BatchNorm's running statistics after the last step over the training
+images of all conditions, without gradient (AdaBN, `adapt_batchnorm`).
+
+Before training, the labels are checked (`check_labels`): the supervised images must have label
+files, and every label value of the dataset must be < `model.num_classes` (or 255 = ignore).
 
 Outputs under `cfg.out`: `checkpoints/last.pt` (everything needed for an exact resume: model,
 optimizer, scheduler, RNG states, step, cluster centroids), `model.pt` (the final network),
@@ -18,6 +29,7 @@ CPU), each rank taking its share of the batch.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -33,8 +45,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from xseason.core.config import load_config, to_dict
-from xseason.core.errors import ConfigError
+from xseason.core.config import config_file, load_config, to_dict
+from xseason.core.errors import ConfigError, DatasetFormatError
 from xseason.core.files import atomic_path, sha256_file
 from xseason.core.log import progress
 from xseason.core.plots import draw_line_chart
@@ -45,8 +57,10 @@ from xseason.learn.dataset import (
     PadCollate,
     PairBatchSampler,
     PairFilter,
+    label_paths,
+    max_labels,
 )
-from xseason.learn.losses import LossConfig, correspondence_loss, kmeans, sample_at
+from xseason.learn.losses import LossConfig, correspondence_loss, kmeans, loss_input, sample_at
 from xseason.learn.models import (
     ModelConfig,
     build_model,
@@ -56,6 +70,8 @@ from xseason.learn.models import (
     state_digest,
     upsample_to,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,6 +97,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     corr_weight: float = 1.0  # lambda; 0 = supervised-only baseline
+    aux_weight: float = 0.4  # losses on the auxiliary head, for networks that have one (PSPNet: 0.4)
+    target_forward: bool = False  # forward every batch's target images too (BatchNorm sees them; no loss)
+    adabn: bool = False  # after the last step: BatchNorm statistics re-estimated over all training images
     corr_start_step: int = 0  # correspondence loss from this step on (supervised warm-up before)
     supervised_weight: float = 1.0
     supervised_conditions: list[str] | None = None  # None = the reference (image 0) conditions of the pairs
@@ -107,8 +126,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 1:
             raise ValueError("steps, batch_size, log_every and checkpoint_every must be >= 1")
-        if self.corr_weight < 0 or self.supervised_weight < 0 or self.lr <= 0:
-            raise ValueError("corr_weight, supervised_weight must be >= 0 and lr > 0")
+        if min(self.corr_weight, self.supervised_weight, self.aux_weight) < 0 or self.lr <= 0:
+            raise ValueError("corr_weight, supervised_weight, aux_weight must be >= 0 and lr > 0")
 
 
 @dataclass
@@ -180,6 +199,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     supervised = set(
         cfg.supervised_conditions if cfg.supervised_conditions is not None else ds.conditions[:, 0]
     )
+    if len(ds) and cfg.supervised_weight > 0:
+        check_labels(ds, supervised, cfg.model.num_classes)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model)
     if cfg.init_checkpoint is not None:
@@ -266,6 +287,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         if rt.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
             _save_state(ckpt_path, model, optimizer, scheduler, step + 1, centroids, cfg, fingerprint)
     bar.close()
+    if cfg.adabn and end == cfg.steps:
+        adapt_batchnorm(model, ds, rt.device, cfg.seed)
     if rt.world > 1:  # BN statistics differ per rank; make every rank hold rank 0's
         for buf in model.buffers():
             dist.broadcast(buf, 0)
@@ -333,43 +356,121 @@ def _step_losses(
     centroids: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
     labels = [_supervised_labels(batch, s, supervised, rt.device) for s in (0, 1)]
-    both = use_corr or labels[1] is not None
+    both = use_corr or labels[1] is not None or cfg.target_forward
     images = [_images(batch, "image0", rt, cfg)] + ([_images(batch, "image1", rt, cfg)] if both else [])
     size = tuple(images[0].shape[-2:])
     with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=rt.cuda and cfg.amp):
         outs = net(torch.cat(images))
     b = len(images[0])
-    halves = [{k: v[i * b : (i + 1) * b] for k, v in outs.items()} for i in range(len(images))]
-    ce_sum = torch.zeros((), device=rt.device)
-    count = 0
-    for out, lab in zip(halves, labels):
-        if lab is None:
-            continue
-        logits = upsample_to(out["logits"].float(), lab.shape[-2:])
-        ce_sum = ce_sum + F.cross_entropy(logits, lab, ignore_index=IGNORE, reduction="sum")
-        count += int((lab != IGNORE).sum())
-    result = {"supervised": ce_sum / max(count, 1)}
+    count = sum(int((lab != IGNORE).sum()) for lab in labels if lab is not None)
+    result = {"supervised": torch.zeros((), device=rt.device)}
     if use_corr:
+        result["corr"] = torch.zeros((), device=rt.device)
         m = batch["matches"].to(rt.device, non_blocking=True)
         w = batch["weights"].to(rt.device, non_blocking=True)
         v = batch["valid"].to(rt.device, non_blocking=True)
-        out0, out1 = ({k: t.float() for k, t in h.items()} for h in halves)
-        result["corr"] = correspondence_loss(out0, out1, m, w, v, size, cfg.loss, centroids)
+    for i, (weight, head) in enumerate(_heads(outs, cfg.aux_weight)):
+        halves = [{k: t[j * b : (j + 1) * b].float() for k, t in head.items()} for j in range(len(images))]
+        for out, lab in zip(halves, labels):
+            if lab is not None:
+                logits = upsample_to(out["logits"], lab.shape[-2:])
+                ce = F.cross_entropy(logits, lab, ignore_index=IGNORE, reduction="sum")
+                result["supervised"] = result["supervised"] + weight * ce / max(count, 1)
+        # An auxiliary head adds the correspondence loss when it has the output the loss reads
+        # (and for the cluster loss never: the centroids are of the main features).
+        if use_corr and (i == 0 or (cfg.loss.kind != "cluster" and loss_input(cfg.loss.kind) in head)):
+            corr = correspondence_loss(*halves, m, w, v, size, cfg.loss, centroids)
+            result["corr"] = result["corr"] + weight * corr
     return result
+
+
+def _heads(outs: dict[str, torch.Tensor], aux_weight: float) -> list[tuple[float, dict[str, torch.Tensor]]]:
+    """(weight, {"logits", "features"}) of the network's main head and, when it has one and
+    `aux_weight` > 0, of its auxiliary head (`aux_logits`, and `aux_features` where given)."""
+    heads = [(1.0, {k: outs[k] for k in ("logits", "features")})]
+    if aux_weight > 0 and "aux_logits" in outs:
+        aux = {k.removeprefix("aux_"): v for k, v in outs.items() if k in ("aux_logits", "aux_features")}
+        heads.append((aux_weight, aux))
+    return heads
 
 
 @torch.no_grad()
 def _refresh_centroids(net, batch: dict, cfg: TrainConfig, rt: _Runtime, step: int) -> torch.Tensor:
-    """k-means of the reference embeddings at this batch's matches (rank 0's, broadcast)."""
+    """k-means of the reference features at this batch's matches (rank 0's, broadcast)."""
     img = _images(batch, "image0", rt, cfg)
     with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=rt.cuda and cfg.amp):
-        emb = net(img)["embedding"].float()
+        maps = net(img)["features"].float()
     m, v = batch["matches"].to(rt.device), batch["valid"].to(rt.device)
-    feats = sample_at(emb, m[..., :2], tuple(img.shape[-2:]))[v]
+    feats = sample_at(maps, m[..., :2], tuple(img.shape[-2:]))[v]
     centroids = kmeans(feats, cfg.loss.num_clusters, cfg.loss.kmeans_iters, seed=cfg.seed + step)
     if rt.world > 1:
         dist.broadcast(centroids, 0)
     return centroids
+
+
+@torch.no_grad()
+def adapt_batchnorm(
+    model: torch.nn.Module, ds: CorrespondenceDataset, device: torch.device, seed: int
+) -> int:
+    """AdaBN: every BatchNorm's running statistics re-estimated over the images of `ds` (both sides
+    of its pairs, each image once, as `ds.view` shows it: resized, no augmentation), as the
+    cumulative average of per-batch statistics, without gradient; the rest of the network in eval
+    mode (no dropout). Returns how many images were seen."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    image_ids = np.unique(ds.image_ids)
+    if not norms or not len(image_ids):
+        return 0
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    order = np.random.default_rng(seed).permutation(image_ids)  # conditions mixed within batches
+    for _, images in ds.view_batches(order.tolist()):
+        model(images.to(device).float().div_(255))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    log.info("AdaBN: BatchNorm statistics re-estimated over %d training images", len(image_ids))
+    return len(image_ids)
+
+
+def check_labels(ds: CorrespondenceDataset, supervised: set[str], num_classes: int) -> None:
+    """Stop before training when the supervised images of `ds` (those of the `supervised` conditions)
+    have no label file, or when a label file of the dataset holds a value >= `num_classes` (255 =
+    ignore is allowed). A few supervised images without labels are only logged."""
+    store = ds.store
+    paths = label_paths(store)
+    ids = np.unique(ds.image_ids[np.isin(ds.conditions, list(supervised))])
+    names = sorted(supervised)
+    what = f"the {len(ids)} supervised training images (condition{'s' * (len(names) > 1)} {', '.join(names)})"
+    if "label" not in store.images.columns:
+        raise DatasetFormatError(
+            f"{store.root}: no labels to train on: images.parquet has no 'label' column, and {what} need "
+            "label PNGs (give the manifest a 'label' column and rebuild, or set supervised_weight=0)"
+        )
+    unlabelled = [int(i) for i in ids if int(i) not in paths]
+    if len(unlabelled) == len(ids):
+        raise DatasetFormatError(
+            f"{store.root}: none of {what} has a label in images.parquet's 'label' column "
+            f"(e.g. {store.images.set_index('image_id').at[unlabelled[0], 'image']}); label them or set "
+            "supervised_conditions / supervised_weight=0"
+        )
+    if unlabelled:
+        log.warning("%s: %d of %s have no label (not supervised)", store.root, len(unlabelled), what)
+    files = list(paths.values())
+    values = max_labels(files)
+    bad = np.flatnonzero(values >= num_classes)
+    if len(bad):
+        top = int(values.max())
+        raise DatasetFormatError(
+            f"{files[bad[0]]}: label value {int(values[bad[0]])} >= model.num_classes = {num_classes} "
+            f"(class ids must be 0..{num_classes - 1}, or 255 = ignore); {len(bad)} of {len(files)} label "
+            f"files of {store.root} exceed it, the largest value is {top}: set model.num_classes={top + 1} "
+            "or fix the labels"
+        )
 
 
 def _seed_everything(seed: int) -> None:
@@ -461,8 +562,9 @@ class _MetricLog:
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """TrainConfig from a YAML file and `key=value` overrides."""
-    return load_config(TrainConfig, path, overrides)
+    """TrainConfig from a YAML file, or a packaged config by name (`train`: `core.config.config_file`),
+    and `key=value` overrides; no `path` = the defaults."""
+    return load_config(TrainConfig, None if path is None else config_file(path), overrides)
 
 
 __all__ = [
@@ -473,4 +575,6 @@ __all__ = [
     "load_train_config",
     "dataset_fingerprint",
     "checkpoint_dataset",
+    "adapt_batchnorm",
+    "check_labels",
 ]

@@ -42,7 +42,10 @@ condition itself), one vectorised pass over all its candidate pairs:
    [min_overlap, max_overlap] and at least `min_matches` matches (checked again on the kept
    matches), become pairs. ``weight = exp(-dist3d / weight_scale)`` (the reference
    paper used exp(-d) with d in metres), clipped to [1e-6, 1].
-5. Splits by place (splits.py): the place of a pair is the median of its matched 3D points.
+5. Splits by place (splits.py): every registered image gets one split (or none: the buffer,
+   `split_buffer`) from where it looks along the route, images of `test_sequences` are test; a pair
+   takes its images' split, and a pair whose two images are not of one split is dropped (logged,
+   counted in `CorrespondenceTables.split_counts`).
 
 The input is the association stage's `AssociatedPoints`; the output, `CorrespondenceTables`,
 holds the store's pairs, matches and points3d tables (the images table is the views':
@@ -62,7 +65,7 @@ import pandas as pd
 from xseason.core.geometry import Camera, in_image
 from xseason.core.log import progress as progress_bar
 from xseason.matching.association import AssociatedPoints, Associations, PointTable
-from xseason.matching.splits import RouteAxis, assign_splits, route_axis
+from xseason.matching.splits import SPLITS, RouteAxis, assign_splits, image_views, pair_splits, route_axis
 from xseason.matching.surfaces import SurfaceConfig, SurfaceModel, build_surfaces
 from xseason.matching.surfels import SurfelConfig, SurfelModel, build_surfels
 from xseason.matching.views import ImageView, unmasked
@@ -84,6 +87,7 @@ class SurfaceClass(IntEnum):
 class CorrespondenceConfig:
     """Pair selection, reprojection, densification and splits (see module doc)."""
 
+    pair_conditions: str = "reference"  # reference: each condition with the reference(s); all: any two
     self_pairs: bool = False  # also pairs inside a reference condition, across its sequences
     same_sequence: bool = False  # with self_pairs: also pairs of one sequence
     pair_distance: float = 1.5  # candidate pairs: centre distance <= pair_distance * scene depth
@@ -105,11 +109,15 @@ class CorrespondenceConfig:
     surface_depth_tol: float = 0.01  # relative: the target's ray must hit the sample's region this close
     max_surface_matches: int = 500  # per pair (seeded subsample)
     surface_probe: int = 256  # surface samples tried per candidate pair to estimate its surface matches
-    split_blocks: int = 20
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_seed: int = 0
+    split_blocks: int = 10  # the route is cut into this many blocks, assigned whole to train / val / test
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test shares (sum to 1)
+    split_seed: int = 0  # seed of the block draw
+    split_buffer: float = 0.0  # 0-0.5: images whose point quantiles 0.5 -+ this see a later split get none
+    test_sequences: list[str] = field(default_factory=list)  # whose images are all test, wherever they are
 
     def validate(self) -> None:
+        if self.pair_conditions not in ("reference", "all"):
+            raise ValueError(f"pair_conditions must be 'reference' or 'all', got {self.pair_conditions!r}")
         if not 0 <= self.min_overlap <= self.max_overlap:
             raise ValueError("need 0 <= min_overlap <= max_overlap")
         if self.max_pairs_per_image < 1 or self.min_matches < 1 or self.max_candidates < 1:
@@ -127,6 +135,8 @@ class CorrespondenceConfig:
             raise ValueError("weight_scale and surface_depth_tol must be > 0")
         if any(f < 0 for f in self.split_fractions) or abs(sum(self.split_fractions) - 1) > 1e-6:
             raise ValueError("split_fractions must be three non-negative numbers summing to 1")
+        if not 0 <= self.split_buffer <= 0.5:
+            raise ValueError("split_buffer must be in [0, 0.5]")
 
 
 @dataclass
@@ -173,6 +183,9 @@ class CorrespondenceTables:
     Matches are kept as compact per-pair arrays (`found`, in pair_id order); `iter_matches`
     streams them as DataFrames of whole pairs in pair_id order (what `store.write_dataset` takes
     without holding all rows), `matches` builds the one full table (on first use; costly at scale).
+    `image_split` holds each image's split (object array; None: in no split), `split_counts` the images
+    and pairs per split and the pairs dropped for want of one (splits.py); both are unset (None, {})
+    when no pair was sought.
     """
 
     def __init__(
@@ -182,8 +195,11 @@ class CorrespondenceTables:
         found: list[PairMatches],
         point_id: np.ndarray,
         weight_scale: float,
+        image_split: np.ndarray | None = None,
+        split_counts: dict | None = None,
     ):
         self.pairs, self.points3d = pairs, points3d
+        self.image_split, self.split_counts = image_split, split_counts or {}
         self._found, self._point_id, self._weight_scale = found, point_id, weight_scale
         self._matches: pd.DataFrame | None = None
 
@@ -669,13 +685,18 @@ def make_correspondences(
     found_all: list[PairMatches] = []
     route = route_axis(table.views)
     for assoc in associated.associations:
+        targets = [
+            c for c in table.conditions if (c != assoc.reference or cfg.self_pairs) and c not in done_refs
+        ]
+        done_refs.append(assoc.reference)
+        if not targets:  # the last of `pair_conditions: all`: every pair of it is made already
+            continue
         surfaces = build_surfaces(associated.surface_points, assoc.reference, surface_cfg)
         surfels = build_surfels(associated.surface_points, surfel_cfg, surfaces)
         ctx = _context(table, assoc, cfg, surfaces, surfels)
         # (condition, target image, its candidates) in the tables' order: by condition, then image
         jobs = []
-        targets = [c for c in table.conditions if c != assoc.reference or cfg.self_pairs]
-        for cond in (c for c in targets if c not in done_refs):
+        for cond in targets:
             for j in np.flatnonzero((cond_of == cond) & registered):
                 cands = ctx.ref_images
                 if cond == assoc.reference:
@@ -696,7 +717,6 @@ def make_correspondences(
                 if last_use[int(i)] == rank:
                     ctx.ref_cache.pop(int(i), None)
         found_all.extend(pair for pairs in found for pair in pairs)
-        done_refs.append(assoc.reference)
     out = _tables(table, found_all, route, cfg)
     counts = out.surface_counts()
     if cfg.densify and out.num_matches and counts["plane"] + counts["patch"] == 0:
@@ -711,17 +731,28 @@ def make_correspondences(
 def _tables(
     table: PointTable, found: list[PairMatches], route: RouteAxis, cfg: CorrespondenceConfig
 ) -> CorrespondenceTables:
-    """The pairs (split by place) and points3d tables of the pairs found, in pair_id order."""
+    """The pairs (of one split each: splits.py) and points3d tables of the pairs found, in pair_id order."""
+    views = image_views(table, route, cfg.max_reproj_error, cfg.split_buffer)
+    sequences = [v.sequence for v in table.views]
+    image_split = assign_splits(
+        views, sequences, cfg.split_blocks, cfg.split_fractions, cfg.split_seed, cfg.test_sequences
+    )
+    i, j = (np.array([getattr(p, side) for p in found], np.int64) for side in ("i", "j"))
+    split = pair_splits(image_split, i, j)
+    keep = pd.notna(split)
+    no_split = pd.isna(image_split[i]) | pd.isna(image_split[j])
+    dropped = (int((no_split & ~keep).sum()), int((~no_split & ~keep).sum()))
+    counts = _split_counts(image_split, split[keep], *dropped, cfg)
+    found = [p for p, k in zip(found, keep, strict=True) if k]
     n = np.array([len(p.matches) for p in found], np.int64)
-    place = np.array([np.median(p.matches.xyz, axis=0) for p in found]).reshape(-1, 3)
     pairs = pd.DataFrame(
         {
             "pair_id": np.arange(len(found), dtype=np.int64),
-            "image_id0": np.array([p.i for p in found], np.int32),
-            "image_id1": np.array([p.j for p in found], np.int32),
+            "image_id0": i[keep].astype(np.int32),
+            "image_id1": j[keep].astype(np.int32),
             "num_matches": n.astype(np.int32),
             "overlap": np.array([p.overlap for p in found], np.float32),
-            "split": assign_splits(place, route, cfg.split_blocks, cfg.split_fractions, cfg.split_seed),
+            "split": split[keep].astype(object),
         }
     )
     used = np.unique(np.concatenate([p.matches.point for p in found])) if found else np.zeros(0, np.int64)
@@ -737,7 +768,36 @@ def _tables(
             else np.zeros(0, str),
         }
     )
-    return CorrespondenceTables(pairs, points3d, found, table.point_id, cfg.weight_scale)
+    return CorrespondenceTables(pairs, points3d, found, table.point_id, cfg.weight_scale, image_split, counts)
+
+
+def _split_counts(
+    image_split: np.ndarray, pair_split: np.ndarray, no_split: int, two_splits: int, cfg: CorrespondenceConfig
+) -> dict:
+    """Images and pairs per split and the pairs dropped, logged; a warning for an empty split that has
+    a share of the route."""
+    images = {s: int((image_split == s).sum()) for s in SPLITS} | {"none": int(pd.isna(image_split).sum())}
+    pairs = {s: int((pair_split == s).sum()) for s in SPLITS}
+    log.info(
+        "splits: images %s; pairs %s; dropped %d pair(s) with an image in no split (split_buffer) and "
+        "%d whose images are of two splits",
+        " / ".join(f"{k} {v}" for k, v in images.items()),
+        " / ".join(f"{k} {v}" for k, v in pairs.items()),
+        no_split,
+        two_splits,
+    )
+    empty = [s for s, f in zip(SPLITS, cfg.split_fractions, strict=True) if f > 0 and pairs[s] == 0]
+    if empty and len(pair_split):
+        log.warning(
+            "no %s pair: no pair has both images in its blocks of route (correspondences.split_blocks, "
+            "split_fractions, split_seed, split_buffer)",
+            " or ".join(empty),
+        )
+    return {
+        "images": images,
+        "pairs": pairs,
+        "dropped_pairs": {"no_split": no_split, "two_splits": two_splits},
+    }
 
 
 __all__ = [

@@ -35,6 +35,7 @@ from xseason.inputs.images import check_free_space, check_writable, estimate_bui
 from xseason.inputs.manifest import Manifest, read_manifest
 from xseason.matching.association import AssociationConfig, associate_clouds, point_table_from_reconstructions
 from xseason.matching.correspondences import CorrespondenceConfig, CorrespondenceTables, make_correspondences
+from xseason.matching.splits import check_disjoint
 from xseason.matching.surfaces import SurfaceConfig
 from xseason.matching.surfels import SurfelConfig
 from xseason.matching.views import views_from_manifest
@@ -213,7 +214,7 @@ def run_build(
     if out.name in ("", ".."):  # "." or "a/..": name the folder itself (its lock and work go beside it)
         out = Path(os.path.abspath(out))
     paths = BuildPaths(work_dir) if work_dir is not None else BuildPaths.beside(out)
-    refs = _references(manifest, references)
+    refs = _references(manifest, references, every=cfg.correspondences.pair_conditions == "all")
     preflight = Dropped()
     accept(
         [one_condition(manifest)],
@@ -334,9 +335,10 @@ def _build(
                 )
             else:
                 tables = _no_correspondences(cfg.correspondences)
-            images = _with_labels(images_table(views), manifest)
+            images = _with_labels(images_table(views, tables.image_split), manifest)
             _accept([no_cross_pair(images, tables.pairs)], losses, allow_partial, paths, refs)
         with stage("store"):
+            check_disjoint(images, tables.pairs)
             condition_of = {r.sequence: r.condition for r in manifest.images}
             write_dataset(
                 out,
@@ -355,6 +357,7 @@ def _build(
                     "work_dir": str(work.resolve()),
                     "registration_rate": registration.rate(condition_of),
                     "matches_by_surface": tables.surface_counts(),
+                    "splits": tables.split_counts,
                     "dropped": losses.to_json(),
                 },
             )
@@ -402,9 +405,14 @@ def _no_correspondences(cfg: CorrespondenceConfig) -> CorrespondenceTables:
     return CorrespondenceTables(pairs, pd.DataFrame(), [], np.zeros(0, np.int64), cfg.weight_scale)
 
 
-def _references(manifest: Manifest, references: list[str] | None) -> list[str]:
+def _references(manifest: Manifest, references: list[str] | None, every: bool = False) -> list[str]:
+    """The reference conditions: those given (default: the first row's), then, with `every`
+    (`correspondences.pair_conditions: all`), every other condition of the manifest, so that each two
+    conditions make pairs (image 0 from the earlier one in this order)."""
     conditions = manifest.conditions()
     refs = list(references) if references else [manifest.images[0].condition]
+    if every:
+        refs += conditions
     unknown = [r for r in refs if r not in conditions]
     if unknown:
         raise ConfigError(

@@ -2,11 +2,13 @@
 
 Sections: build summary (dataset.json), registration per sequence (the build folder's
 registration.json, and a top view of the registered clouds coloured by condition), statistics
-per condition pair (``inspect.condition_pair_stats``), histograms (matches per pair, dist3d,
-weight, reprojection errors), optional ground-truth pixel errors (synthetic scene), and example
-pairs per condition pair (``inspect.draw_pair``). The folder is written atomically (replacing
-only an empty folder or an earlier report, `is_report`) and only links to files inside it, so it
-can be moved or archived as is.
+per condition pair (``stats.condition_pair_stats``), the class histogram of the matches
+(reference label at x0, ``stats.match_class_histogram``, with a warning when one class holds
+most of them), histograms (matches per pair, dist3d, weight, reprojection errors), optional
+ground-truth pixel errors (synthetic scene), and example pairs per condition pair
+(``show.draw_pair``). The folder is written atomically (replacing only an empty folder or an
+earlier report, `is_report`) and only links to files inside it, so it can be moved or archived
+as is.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from xseason.core.log import progress
 from xseason.core.plots import draw_histogram, short_number
 from xseason.reports.exports import condition_colors, load_models, model_points, sequence_conditions
 from xseason.reports.show import draw_pair, match_errors
-from xseason.reports.stats import QUANTILES, condition_pair_stats
+from xseason.reports.stats import QUANTILES, condition_pair_stats, dominance_warnings, match_class_histogram
 from xseason.store import SPLITS, UNKNOWN_CONDITION, CorrespondenceStore, open_dataset
 
 UNKNOWN_RGB = (
@@ -153,6 +155,7 @@ def write_report(
         if build_dir is not None:
             sections.append(_registration_section(store, Path(build_dir), tmp, cfg))
         sections.append(_stats_section(store))
+        sections.append(_classes_section(store))
         sections.append(_histogram_section(store, tmp, cfg))
         if truth_dir is not None:
             sections.append(_truth_section(store, Path(truth_dir), cfg))
@@ -356,6 +359,38 @@ def _stats_section(store: CorrespondenceStore) -> str:
     )
 
 
+def _classes_section(store: CorrespondenceStore) -> str:
+    hist = match_class_histogram(store)
+    head = "<section id='classes'><h2>Classes of the matches</h2>"
+    if hist.empty:
+        return head + "<p>No image has a label (images.parquet 'label' column).</p></section>"
+    view = hist[hist["split"] == "all"]
+    colors = _conditions(store)
+    classes = [c for c in view.columns if c.startswith("class_")]
+    table = pd.DataFrame(
+        {
+            "reference": [_swatch(c, colors) if c != "all" else "all" for c in view["reference"]],
+            "condition": [_swatch(c, colors) if c != "all" else "all" for c in view["condition"]],
+            "matches": view["matches"],
+            "labelled": view["labelled"],
+            **{
+                f"class {c.removeprefix('class_')} %": 100
+                * view[c]
+                / view["labelled"].where(view["labelled"] > 0)
+                for c in classes
+            },
+        }
+    )
+    warnings = "".join(f"<p class='warn'>{_e(w)}</p>" for w in dominance_warnings(hist))
+    return (
+        head + "<p>Every match counted at the class of the reference image's label at (x0, y0); class "
+        "columns: percent of the labelled matches (all splits).</p>"
+        + warnings
+        + _table(table.reset_index(drop=True), markup=("reference", "condition"))
+        + "</section>"
+    )
+
+
 def _histogram_section(store: CorrespondenceStore, tmp: Path, cfg: ReportConfig) -> str:
     counts = store.pairs["num_matches"].to_numpy()
     figures = [("matches_per_pair", "matches per pair", "matches", counts, None)]
@@ -518,6 +553,7 @@ figure{margin:10px 0}figcaption{font-size:.85em;color:#555}img{max-width:100%;he
 .grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0}
 pre{background:#f7f7f7;padding:8px;overflow:auto}
 nav a{margin-right:1em}
+.warn{color:#a00;font-weight:bold}
 """
 
 
@@ -539,6 +575,7 @@ def _page(title: str, sections: list[str]) -> str:
         ("summary", "summary"),
         ("registration", "registration"),
         ("stats", "statistics"),
+        ("classes", "classes"),
         ("histograms", "histograms"),
         ("truth", "ground truth"),
         ("examples", "examples"),

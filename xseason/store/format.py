@@ -88,8 +88,9 @@ MATCHES_SCHEMA = pa.schema(
 )
 # Optional extra match column: True for matches added by densification (not from an SfM point).
 OPTIONAL_MATCH_FIELDS = {"densified": pa.field("densified", pa.bool_(), nullable=False)}
-# Optional extra image column: the manifest's label PNG, relative to the image root (for training/eval).
-OPTIONAL_IMAGE_FIELDS = {"label": pa.field("label", pa.string())}
+# Optional extra image columns: the manifest's label PNG, relative to the image root (for training/eval);
+# the image's split (train / val / test; null: in no split), which all its pairs share.
+OPTIONAL_IMAGE_FIELDS = {"label": pa.field("label", pa.string()), "split": pa.field("split", pa.string())}
 
 _RESERVED_META = {
     "format",

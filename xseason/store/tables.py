@@ -10,8 +10,9 @@ import pandas as pd
 from xseason.matching.views import ImageView
 
 
-def images_table(views: Sequence[ImageView]) -> pd.DataFrame:
-    """The images table of the store, image_id = position in `views`."""
+def images_table(views: Sequence[ImageView], split: Sequence[str | None] | None = None) -> pd.DataFrame:
+    """The images table of the store, image_id = position in `views`; with `split` (one per view:
+    train / val / test, None = in no split), the optional `split` column."""
     poses = [v.pose for v in views]
     q = np.array([p.qvec if p is not None else [np.nan] * 4 for p in poses]).reshape(-1, 4)
     tv = np.array([p.t if p is not None else [np.nan] * 3 for p in poses]).reshape(-1, 3)
@@ -35,6 +36,8 @@ def images_table(views: Sequence[ImageView]) -> pd.DataFrame:
         df[name] = q[:, k]
     for k, name in enumerate(("tx", "ty", "tz")):
         df[name] = tv[:, k]
+    if split is not None:
+        df["split"] = pd.Series(list(split), dtype=object)
     return df
 
 
