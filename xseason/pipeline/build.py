@@ -264,7 +264,8 @@ def _build(
     found before any work that `allow_partial` accepted."""
     work = paths.root
     config_dict = to_dict(cfg)
-    sfm_key = stage_keys(manifest, cfg, refs).registration.digest + _later_stages_code()
+    keys = stage_keys(manifest, cfg, refs)
+    sfm_key = keys.registration.digest + _later_stages_code()
     stale = _rebuild_reason(out, manifest.checksum, config_dict, refs, sfm_key)
     if stale is None:
         log.info(
@@ -298,7 +299,7 @@ def _build(
         )
         if resumed:
             log.info("resuming in %s: what an earlier run finished there is reused", work)
-        stages = cache_report(manifest, paths, stage_keys(manifest, cfg, refs))
+        stages = cache_report(manifest, paths, keys)
         for name, verdict in stages.items():
             log.info("%s: %s", name, verdict)
         with stage("features"):

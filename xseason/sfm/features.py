@@ -154,12 +154,11 @@ def _extract_one(
     camera = db.read_camera(camera_id)
     if (camera.width, camera.height) != (width, height):
         return f"image is {width}x{height} but camera {rec.camera!r} is {camera.width}x{camera.height}"
-    keep = None
+    mask = None
     if rec.mask is not None:
         mask = cv2.imread(str(rec.mask), cv2.IMREAD_GRAYSCALE)
         if mask is None or mask.shape != gray.shape:
             return f"mask {rec.mask} is unreadable or not {width}x{height}"
-        keep = mask == 0
     if isinstance(extractor, HlocFeatures):
         given = extractor.keypoints(rec.image)
         if given is None:
@@ -174,9 +173,8 @@ def _extract_one(
     keypoints, descriptors = extractor.extract(pycolmap.Bitmap.from_array(np.ascontiguousarray(sift_gray)))
     kps = _to_full_resolution(pycolmap.keypoints_to_matrix(keypoints), width / sift_w, height / sift_h)
     desc = np.asarray(descriptors.data)
-    if keep is not None:
-        ij = np.clip(np.rint(from_colmap_pixels(kps[:, [1, 0]])).astype(int), 0, [height - 1, width - 1])
-        ok = keep[ij[:, 0], ij[:, 1]]
+    if mask is not None:
+        ok = ~_on_mask(mask, kps)
         kps, desc = kps[ok], desc[ok]
     stored = pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc))
     _write_image(db, rec, image_id, camera_id, kps, stored)
@@ -310,15 +308,17 @@ def _import_hloc_matches(index: FeatureIndex, pairs: list[tuple[str, str]], path
 def _masked_keypoints(db: pycolmap.Database, index: FeatureIndex, name: str, cache: dict) -> np.ndarray:
     """Whether each keypoint of image `name` lies on an excluded pixel of its mask (cached)."""
     if name not in cache:
-        xy = from_colmap_pixels(np.asarray(db.read_keypoints(index.image_ids[name]))[:, :2])
-        flags = np.zeros(len(xy), bool)
-        if name in index.masks:
-            mask = cv2.imread(str(index.masks[name]), cv2.IMREAD_GRAYSCALE)
-            if mask is not None:
-                ij = np.clip(np.rint(xy[:, ::-1]).astype(int), 0, np.array(mask.shape) - 1)
-                flags = mask[ij[:, 0], ij[:, 1]] != 0
-        cache[name] = flags
+        keypoints = np.asarray(db.read_keypoints(index.image_ids[name]))
+        mask = cv2.imread(str(index.masks[name]), cv2.IMREAD_GRAYSCALE) if name in index.masks else None
+        cache[name] = _on_mask(mask, keypoints) if mask is not None else np.zeros(len(keypoints), bool)
     return cache[name]
+
+
+def _on_mask(mask: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """Whether each keypoint (COLMAP pixels, x y first) lies on an excluded (non-zero) pixel of `mask`."""
+    ij = np.rint(from_colmap_pixels(keypoints[:, [1, 0]])).astype(int)
+    ij = np.clip(ij, 0, np.array(mask.shape) - 1)
+    return mask[ij[:, 0], ij[:, 1]] != 0
 
 
 def _listable(name: str) -> bool:

@@ -445,14 +445,14 @@ def value_problem(
     return None
 
 
-def coordinate_limits(images: pa.Table, pairs: pa.Table) -> np.ndarray:
+def coordinate_limits(images: pa.Table | pd.DataFrame, pairs: pa.Table | pd.DataFrame) -> np.ndarray:
     """Upper limits of x0 y0 x1 y1 for every pair (rows in `pairs`' order), shape (pairs, 4): its
     images' width or height - 0.5 + `COORD_TOLERANCE_PX`; the largest float where the size is
-    unknown (0, or no such image)."""
-    ids = images.column("image_id").to_numpy()
+    unknown (0, or no such image). The tables: Arrow or pandas, columns read by name."""
+    ids = np.asarray(images["image_id"])
     order = np.argsort(ids)
-    sizes = np.stack([images.column("width").to_numpy(), images.column("height").to_numpy()], 1)[order]
-    pair_images = np.stack([pairs.column("image_id0").to_numpy(), pairs.column("image_id1").to_numpy()], 1)
+    sizes = np.stack([np.asarray(images["width"]), np.asarray(images["height"])], 1)[order]
+    pair_images = np.stack([np.asarray(pairs["image_id0"]), np.asarray(pairs["image_id1"])], 1)
     pos = np.searchsorted(ids[order], pair_images).clip(0, max(ids.size - 1, 0))
     known = ids[order][pos] == pair_images
     limits = np.where(known[..., None], sizes[pos], 0).reshape(-1, 4).astype(np.float64)

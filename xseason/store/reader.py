@@ -322,10 +322,7 @@ class CorrespondenceStore:
         if not ids.size:
             return
         if self._pair_limits is None:
-            self._pair_limits = fmt.coordinate_limits(
-                pa.Table.from_pandas(self.images, preserve_index=False),
-                pa.Table.from_pandas(self.pairs, preserve_index=False),
-            )
+            self._pair_limits = fmt.coordinate_limits(self.images, self.pairs)
         starts = fmt.pair_starts(ids)
         pair = np.searchsorted(self._pair_ids, ids[starts]).clip(0, max(self._pair_ids.size - 1, 0))
         problem = fmt.value_problem(cols, starts, self._pair_limits[pair])
