@@ -6,17 +6,18 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from toy import make_toy_dataset
+from toy import make_toy_dataset, toy_train_config
 
 from xseason.core.errors import ConfigError
 from xseason.learn.dataset import AugmentConfig
 from xseason.learn.losses import LossConfig
 from xseason.learn.models import ModelConfig
-from xseason.learn.train import DataConfig, TrainConfig, load_train_config, train
+from xseason.learn.train import TrainConfig, load_train_config, train
 
 TINY = ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16), decoder_width=8)
 
@@ -27,25 +28,7 @@ def toy(tmp_path_factory):
 
 
 def _cfg(dataset, out, **kw) -> TrainConfig:
-    data = DataConfig(
-        num_workers=0,
-        augment=AugmentConfig(short_side=40, crop=(48, 40), hflip=0.5, brightness=0.2, max_matches=32),
-    )
-    base = dict(
-        dataset=dataset,
-        out=out,
-        model=TINY,
-        data=data,
-        steps=6,
-        batch_size=2,
-        corr_start_step=2,
-        checkpoint_every=3,
-        log_every=1,
-        progress=False,
-        threads=1,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return toy_train_config(dataset, out=out, **kw)
 
 
 def _weights(path):
@@ -192,16 +175,37 @@ def test_demo_shares_the_warm_up_exactly(toy, tmp_path):
     from xseason.pipeline.demo import train_pair
 
     loss = LossConfig(moving_classes=[])
-    shared = train_pair(
+    base, corr = train_pair(
         _cfg(toy, tmp_path / "base", loss=loss, corr_weight=0.0, corr_start_step=3),
         _cfg(toy, tmp_path / "corr", loss=loss, corr_start_step=3),
     )
     alone = train(_cfg(toy, tmp_path / "alone", loss=loss, corr_start_step=3))  # (the baseline: resume test)
-    assert shared.correspondence.steps == shared.baseline.steps == 6
-    assert shared.correspondence.weights_digest == alone.weights_digest
-    assert shared.baseline.weights_digest != shared.correspondence.weights_digest
+    assert corr.steps == base.steps == 6
+    assert corr.weights_digest == alone.weights_digest
+    assert base.weights_digest != corr.weights_digest
     rows = [json.loads(x) for x in (tmp_path / "corr" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 7)) and "corr" in rows[3] and "corr" not in rows[2]
+
+
+@pytest.mark.parametrize("corr_weight", [0.0, 1.0])
+def test_demo_adabn_arm_from_its_twin_is_exact(toy, tmp_path, corr_weight):
+    """An AdaBN arm derived from its twin's finished run is bit-identical to one trained on its own,
+    differs from the twin in the BatchNorm running statistics only, and a rerun gives it again."""
+    from xseason.pipeline.demo import adabn_from
+
+    cfg = _cfg(toy, tmp_path / "twin", loss=LossConfig(moving_classes=[]), corr_weight=corr_weight)
+    twin = train(cfg)
+    derived = adabn_from(twin, replace(cfg, out=tmp_path / "derived", adabn=True))
+    alone = train(replace(cfg, out=tmp_path / "alone", adabn=True))
+    assert derived.steps_run == 0 and derived.steps == 6
+    assert derived.weights_digest == alone.weights_digest != twin.weights_digest
+    a, b = _weights(twin.model_path), _weights(derived.model_path)
+    changed = {k for k in a if not torch.equal(a[k], b[k])}
+    assert changed and all(
+        k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed
+    )
+    again = adabn_from(twin, replace(cfg, out=tmp_path / "derived", adabn=True))
+    assert again.weights_digest == alone.weights_digest
 
 
 def test_a_rebuilt_dataset_is_not_resumed_on(tmp_path):

@@ -85,3 +85,51 @@ def test_point_table_needs_observed_points(manifest):
     views = views_from_manifest(manifest, {})
     with pytest.raises(AssociationError, match="no 3D points"):
         point_table_from_reconstructions({"s1": pycolmap.Reconstruction()}, views)
+
+
+def _joint_model() -> pycolmap.Reconstruction:
+    """All sequences in one model: summer a, e and winter c; point 0 seen by a, e, c (a track across
+    the conditions), point 1 by a and e, point 2 by e and c."""
+    rec = pycolmap.Reconstruction()
+    cam = CAMERA.to_pycolmap()
+    cam.camera_id = 1
+    rec.add_camera_with_trivial_rig(cam)
+    poses = {**POSES, "s2/c.png": Pose(np.eye(3), np.array([0.3, 0.1, 0.0]))}
+    for image_id, (name, pose) in enumerate(poses.items(), start=1):
+        keypoints = CAMERA.project(pose.transform(XYZ)) + 0.5
+        image = pycolmap.Image(name=name, keypoints=keypoints, camera_id=1, image_id=image_id)
+        rec.add_image_with_trivial_frame(image, pycolmap.Rigid3d(np.c_[pose.R, pose.t]))
+    for p, images in enumerate(((1, 2, 3), (1, 2), (2, 3))):
+        track = pycolmap.Track()
+        track.add_elements([pycolmap.TrackElement(image_id, p) for image_id in images])
+        rec.add_point3D(XYZ[p], track, np.array([90, 90, 90], np.uint8))
+    return rec
+
+
+def test_a_joint_model_gives_each_condition_its_points_and_tracks_across_conditions(manifest):
+    from xseason.matching.association import AssociationConfig, associate
+
+    joint = _joint_model()
+    views = views_from_manifest(manifest, {"s1": _model(), "s2": joint})  # c registered
+    table = point_table_from_reconstructions({"s1": _model()}, views, joint=joint)
+    # one copy per (point, condition observing it): point 0 and 2 in summer and winter, point 1 in summer
+    summer, winter = table.condition_index("summer"), table.condition_index("winter")
+    copies = list(zip(decode_point_id(table.point_id)[1].tolist(), table.point_condition.tolist()))
+    assert sorted(copies) == [(1, summer), (1, winter), (2, summer), (3, summer), (3, winter)]
+    assert len(set(table.point_id.tolist())) == 5  # each copy its own id (its sequence differs)
+    # every copy holds all observations of its point, at the keypoints (our pixel convention)
+    assert dict(zip(copies, table.track_length.tolist())) == {
+        (1, summer): 3,
+        (1, winter): 3,
+        (2, summer): 2,
+        (3, summer): 2,
+        (3, winter): 2,
+    }
+    assert np.all(table.error < 1e-9)
+    # image c (winter) observes point 0's summer copy: the track is its own association at distance 0
+    assoc = associate(table, "summer", AssociationConfig(radius_max=0.0))
+    p0_summer = np.flatnonzero((decode_point_id(table.point_id)[1] == 1) & (table.point_condition == summer))[
+        0
+    ]
+    at = np.flatnonzero(assoc.ref_points == p0_summer)[0]
+    assert assoc.partner["winter"][at] == p0_summer and assoc.partner_dist["winter"][at] == 0.0

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from xseason.core.geometry import Camera
+from xseason.learn.train import TrainConfig
 from xseason.store import StoreConfig, write_dataset
 
 W, H = 160, 120
@@ -120,6 +121,31 @@ def make_toy_dataset(
         image_root=img_dir,
         store_config=StoreConfig(coord_step=0, mantissa_bits=23),
     )
+
+
+def toy_train_config(dataset: Path, **kw) -> TrainConfig:
+    """A trainer config small enough for a test on the toy dataset (a few seconds); `kw` overrides."""
+    from xseason.learn.dataset import AugmentConfig
+    from xseason.learn.models import ModelConfig
+    from xseason.learn.train import DataConfig
+
+    data = DataConfig(
+        num_workers=0,
+        augment=AugmentConfig(short_side=40, crop=(48, 40), hflip=0.5, brightness=0.2, max_matches=32),
+    )
+    base = dict(
+        dataset=dataset,
+        model=ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16), decoder_width=8),
+        data=data,
+        steps=6,
+        batch_size=2,
+        corr_start_step=2,
+        checkpoint_every=3,
+        log_every=1,
+        progress=False,
+        threads=1,
+    )
+    return TrainConfig(**(base | kw))
 
 
 def _toy_labels(rng: np.random.Generator, shape: tuple[int, int], num_classes: int) -> np.ndarray:

@@ -14,20 +14,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=Path("runs/demo"), help="folder of the runs, evaluation and report"
     )
     parser.add_argument("--dataset", type=Path, default=Path("build/demo"), help="dataset folder to build")
-    parser.add_argument("--build-config", type=Path, default=Path("configs/build.yaml"))
-    parser.add_argument("--train-config", type=Path, default=Path("configs/train.yaml"))
-    parser.add_argument("--eval-config", type=Path, default=Path("configs/eval.yaml"))
+    for stage in ("build", "train", "eval"):
+        parser.add_argument(
+            f"--{stage}-config",
+            type=Path,
+            help=f"{stage} config file; a missing one is an error (default: configs/{stage}.yaml when "
+            "present, else the packaged config or the built-in defaults)",
+        )
     parser.add_argument(
         "--steps", type=int, help="training steps of each model (default: the train config's)"
     )
-    add_config_arguments(
-        parser, set_help="override a training setting of both runs, e.g. --set loss.kind=kl (repeatable)"
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=DemoConfig.seeds,
+        help="seeds per arm: the train config's seed and the ones after it (default: %(default)s)",
     )
-
-
-def _existing(path: Path) -> Path | None:
-    """A config file that is not there means that stage's defaults."""
-    return path if path.is_file() else None
+    add_config_arguments(
+        parser, set_help="override a training setting of every run, e.g. --set loss.kind=kl (repeatable)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
         DemoConfig(
             out=args.out,
             dataset=args.dataset,
-            build_config=_existing(args.build_config),
-            train_config=_existing(args.train_config),
-            eval_config=_existing(args.eval_config),
+            build_config=args.build_config,
+            train_config=args.train_config,
+            eval_config=args.eval_config,
             steps=args.steps,
+            seeds=args.seeds,
             train_overrides=args.overrides,
         )
     )

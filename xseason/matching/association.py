@@ -261,14 +261,21 @@ def build_point_table(
 
 
 def point_table_from_reconstructions(
-    models: Mapping[str, pycolmap.Reconstruction], views: Sequence[ImageView], spacing_k: int = 4
+    models: Mapping[str, pycolmap.Reconstruction],
+    views: Sequence[ImageView],
+    spacing_k: int = 4,
+    joint: pycolmap.Reconstruction | None = None,
 ) -> PointTable:
     """Flatten the registered models (sequence -> model, one world frame) into a table.
 
     Points follow the models' order, each model's sorted by point3D id; images are matched to
     `views` by name, keypoints in xseason's pixel convention (`core.colmap.point_observations`).
+    With a `joint` model (all sequences triangulated together), its points are used instead
+    (`joint_point_table`).
     """
     index = {v.name: k for k, v in enumerate(views)}
+    if joint is not None and joint.num_points3D():
+        return joint_point_table(joint, views, spacing_k)
     xyz, sequence, local, obs_image, obs_point, obs_xy = [], [], [], [], [], []
     offset = 0
     for name, model in models.items():
@@ -289,6 +296,47 @@ def point_table_from_reconstructions(
     cat = np.concatenate
     return build_point_table(
         views, cat(xyz), cat(sequence), cat(local), cat(obs_image), cat(obs_point), cat(obs_xy), spacing_k
+    )
+
+
+def joint_point_table(
+    joint: pycolmap.Reconstruction, views: Sequence[ImageView], spacing_k: int = 4
+) -> PointTable:
+    """The points of a model of every sequence as a table: each point once per condition that
+    observes it (in the first of its sequences of that condition that does), with all its
+    observations, so that a track spanning conditions is a point of each and, in the reference
+    condition, its own association (`_shared_track_partners`: distance 0, point matches from the
+    keypoints themselves). Each condition's cloud is then what its images saw, as with one model
+    per sequence; an image observes a point once per condition holding it."""
+    index = {v.name: k for k, v in enumerate(views)}
+    seen = point_observations(joint, index)
+    view_of = np.array([index[image] for image in seen.image_names], np.int64)[seen.obs_image]
+    sequences = sorted({v.sequence for v in views})
+    conditions = list(dict.fromkeys(v.condition for v in views))
+    view_seq = np.array([sequences.index(v.sequence) for v in views], np.int64)
+    view_cond = np.array([conditions.index(v.condition) for v in views], np.int64)
+    # one copy per (point, condition) observed; its sequence: the condition's first observing it
+    key = seen.obs_point * len(conditions) + view_cond[view_of]
+    copies, copy_of_obs = np.unique(key, return_inverse=True)
+    copy_point = copies // len(conditions)
+    copy_seq = np.full(len(copies), len(sequences), np.int64)
+    np.minimum.at(copy_seq, copy_of_obs, view_seq[view_of])
+    # every copy takes all of its point's observations (observations grouped by point: CSR)
+    by_point = np.argsort(seen.obs_point, kind="stable")
+    count = np.bincount(seen.obs_point, minlength=len(seen.point_ids))
+    start = np.concatenate([[0], np.cumsum(count)])[copy_point]
+    n = count[copy_point]
+    obs_copy = np.repeat(np.arange(len(copies)), n)
+    obs = by_point[np.repeat(start - np.cumsum(n) + n, n) + np.arange(n.sum())]
+    return build_point_table(
+        views,
+        seen.xyz[copy_point],
+        copy_seq,
+        seen.point_ids[copy_point],
+        view_of[obs],
+        obs_copy,
+        seen.obs_xy[obs],
+        spacing_k,
     )
 
 
@@ -505,6 +553,7 @@ __all__ = [
     "clean_points",
     "decode_point_id",
     "encode_point_id",
+    "joint_point_table",
     "local_geometry",
     "neighbourhoods",
     "Neighbourhoods",

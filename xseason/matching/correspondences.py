@@ -15,7 +15,11 @@ condition itself), one vectorised pass over all its candidate pairs:
    (`predicted_error`), within max_dist3d of its partner, hidden by no surfel of the two
    conditions in either image (surfels.py), and on a surface region of the surface model and
    occluded by none of its occluders (surfaces.py; a scene too sparse for any planar region
-   skips these last two checks).
+   skips these last two checks). A point whose own track holds keypoints of both i and j (a
+   track of the joint model, association.joint_point_table: features matched across the
+   conditions and triangulated with the known poses) was seen by both, and its triangulation
+   used j's keypoint: with `trust_observed_tracks` the surface, occluder and predicted-error
+   checks are skipped for it (its reprojection errors in i and j still apply).
 3. Surface matches (`_surface_matches`, with `densify`): what gives night and snow images
    matches where their own features failed. Each reference image is sampled on a jittered grid
    (one pixel per `surface_stride`^2, seeded per image). A *plane sample* is the hit of its ray
@@ -101,6 +105,7 @@ class CorrespondenceConfig:
     max_reproj_error: float = 2.0  # px
     max_dist3d: float = 0.5  # world units
     max_curvature: float = 1.0  # reference points on rougher neighbourhoods (leaves, edges) are not matched
+    trust_observed_tracks: bool = False  # a point seen in both images: no surface/occluder/uncertainty check
     keypoint_sigma: float = 0.5  # px, floor of a point's keypoint noise (its mean reprojection error)
     max_predicted_error: float = 1.0  # px, triangulation uncertainty propagated into the other image
     weight_scale: float = 1.0  # weight = exp(-dist3d / weight_scale)
@@ -361,7 +366,8 @@ def _matchable(ctx: _Context, side: _Side, condition: str) -> _Matchable:
     if condition not in side.matchable:
         pos = ctx.ref_pos[side.points]
         partner, dist3d = ctx.assoc.partner[condition][pos], ctx.assoc.partner_dist[condition][pos]
-        k = np.flatnonzero((partner >= 0) & (dist3d <= ctx.cfg.max_dist3d) & side.on_surface)
+        visible = side.on_surface | (ctx.cfg.trust_observed_tracks & (partner == side.points))
+        k = np.flatnonzero((partner >= 0) & (dist3d <= ctx.cfg.max_dist3d) & visible)
         side.matchable[condition] = _Matchable(side.points[k], side.uv[k], side.err[k], partner[k], dist3d[k])
     return side.matchable[condition]
 
@@ -441,7 +447,8 @@ def _target_matches(ctx: _Context, j: int, cand_i: np.ndarray, condition: str) -
     ]  # each pair's seeded start in i's sample order
     scans = [_SurfaceScan(int(start)) for start in starts]
     _try_samples(ctx, j, [(side, scan, cfg.surface_probe) for side, scan in zip(sides, scans, strict=True)])
-    n_j = max(int(np.diff(t.image_ptr)[j]), 1)
+    own = t.point_condition[t.obs_point[t.image_ptr[j] : t.image_ptr[j + 1]]] == t.condition_index(condition)
+    n_j = max(int(np.count_nonzero(own)), 1)  # points j saw (a joint model's point is one per condition)
     shared = np.array(
         [len(p) + s.estimate(side) for p, s, side in zip(point_sets, scans, sides, strict=True)]
     )
@@ -488,13 +495,14 @@ def _point_matches(
     obs_in_j[j_points] = t.image_ptr[j] + first
     at = obs_in_j[partner]
     keep = np.flatnonzero(at >= 0)
+    observed = cfg.trust_observed_tracks & (partner == pts)  # i's point itself seen in j (module doc)
     view_j = t.views[j]
     uv1, inside = _projected_inside(view_j, t.xyz[pts[keep]], cfg.image_margin)
     inside[inside] = unmasked(view_j, uv1[inside])
     err1 = np.linalg.norm(uv1 - t.obs_xy[at[keep]], axis=1)
     fine = inside & (err1 <= cfg.max_reproj_error)
     i = cand_i[owner[keep[fine]]]
-    fine[fine] = (
+    fine[fine] = observed[keep[fine]] | (
         predicted_error(t, pts[keep[fine]], ctx.centres[i], ctx.focals[i], view_j, uv1[fine], cfg)
         <= cfg.max_predicted_error
     )
@@ -505,7 +513,7 @@ def _point_matches(
     fine = ctx.surfels.unoccluded(view_j.pose.center, t.xyz[points], looking)
     if ctx.surfaces.regions:
         fine &= _unoccluded(ctx, j, t.xyz[points])
-    fine = fine[inverse]
+    fine = fine[inverse] | observed[keep]
     keep, uv1, err1 = keep[fine], uv1[fine], err1[fine]
     ends = np.searchsorted(owner[keep], np.arange(1, len(sides)))
     return [

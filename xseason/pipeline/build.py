@@ -327,7 +327,9 @@ def _build(
                 _accept([no_points()], losses, allow_partial, paths, refs)
             views = views_from_manifest(manifest, recs, cfg.features.default_focal_factor)
             if has_points:
-                points = point_table_from_reconstructions(recs, views, cfg.association.spacing_k)
+                points = point_table_from_reconstructions(
+                    recs, views, cfg.association.spacing_k, joint=registration.joint
+                )
                 associated = associate_clouds(points, refs, cfg.association)
         with stage("correspondences"):
             if has_points:
@@ -336,7 +338,8 @@ def _build(
                 )
             else:
                 tables = _no_correspondences(cfg.correspondences)
-            images = _with_labels(images_table(views, tables.image_split), manifest)
+            confidence = [registration.images[v.name].confidence for v in views]
+            images = _with_labels(images_table(views, tables.image_split, confidence), manifest)
             _accept([no_cross_pair(images, tables.pairs)], losses, allow_partial, paths, refs)
         with stage("store"):
             check_disjoint(images, tables.pairs)

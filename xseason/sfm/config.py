@@ -85,6 +85,9 @@ class MatchingConfig:
     cross_neighbors: int = 5  # with known poses/priors: nearest images of the other sequence
     cross_max_angle: float = 45.0  # degrees between viewing directions (posed images only)
     cross_max_pairs: int = 600  # without positions: exhaustive, subsampled to this many pairs
+    cross_posed: bool = True  # also match posed sequences with each other: joint tracks give point matches
+    epipolar_guided: bool = False  # posed images of two sequences: matched along their known epipolar lines
+    epipolar_max_error: float = 1.5  # pixels from the epipolar line, guided matching
     localize_max_pairs: int = 40  # pairs per image registered one by one (absolute pose)
     max_ratio: float = 0.8  # Lowe's ratio test
     max_distance: float = 0.7  # max descriptor distance (normalised)
@@ -164,6 +167,8 @@ class RegistrationConfig:
     refine_rounds: int = 2  # joint triangulation + bundle adjustment rounds (0 = keep the similarity)
     refine_max_iterations: int = 50  # per bundle adjustment
     refine_loss_scale: float = 1.0  # pixels, Cauchy loss of the joint bundle adjustment
+    joint_tracks: bool = True  # also one model of all registered images: tracks across sequences
+    min_pose_agreement: float = 0.5  # share of an image's verified matches its pose must fit (checks.py)
     seed: int = 0  # RANSAC random seed
 
     def validate(self) -> None:
@@ -173,6 +178,8 @@ class RegistrationConfig:
             raise ValueError("ransac_trials must be >= 1, prior_max_distance >= 0, prior_max_scale_ratio > 1")
         if self.refine_rounds < 0 or self.refine_max_iterations < 1:
             raise ValueError("refine_rounds must be >= 0 and refine_max_iterations >= 1")
+        if not 0 <= self.min_pose_agreement <= 1:
+            raise ValueError("min_pose_agreement must be in [0, 1]")
 
 
 @dataclass

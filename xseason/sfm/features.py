@@ -28,13 +28,21 @@ import cv2
 import numpy as np
 import pycolmap
 
-from xseason.core.colmap import camera_to_colmap, from_colmap_pixels, quiet_logs, to_colmap_pixels
+from xseason.core.colmap import (
+    camera_to_colmap,
+    from_colmap_pixels,
+    quiet_logs,
+    rigid_from_pose,
+    to_colmap_pixels,
+)
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
+from xseason.core.geometry import Pose
 from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
 from xseason.sfm.cachekeys import stage_keys
 from xseason.sfm.config import FeatureConfig, MatchingConfig, SfMConfig
+from xseason.sfm.guided import epipolar_matches, essential_matrix
 from xseason.sfm.hloc import HlocError, HlocFeatures, HlocMatches
 from xseason.sfm.paths import BuildPaths
 
@@ -225,9 +233,20 @@ def _make_camera(
     return camera
 
 
-def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path, cfg: MatchingConfig) -> int:
-    """Match and verify `pairs` (those already in the database are skipped; the others are listed in
-    `pair_list` for COLMAP, by their aliases where it cannot read a name); return the number of new pairs."""
+def match(
+    index: FeatureIndex,
+    pairs: Iterable[tuple[str, str]],
+    pair_list: Path,
+    cfg: MatchingConfig,
+    poses: Mapping[str, Pose] | None = None,
+    sequence_of: Mapping[str, str] | None = None,
+) -> int:
+    """Match and verify `pairs` (those already in the database are skipped); return the number of new pairs.
+
+    Pairs of two images with known `poses` (manifest image -> world-to-camera pose) of different
+    sequences (`sequence_of`) are matched along their epipolar lines (`epipolar_guided`, guided.py);
+    the others by COLMAP's matcher and two-view RANSAC, listed in `pair_list` by their aliases where
+    COLMAP cannot read a name."""
     names = {image_id: name for name, image_id in index.image_ids.items()}
     seen: set[tuple[str, str]] = set()
     todo = []
@@ -243,6 +262,18 @@ def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path
                 todo.append(key)
         if not todo:
             return 0
+        posed = {}
+        if cfg.epipolar_guided and cfg.hloc_matches is None and poses:
+            sequence_of = sequence_of or {}
+            posed = {
+                (a, b): None
+                for a, b in todo
+                if a in poses and b in poses and sequence_of.get(a) != sequence_of.get(b)
+            }
+            todo = [pair for pair in todo if pair not in posed]
+            _match_along_epipolar_lines(db, index, list(posed), poses, cfg)
+        if not todo:
+            return len(posed)
         listed = _alias_unlistable(db, index, {name for pair in todo for name in pair})
     finally:
         db.close()
@@ -273,7 +304,51 @@ def match(index: FeatureIndex, pairs: Iterable[tuple[str, str]], pair_list: Path
                 _restore_names(db, names)
             finally:
                 db.close()
-    return len(todo)
+    return len(todo) + len(posed)
+
+
+def _match_along_epipolar_lines(
+    db: pycolmap.Database,
+    index: FeatureIndex,
+    pairs: list[tuple[str, str]],
+    poses: Mapping[str, Pose],
+    cfg: MatchingConfig,
+) -> None:
+    """Match each pair of posed images along its epipolar lines and write the matches as a calibrated
+    two-view geometry (the relative pose the manifest's poses give), when there are `min_num_inliers`."""
+    cameras = {int(c.camera_id): c for c in db.read_all_cameras()}
+    camera_of = {int(im.image_id): int(im.camera_id) for im in db.read_all_images()}
+    features: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # the images of the last pairs
+
+    def normalised(name: str) -> tuple[np.ndarray, np.ndarray, float]:
+        if name not in features:
+            if len(features) >= 64:
+                features.pop(next(iter(features)))
+            image_id = index.image_ids[name]
+            camera = cameras[camera_of[image_id]]
+            keypoints = np.asarray(db.read_keypoints(image_id))[:, :2].astype(np.float64)
+            xy = camera.cam_from_img(keypoints) if len(keypoints) else np.zeros((0, 2))
+            features[name] = (xy, np.asarray(db.read_descriptors(image_id).data), camera.mean_focal_length())
+        return features[name]
+
+    with pycolmap.DatabaseTransaction(db):
+        for a, b in progress(sorted(pairs), desc="epipolar matching", unit="pair", leave=False):
+            (x0, d0, f0), (x1, d1, f1) = normalised(a), normalised(b)
+            essential = essential_matrix(poses[a], poses[b])
+            found = epipolar_matches(
+                x0, x1, d0, d1, essential, (f0, f1), cfg.epipolar_max_error, cfg.max_ratio, cfg.max_distance
+            ).astype(np.uint32)
+            id0, id1 = index.image_ids[a], index.image_ids[b]
+            db.write_matches(id0, id1, found)
+            if len(found) < cfg.min_num_inliers:
+                continue
+            geometry = pycolmap.TwoViewGeometry()
+            geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+            geometry.inlier_matches = found
+            geometry.E = essential
+            rot = poses[b].R @ poses[a].R.T
+            geometry.cam2_from_cam1 = rigid_from_pose(Pose(rot, poses[b].t - rot @ poses[a].t))
+            db.write_two_view_geometry(id0, id1, geometry)
 
 
 def _import_hloc_matches(index: FeatureIndex, pairs: list[tuple[str, str]], path: Path) -> None:

@@ -3,8 +3,8 @@
 - `sequence_pairs`: within one sequence, exhaustive when small, else each image with its next ones;
 - `cross_pairs`: between two sequences, by position (`spatial_pairs`) when both have poses or
   both have position priors, else all pairs evenly subsampled (`capped_pairs`);
-- `candidate_pairs`: what the reconstruction matches (every sequence, and every two sequences of
-  which at least one is unposed).
+- `candidate_pairs`: what the reconstruction matches (every sequence, and every two sequences;
+  two posed ones only with `cross_posed`).
 Pairs are manifest image strings; the lists are deterministic (same input, same order).
 """
 
@@ -68,17 +68,19 @@ def capped_pairs(names0: Sequence[str], names1: Sequence[str], max_pairs: int) -
 
 
 def candidate_pairs(manifest: Manifest, index: FeatureIndex, cfg: MatchingConfig) -> list[Pair]:
-    """Within every sequence, plus between every two sequences of which at least one is unposed.
+    """Within every sequence, plus between every two sequences (two posed ones with `cross_posed`).
 
     Pairs between unposed sequences (not only against the world's) give the joint refinement of
-    the registration cross-condition constraints between all of them.
+    the registration cross-condition constraints between all of them; pairs between posed ones
+    (their nearest images looking the same way) give the joint triangulation of the registration
+    tracks across conditions, i.e. point matches from features that verify under the known poses.
     """
     seqs = manifest.sequences()
     pairs = [p for recs in seqs.values() for p in sequence_pairs(index.names(recs), cfg)]
     names = list(seqs)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            if not (manifest.is_posed(a) and manifest.is_posed(b)):
+            if cfg.cross_posed or not (manifest.is_posed(a) and manifest.is_posed(b)):
                 pairs += cross_pairs(index, seqs[a], seqs[b], cfg, cfg.cross_max_pairs)
     return pairs
 

@@ -9,6 +9,7 @@
                                    there, e.g. with spaces, as aliases: features.match)
     <work>/colmap/models/<folder>/ each sequence's own model, with its status.json (reconstruction.py)
     <work>/sfm/<folder>/           the registered models, all in the world frame (registration.py)
+    <work>/joint/                  all registered images triangulated together (registration.py)
     <work>/registration.json       what the registration did, per sequence and per image
 
 `<folder>` is `sequence_folder(sequence)`. These files are the stages' caches: a rerun reuses
@@ -47,6 +48,7 @@ class BuildPaths:
         init=False, repr=False
     )  # the feature stage's record: manifest checksum, image ids, skips
     registered: Path = field(init=False, repr=False)  # the registered models, one sub-folder per sequence
+    joint: Path = field(init=False, repr=False)  # the joint model: tracks across sequences
     registration: Path = field(init=False, repr=False)  # registration.json
 
     def __post_init__(self) -> None:
@@ -60,6 +62,7 @@ class BuildPaths:
             "database": root / "colmap" / "database.db",
             "features": root / "colmap" / "features.json",
             "registered": root / "sfm",
+            "joint": root / "joint",
             "registration": root / "registration.json",
         }
         for name, path in fixed.items():

@@ -84,7 +84,10 @@ class SequenceModels:
 def reconstruct(manifest: Manifest, index: FeatureIndex, paths: BuildPaths, cfg: SfMConfig) -> SequenceModels:
     """Matching within and across sequences, then one model per sequence (unposed ones in their own frame)."""
     quiet_logs()
-    match(index, candidate_pairs(manifest, index, cfg.matching), paths.pair_list("sequences"), cfg.matching)
+    poses = {r.image: r.pose for r in manifest.images if r.pose is not None}
+    sequence_of = {r.image: r.sequence for r in manifest.images}
+    pairs = candidate_pairs(manifest, index, cfg.matching)
+    match(index, pairs, paths.pair_list("sequences"), cfg.matching, poses, sequence_of)
     status: dict[str, ModelStatus] = {}
     models: dict[str, pycolmap.Reconstruction] = {}
     key = stage_keys(manifest, cfg).reconstruction
@@ -122,9 +125,7 @@ def sequence_model(
             return (pycolmap.Reconstruction(folder) if status.ok else None), status
         log.info("sequence %s: model made anew: %s", seq, stale)
     posed = manifest.is_posed(seq)
-    with atomic_path(
-        folder, "folder", replace_only_if=lambda p: is_colmap_model(p, also={"status.json"}), what="a model"
-    ) as tmp:
+    with atomic_path(folder, "folder", replace_only_if=_is_sequence_folder, what="a model") as tmp:
         tmp.mkdir()
         if posed:
             model, made = _triangulate(manifest, index, recs, tmp, cfg)
@@ -138,6 +139,13 @@ def sequence_model(
     if model is None:
         log.warning("sequence %s: no model: %s", seq, status.reason)
     return (None if model is None else pycolmap.Reconstruction(folder)), status
+
+
+def _is_sequence_folder(folder: Path) -> bool:
+    """True for what `sequence_model` writes: a model with its status.json, or the status.json alone
+    of a sequence that failed."""
+    only_status = {e.name for e in folder.iterdir()} == {"status.json"}
+    return only_status or is_colmap_model(folder, also={"status.json"})
 
 
 def _triangulate(

@@ -16,7 +16,13 @@
 4. Images still unregistered (typically at night) are matched against more registered images
    and registered one by one against the joint model; a sequence aligned only now brings the
    rest of its model along; the joint model is refined again.
-5. Each sequence's final model is triangulated from its own matches with the final poses fixed.
+5. Every registered image is checked against its verified matches (checks.py: the share that fits
+   the final poses' epipolar geometry is its confidence); below `min_pose_agreement`, an image
+   whose pose the manifest did not give is not counted as registered, with the reason.
+6. Each sequence's final model is triangulated from its own matches with the final poses fixed;
+   with `joint_tracks`, all registered images also together, from every verified match between
+   them (the joint model: tracks that span sequences and conditions, e.g. a night keypoint matched
+   to day ones, are triangulated once and checked against the poses by their reprojection error).
 `register` returns a `Registration` (results.py) holding the registered models; it also writes
 them (`BuildPaths.registered`, COLMAP binary, world frame) and `BuildPaths.registration`, both
 atomically, as the stage's cache: a finished registration is loaded (`load_registration`).
@@ -40,6 +46,7 @@ from xseason.core.colmap import (
     is_colmap_model,
     point_observations,
     pose_arrays,
+    pose_from_rigid,
     quiet_logs,
     rigid_from_pose,
     sim3d,
@@ -49,6 +56,7 @@ from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import Manifest
 from xseason.sfm.cachekeys import StageKey, stage_keys
+from xseason.sfm.checks import pose_agreement
 from xseason.sfm.config import RegistrationConfig, SfMConfig
 from xseason.sfm.features import (
     FeatureIndex,
@@ -129,8 +137,10 @@ def register(
         for name, result in images.items()
         if result.registered
     }
+    _check_poses(ctx, final, images)
     _pose_shift(sequences, images, ctx.initial, final)
     registered = _sequence_models(ctx, final, sequences)
+    joint = _joint_model(ctx, final) if cfg.registration.joint_tracks else None
     for seq in registered:
         result = sequences[seq]
         result.folder = sequence_folder(seq)
@@ -141,6 +151,7 @@ def register(
         sequences,
         images,
         {seq: registered[seq] for seq in sequences if seq in registered},
+        joint,
     )
     _save(reg, paths, key)
     return reg
@@ -156,6 +167,8 @@ def load_registration(paths: BuildPaths) -> Registration:
         for seq, result in reg.sequences.items()
         if result.folder is not None
     }
+    if json.loads(paths.registration.read_text()).get("joint"):
+        reg.joint = pycolmap.Reconstruction(paths.joint)
     return reg
 
 
@@ -166,8 +179,10 @@ def load_registered(paths: BuildPaths) -> dict[str, pycolmap.Reconstruction]:
 
 def _save(reg: Registration, paths: BuildPaths, key: StageKey) -> None:
     """The registered models and registration.json (with the stage's cache key), each written atomically."""
-    for seq, model in reg.models.items():
-        folder = paths.registered_model(reg.sequences[seq].folder)
+    written = {paths.registered_model(reg.sequences[seq].folder): model for seq, model in reg.models.items()}
+    if reg.joint is not None:
+        written[paths.joint] = reg.joint
+    for folder, model in written.items():
         with atomic_path(folder, "folder", replace_only_if=is_colmap_model, what="a COLMAP model") as tmp:
             tmp.mkdir()
             model.write_binary(tmp)
@@ -675,6 +690,49 @@ def _absolute_pose(
 
 
 # ----------------------------------------------------------------- final models
+def _check_poses(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
+    """Each registered image's confidence (checks.pose_agreement); images the manifest did not pose
+    and whose verified matches mostly contradict their pose leave `final`, unregistered with why."""
+    index, cfg = ctx.index, ctx.cfg
+    camera_of_image = image_camera_ids(index)
+    ids = {name: index.image_ids[name] for name in final}
+    cameras = {i: ctx.cameras[camera_of_image[i]] for i in ids.values()}
+    keypoints = {}
+    for i, camera in cameras.items():
+        xy = read_keypoints(index, i)
+        keypoints[i] = camera.cam_from_img(xy) if len(xy) else np.zeros((0, 2))
+    agreement = pose_agreement(
+        {i: pose_from_rigid(final[name]) for name, i in ids.items()},
+        keypoints,
+        {i: camera.mean_focal_length() for i, camera in cameras.items()},
+        verified_matches(index),
+        cfg.matching.max_error,
+    )
+    limit = cfg.registration.min_pose_agreement
+    for name, i in ids.items():
+        found = agreement[i]
+        images[name].confidence = None if np.isnan(found.share) else round(found.share, 4)
+        if name in ctx.fixed or not found.share < limit:
+            continue
+        del final[name]
+        result = images[name]
+        result.method, result.pnp_inliers, result.pnp_matches = None, None, None
+        result.reason = (
+            f"its pose contradicts its verified matches: {found.share:.0%} of {found.matches} fit the "
+            f"final poses (< registration.min_pose_agreement {limit})"
+        )
+    shares = np.array([a.share for a in agreement.values() if not np.isnan(a.share)])
+    if len(shares):
+        log.info(
+            "pose agreement with the verified matches: median %.3f, min %.3f over %d images; %d below %.2f",
+            np.median(shares),
+            shares.min(),
+            len(shares),
+            int(np.count_nonzero(shares < limit)),
+            limit,
+        )
+
+
 def _pose_shift(
     sequences: dict[str, SequenceResult], images: dict[str, ImageResult], before: Poses, after: Poses
 ) -> None:
@@ -705,3 +763,15 @@ def _sequence_models(
         )
         out[seq] = tri if tri is not None else model
     return out
+
+
+def _joint_model(ctx: _Joint, poses: Poses) -> pycolmap.Reconstruction | None:
+    """All registered images at their final poses, triangulated from every verified match between
+    them; None with fewer than two sequences (a sequence's own model is then the same) or no point."""
+    sequences = {rec.sequence for rec in ctx.manifest.images if rec.image in poses}
+    if len(sequences) < 2:
+        return None
+    model = posed_model(ctx.index, poses, ctx.camera_of, ctx.cameras)
+    joint, status = triangulate_fixed(ctx.manifest, ctx.index, model, ctx.work, ctx.cfg.reconstruction)
+    log.info("joint model: %s", status.reason or f"{joint.num_points3D()} points in {len(poses)} images")
+    return joint

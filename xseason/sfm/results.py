@@ -238,6 +238,7 @@ class ImageResult:
     reason: str | None = None  # why not registered
     pnp_inliers: int | None = None  # registered on its own: absolute-pose inliers ...
     pnp_matches: int | None = None  # ... of this many 2D-3D matches
+    confidence: float | None = None  # share of its verified matches its final pose fits (checks.py)
 
     @property
     def registered(self) -> bool:
@@ -252,12 +253,21 @@ class ImageResult:
         }
         if self.pnp_inliers is not None:
             out |= {"pnp_inliers": self.pnp_inliers, "pnp_matches": self.pnp_matches}
+        if self.confidence is not None:
+            out["confidence"] = self.confidence
         return out
 
     @classmethod
     def from_json(cls, data: dict) -> ImageResult:
         method = None if data["method"] is None else PoseMethod(data["method"])
-        return cls(data["sequence"], method, data["reason"], data.get("pnp_inliers"), data.get("pnp_matches"))
+        return cls(
+            data["sequence"],
+            method,
+            data["reason"],
+            data.get("pnp_inliers"),
+            data.get("pnp_matches"),
+            data.get("confidence"),
+        )
 
 
 @dataclass
@@ -270,6 +280,7 @@ class Registration:
     sequences: dict[str, SequenceResult]
     images: dict[str, ImageResult]  # manifest image -> result
     models: dict[str, pycolmap.Reconstruction] = field(default_factory=dict, repr=False, compare=False)
+    joint: pycolmap.Reconstruction | None = field(default=None, repr=False, compare=False)  # every sequence
 
     def rate(self, condition_of: dict[str, str] | None = None) -> dict[str, float]:
         """Fraction of registered images, per sequence (or per condition with `condition_of`)."""
@@ -285,7 +296,7 @@ class Registration:
             "world": self.world,
             "sequences": {seq: result.to_json() for seq, result in self.sequences.items()},
             "images": {name: result.to_json() for name, result in self.images.items()},
-        }
+        } | ({"joint": True} if self.joint is not None else {})  # its model: BuildPaths.joint
 
     @classmethod
     def from_json(cls, data: dict) -> Registration:

@@ -90,7 +90,11 @@ MATCHES_SCHEMA = pa.schema(
 OPTIONAL_MATCH_FIELDS = {"densified": pa.field("densified", pa.bool_(), nullable=False)}
 # Optional extra image columns: the manifest's label PNG, relative to the image root (for training/eval);
 # the image's split (train / val / test; null: in no split), which all its pairs share.
-OPTIONAL_IMAGE_FIELDS = {"label": pa.field("label", pa.string()), "split": pa.field("split", pa.string())}
+OPTIONAL_IMAGE_FIELDS = {
+    "label": pa.field("label", pa.string()),
+    "split": pa.field("split", pa.string()),
+    "registration_confidence": pa.field("registration_confidence", pa.float32()),
+}
 
 _RESERVED_META = {
     "format",

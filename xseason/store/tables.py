@@ -10,9 +10,14 @@ import pandas as pd
 from xseason.matching.views import ImageView
 
 
-def images_table(views: Sequence[ImageView], split: Sequence[str | None] | None = None) -> pd.DataFrame:
+def images_table(
+    views: Sequence[ImageView],
+    split: Sequence[str | None] | None = None,
+    confidence: Sequence[float | None] | None = None,
+) -> pd.DataFrame:
     """The images table of the store, image_id = position in `views`; with `split` (one per view:
-    train / val / test, None = in no split), the optional `split` column."""
+    train / val / test, None = in no split), the optional `split` column; with `confidence` (one per
+    view, None = unknown), the optional `registration_confidence` column."""
     poses = [v.pose for v in views]
     q = np.array([p.qvec if p is not None else [np.nan] * 4 for p in poses]).reshape(-1, 4)
     tv = np.array([p.t if p is not None else [np.nan] * 3 for p in poses]).reshape(-1, 3)
@@ -38,6 +43,8 @@ def images_table(views: Sequence[ImageView], split: Sequence[str | None] | None 
         df[name] = tv[:, k]
     if split is not None:
         df["split"] = pd.Series(list(split), dtype=object)
+    if confidence is not None:
+        df["registration_confidence"] = np.array([np.nan if c is None else c for c in confidence], np.float32)
     return df
 
 
