@@ -9,6 +9,12 @@ images around it contradict, e.g. a reconstruction folded on a repeated facade, 
 two models glued wrongly, or an image localised on look-alike structure. It is the image's
 registration confidence (`images.parquet` `registration_confidence`), and images below
 `registration.min_pose_agreement` are not counted as registered (registration.py).
+
+What it cannot see (measured on random scenes, 320x240, poses hidden): an error along the epipolar
+lines (a sequence shifted along a straight route keeps every translation direction), and a model
+that its own matches fit (seed 23: night and dusk-rain models 11-12 % of the extent off inside,
+agreement 0.94-0.96; seed 21: night and dusk-rain each localised image by image on a run of identical
+buildings, consistently 17 % off, agreement 0.94-0.96). Correct registrations: 0.92-0.99.
 """
 
 from __future__ import annotations
