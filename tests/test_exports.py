@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pycolmap
 import pytest
-from toy import CAMERA, H, W
+from toy import CAMERA, H, W, match_frame
 
 from xseason.core.geometry import Pose, in_image, project_points
 from xseason.reports.exports import (
@@ -189,19 +189,15 @@ def _pairs_and_matches(images: pd.DataFrame, xyz: np.ndarray) -> tuple[pd.DataFr
             n, pid = int(ok.sum()), len(pairs) + 1
             d = rng.exponential(0.02, n)
             chunks.append(
-                pd.DataFrame(
-                    {
-                        "pair_id": pid,
-                        "x0": p0[ok, 0],
-                        "y0": p0[ok, 1],
-                        "x1": p1[ok, 0],
-                        "y1": p1[ok, 1],
-                        "weight": np.exp(-d),
-                        "point3d_id": np.flatnonzero(ok),
-                        "dist3d": d,
-                        "err0": rng.gamma(2, 0.15, n),
-                        "err1": rng.gamma(2, 0.25, n),
-                    }
+                match_frame(
+                    pid,
+                    p0[ok],
+                    p1[ok],
+                    np.flatnonzero(ok),
+                    weight=np.exp(-d),
+                    dist3d=d,
+                    err0=rng.gamma(2, 0.15, n),
+                    err1=rng.gamma(2, 0.25, n),
                 )
             )
             pairs.append(

@@ -123,6 +123,16 @@ def make_toy_dataset(
     )
 
 
+def match_frame(
+    pair_id: int, xy0: np.ndarray, xy1: np.ndarray, point3d_id: np.ndarray, **columns
+) -> pd.DataFrame:
+    """The matches table of one pair from (N, 2) pixels in each image; `columns`: weight, dist3d, err0,
+    err1 (default: weight 1, exact matches of one shared point)."""
+    base = {"weight": 1.0, "dist3d": 0.0, "err0": 0.0, "err1": 0.0}
+    xy = {"x0": xy0[:, 0], "y0": xy0[:, 1], "x1": xy1[:, 0], "y1": xy1[:, 1]}
+    return pd.DataFrame({"pair_id": pair_id, **xy, "point3d_id": point3d_id, **(base | columns)})
+
+
 def toy_train_config(dataset: Path, **kw) -> TrainConfig:
     """A trainer config small enough for a test on the toy dataset (a few seconds); `kw` overrides."""
     from xseason.learn.dataset import AugmentConfig

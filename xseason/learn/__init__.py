@@ -2,8 +2,9 @@
 
 Modules: `dataset` (`CorrespondenceDataset`: pairs, matches and labels with per-image
 transforms; `PadCollate`, `PairBatchSampler`), `models` (`SegNet`, `build_model`, `load_model`),
-`losses` (`correspondence_loss` and its kinds), `train` (`train(cfg) -> TrainResult`, DDP under
-torchrun), `evaluate` (`evaluate(checkpoints, dataset, cfg) -> EvalReport`).
+`matcher_dataset` (`MatcherDataset`, `collate_matcher`: pairs with K, relative poses and matches
+for matcher training), `losses` (`correspondence_loss` and its kinds), `train` (`train(cfg) ->
+TrainResult`, DDP under torchrun), `evaluate` (`evaluate(checkpoints, dataset, cfg) -> EvalReport`).
 """
 
 from xseason.learn.dataset import (
@@ -15,6 +16,7 @@ from xseason.learn.dataset import (
 )
 from xseason.learn.evaluate import EvalConfig, EvalReport, evaluate, load_eval_config
 from xseason.learn.losses import LossConfig, correspondence_loss
+from xseason.learn.matcher_dataset import MatcherDataset, collate_matcher
 from xseason.learn.models import ModelConfig, SegNet, build_model, load_model
 from xseason.learn.train import DataConfig, TrainConfig, TrainResult, load_train_config, train
 
@@ -25,6 +27,7 @@ __all__ = [
     "EvalConfig",
     "EvalReport",
     "LossConfig",
+    "MatcherDataset",
     "ModelConfig",
     "PadCollate",
     "PairBatchSampler",
@@ -33,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_model",
+    "collate_matcher",
     "correspondence_loss",
     "evaluate",
     "load_eval_config",

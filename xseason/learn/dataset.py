@@ -21,6 +21,7 @@ class id of label files (the trainer's check that they fit the network).
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,28 @@ def read_image(path: Path) -> np.ndarray:
     if img is None:
         raise DatasetFormatError(f"{path}: missing or not a readable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_store_image(store: CorrespondenceStore, image_id: int, size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of one image of the store, checked against `size` (W, H) of images.parquet."""
+    path = store.image_path(image_id)
+    img = read_image(path)
+    if (img.shape[1], img.shape[0]) != tuple(size):
+        raise DatasetFormatError(
+            f"{path}: image is {img.shape[1]}x{img.shape[0]}, images.parquet says {size[0]}x{size[1]}"
+        )
+    return img
+
+
+def with_image_root(store: CorrespondenceStore, image_root: str | Path) -> CorrespondenceStore:
+    """A copy of `store` that reads its images (and labels) under `image_root`: for a dataset whose
+    images moved without it (when both moved together, dataset.json's relative root finds them)."""
+    root = Path(image_root).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetFormatError(f"{root}: image root is not a folder")
+    out = copy.copy(store)  # shares the tables; file handles reopen lazily (the store's pickling)
+    out.meta = {**store.meta, "image_root": str(root)}
+    return out
 
 
 def read_label(path: Path) -> np.ndarray:
@@ -363,7 +386,10 @@ class CorrespondenceDataset(Dataset):
 
     def _resized(self, image_id: int, t: ImageTransform) -> tuple[np.ndarray, np.ndarray]:
         """(image, label) of `image_id` resized by `t` (label all IGNORE when unknown), from the cache."""
-        img = self.cache.get((image_id, "image", t.resized), lambda: t.resize(self._read(image_id)))
+        img = self.cache.get(
+            (image_id, "image", t.resized),
+            lambda: t.resize(read_store_image(self.store, image_id, self._size[image_id])),
+        )
         label = self._labels.get(image_id)
         lab = self.cache.get(
             (image_id, "label", t.resized),
@@ -374,15 +400,6 @@ class CorrespondenceDataset(Dataset):
             ),
         )
         return img, lab
-
-    def _read(self, image_id: int) -> np.ndarray:
-        img = read_image(self.store.image_path(image_id))
-        if (img.shape[1], img.shape[0]) != self._size[image_id]:
-            raise DatasetFormatError(
-                f"{self.store.image_path(image_id)}: image is {img.shape[1]}x{img.shape[0]}, "
-                f"images.parquet says {self._size[image_id][0]}x{self._size[image_id][1]}"
-            )
-        return img
 
 
 class PadCollate:
@@ -482,5 +499,7 @@ __all__ = [
     "max_labels",
     "read_image",
     "read_label",
+    "read_store_image",
+    "with_image_root",
     "IGNORE",
 ]
