@@ -326,8 +326,7 @@ def _match_along_epipolar_lines(
                 features.pop(next(iter(features)))
             image_id = index.image_ids[name]
             camera = cameras[camera_of[image_id]]
-            keypoints = np.asarray(db.read_keypoints(image_id))[:, :2].astype(np.float64)
-            xy = camera.cam_from_img(keypoints) if len(keypoints) else np.zeros((0, 2))
+            xy = image_plane(camera, np.asarray(db.read_keypoints(image_id)))
             features[name] = (xy, np.asarray(db.read_descriptors(image_id).data), camera.mean_focal_length())
         return features[name]
 
@@ -346,9 +345,15 @@ def _match_along_epipolar_lines(
             geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
             geometry.inlier_matches = found
             geometry.E = essential
-            rot = poses[b].R @ poses[a].R.T
-            geometry.cam2_from_cam1 = rigid_from_pose(Pose(rot, poses[b].t - rot @ poses[a].t))
+            geometry.cam2_from_cam1 = rigid_from_pose(poses[b] @ poses[a].inverse())
             db.write_two_view_geometry(id0, id1, geometry)
+
+
+def image_plane(camera: pycolmap.Camera, keypoints: np.ndarray) -> np.ndarray:
+    """(N, 2) undistorted normalised image coordinates of COLMAP keypoints (x y first)."""
+    if not len(keypoints):
+        return np.zeros((0, 2))
+    return camera.cam_from_img(np.asarray(keypoints)[:, :2].astype(np.float64))
 
 
 def _import_hloc_matches(index: FeatureIndex, pairs: list[tuple[str, str]], path: Path) -> None:

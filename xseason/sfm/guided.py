@@ -31,10 +31,10 @@ from xseason.core.geometry import Pose
 
 def essential_matrix(pose0: Pose, pose1: Pose) -> np.ndarray:
     """E with x1^T E x0 = 0 for normalised image coordinates of cameras 0 and 1 (world-to-camera poses)."""
-    rot = pose1.R @ pose0.R.T
-    t = pose1.t - rot @ pose0.t
+    rel = pose1 @ pose0.inverse()  # camera 1 from camera 0
+    t = rel.t
     cross = np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
-    return cross @ rot
+    return cross @ rel.R
 
 
 def epipolar_matches(

@@ -61,6 +61,7 @@ from xseason.sfm.config import RegistrationConfig, SfMConfig
 from xseason.sfm.features import (
     FeatureIndex,
     image_camera_ids,
+    image_plane,
     match,
     read_camera,
     read_keypoints,
@@ -697,10 +698,7 @@ def _check_poses(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> N
     camera_of_image = image_camera_ids(index)
     ids = {name: index.image_ids[name] for name in final}
     cameras = {i: ctx.cameras[camera_of_image[i]] for i in ids.values()}
-    keypoints = {}
-    for i, camera in cameras.items():
-        xy = read_keypoints(index, i)
-        keypoints[i] = camera.cam_from_img(xy) if len(xy) else np.zeros((0, 2))
+    keypoints = {i: image_plane(camera, read_keypoints(index, i)) for i, camera in cameras.items()}
     agreement = pose_agreement(
         {i: pose_from_rigid(final[name]) for name, i in ids.items()},
         keypoints,
