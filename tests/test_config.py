@@ -84,7 +84,7 @@ def test_packaged_configs_resolve_by_name(tmp_path, monkeypatch):
     assert "train" in packaged_config_names()
     assert config_file("train") == config_file("train.yaml") == PACKAGED_CONFIGS / "train.yaml"
     cfg = load_train_config("train", ["steps=7"])
-    assert cfg.steps == 7 and cfg.model.num_classes == 8 and cfg != TrainConfig()
+    assert cfg.steps == 7 and cfg.model.num_classes is None and cfg != TrainConfig()
     (tmp_path / "train").write_text("steps: 3\n")
     assert load_train_config("train").steps == 3  # a file of that name is read as given
     for missing in ("trian", "configs/train.yaml", "train.yml"):

@@ -32,11 +32,11 @@ from xseason.learn.train import DataConfig, TrainConfig, train
 def test_match_predictions_on_constructed_maps():
     h, w, stride = 6, 8, 4
     gen = torch.Generator().manual_seed(0)
-    emb = torch.randn(1, 16, h, w, generator=gen)
+    feat = torch.randn(1, 16, h, w, generator=gen)
     logits = torch.zeros(1, 3, h, w)
     logits[0, 1, :, : w // 2] = 5  # class 1 on the left half, class 2 on the right
     logits[0, 2, :, w // 2 :] = 5
-    outs = {"embedding": torch.cat([emb, emb]), "logits": torch.cat([logits, logits])}
+    outs = {"features": torch.cat([feat, feat]), "logits": torch.cat([logits, logits])}
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     centres = torch.stack([(xs.flatten() + 0.5) * stride - 0.5, (ys.flatten() + 0.5) * stride - 0.5], 1)
     size = (h * stride, w * stride)
@@ -125,7 +125,11 @@ def two_runs(tmp_path_factory):
         cfg = TrainConfig(
             dataset=ds,
             out=root / name,
-            model=ModelConfig(num_classes=4, widths=(8, 16, 16), decoder_width=16, embedding_dim=8),
+            model=ModelConfig(
+                num_classes=4,
+                widths=(8, 16, 16),
+                decoder_width=16,
+            ),
             data=data,
             loss=LossConfig(moving_classes=[]),
             corr_weight=lam,

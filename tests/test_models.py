@@ -26,15 +26,13 @@ from xseason.learn.models import (
 
 def small(arch: str, **kw) -> ModelConfig:
     """A network of `arch` at a width that builds and runs in a fraction of a second."""
-    return ModelConfig(
-        **{"num_classes": 5, "embedding_dim": 7, "base_width": 8, "head_width": 16, **kw}, arch=arch
-    )
+    return ModelConfig(**{"num_classes": 5, "base_width": 8, "head_width": 16, **kw}, arch=arch)
 
 
 def test_outputs_at_quarter_resolution():
-    model = build_model(ModelConfig(num_classes=5, embedding_dim=7)).eval()
+    model = build_model(ModelConfig(num_classes=5)).eval()
     out = model(torch.rand(2, 3, 120, 160))
-    assert out["logits"].shape == (2, 5, 30, 40) and out["embedding"].shape == (2, 7, 30, 40)
+    assert out["logits"].shape == (2, 5, 30, 40)
     assert out["features"].shape == (2, 48, 30, 40)
     assert sum(p.numel() for p in model.parameters()) < 500_000  # CPU-trainable
     model.train()
@@ -50,16 +48,16 @@ def test_every_arch(arch):
     stride = 4 if arch in ("segnet", "resnet50_deeplabv3plus", "resnet101_deeplabv3plus") else 8
     hw = (64 // stride, 96 // stride)
     channels = 48 if arch == "segnet" else 16
-    assert out["logits"].shape == (2, 5, *hw) and out["embedding"].shape == (2, 7, *hw)
+    assert out["logits"].shape == (2, 5, *hw)
     assert out["features"].shape == (2, channels, *hw)
-    assert set(out) == {"logits", "embedding", "features"} | ({"aux_logits"} if cfg.aux_head else set())
+    assert set(out) == {"logits", "features"} | ({"aux_logits"} if cfg.aux_head else set())
     if cfg.aux_head:
         assert out["aux_logits"].shape == (2, 5, 8, 12)  # layer3, stride 8
     assert all(torch.isfinite(v).all() for v in out.values())
     model.train()
     loss = sum(v.float().mean() for v in model(torch.rand(1, 3, 64, 96)).values())
     loss.backward()  # batch 1 trains; every output reaches the parameters
-    assert model.classifier.weight.grad is not None and model.embedder.weight.grad is not None
+    assert model.classifier.weight.grad is not None
 
 
 def test_output_stride_16():
@@ -147,7 +145,7 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_backbone_weights(model, tmp_path / "none.pth")
     with pytest.raises(CheckpointError, match="no standard backbone"):
-        load_backbone_weights(build_model(), tmp_path / "other.pth")
+        load_backbone_weights(build_model(ModelConfig(num_classes=19)), tmp_path / "other.pth")
     with pytest.raises(ConfigError, match="resnet50_psp"):
         from_dict(ModelConfig, {"arch": "resnet18"}, where="model")
     with pytest.raises(ConfigError, match="need a ResNet arch"):
@@ -189,11 +187,13 @@ def test_user_checkpoints(tmp_path):
     dst = build_model(ModelConfig(num_classes=6, widths=(8, 8, 16), decoder_width=8))
     missing = load_weights(dst, tmp_path / "bare.pt")
     assert missing == ["classifier.bias", "classifier.weight"]
-    assert torch.equal(dst.embedder.weight, src.embedder.weight)
+    assert torch.equal(dst.stem[0][0].weight, src.stem[0][0].weight)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_weights(dst, tmp_path / "bare.pt", strict=True)
     with pytest.raises(CheckpointError, match="does not fit"):
-        load_weights(build_model(), tmp_path / "bare.pt")  # other widths: nothing fits
+        load_weights(
+            build_model(ModelConfig(num_classes=19)), tmp_path / "bare.pt"
+        )  # other widths: nothing fits
     with pytest.raises(CheckpointError, match="does not fit"):
         load_weights(build_model(small("resnet50_psp")), tmp_path / "bare.pt")  # another arch
     (tmp_path / "junk.pt").write_text("not a checkpoint")

@@ -19,7 +19,7 @@ from xseason.learn.losses import LossConfig
 from xseason.learn.models import ModelConfig
 from xseason.learn.train import TrainConfig, load_train_config, train
 
-TINY = ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16), decoder_width=8)
+TINY = ModelConfig(num_classes=4, widths=(8, 8, 16), decoder_width=8)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_ddp_two_ranks_end_identical(toy, tmp_path):
         from xseason.learn.models import ModelConfig
         from xseason.learn.train import DataConfig, TrainConfig, train
         cfg = TrainConfig(dataset={str(toy)!r}, out={str(tmp_path / "ddp")!r},
-                          model=ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16),
+                          model=ModelConfig(num_classes=4, widths=(8, 8, 16),
                                             decoder_width=8),
                           data=DataConfig(num_workers=0, augment=AugmentConfig(short_side=40, crop=(48, 40),
                                           max_matches=32)),
@@ -376,10 +376,24 @@ def test_labels_beyond_num_classes_stop_with_a_clear_error(toy, tmp_path):
     and the setting; 4 classes train."""
     from xseason.core.errors import XSeasonError
 
-    small = ModelConfig(num_classes=3, embedding_dim=8, widths=(8, 8, 16), decoder_width=8)
+    small = ModelConfig(num_classes=3, widths=(8, 8, 16), decoder_width=8)
     with pytest.raises(XSeasonError) as err:
         train(_cfg(toy, tmp_path / "r", model=small))
     message = str(err.value)
     assert "_label.png: label value 3 >= model.num_classes = 3" in message
     assert "set model.num_classes=4" in message
     assert not (tmp_path / "r").exists()  # stopped before anything was written
+
+
+def test_num_classes_null_takes_the_dataset_labels(toy, tmp_path):
+    """`model.num_classes: null` becomes the largest label id of the dataset + 1 (toy labels 0..3)
+    before the network is made; the checkpoint records the resolved number."""
+    auto = replace(TINY, num_classes=None)
+    result = train(_cfg(toy, tmp_path / "auto", model=auto, steps=2))
+    saved = torch.load(result.model_path, map_location="cpu", weights_only=False)
+    assert saved["model_config"]["num_classes"] == 4
+    assert saved["model"]["classifier.weight"].shape[0] == 4
+    with pytest.raises(ValueError, match="num_classes is null"):
+        from xseason.learn.models import build_model
+
+        build_model(auto)

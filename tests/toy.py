@@ -145,7 +145,7 @@ def toy_train_config(dataset: Path, **kw) -> TrainConfig:
     )
     base = dict(
         dataset=dataset,
-        model=ModelConfig(num_classes=4, embedding_dim=8, widths=(8, 8, 16), decoder_width=8),
+        model=ModelConfig(num_classes=4, widths=(8, 8, 16), decoder_width=8),
         data=data,
         steps=6,
         batch_size=2,

@@ -12,9 +12,9 @@ For every checkpoint, on the pairs of the held-out splits (default `test`):
   matched points, **Cohen's kappa** (agreement - chance) / (1 - chance) (0 when chance is 1:
   every match on one class that both predict shows nothing beyond chance), the **target
   accuracy** (target prediction at x1 against the target image's label, where it has one), the
-  reference-label histogram at x0, and the **embedding matching accuracy** (the nearest
-  neighbour, over the whole other image, of the reference embedding at x0 lies within
-  `match_radius` px of x1);
+  reference-label histogram at x0, and the **feature matching accuracy** (the nearest
+  neighbour, over the whole other image, of the reference's classifier features at x0 (the
+  map the feature losses train) lies within `match_radius` px of x1);
 - per condition pair and class: one-vs-rest kappa of the *predicted* class c (Cohen's kappa of
   "is it c?" answered by the two predictions), label agreement among the matches whose
   *reference label* is c, and target accuracy among the matches whose target label is c.
@@ -64,7 +64,7 @@ class EvalConfig:
     conditions: list[str] | None = None  # conditions of the non-reference image; None = all
     short_side: int = 120  # resize like training (0 = full resolution)
     max_matches: int = 1000  # matches per pair (random subset, fixed seed)
-    match_radius: float = 4.0  # px (resized image): embedding match counted correct within this
+    match_radius: float = 4.0  # px (resized image): a feature match counted correct within this
     names: list[str] | None = None  # display names of the checkpoints (default: their folder names)
     out: Path = Path("runs/eval")
     device: str = "auto"
@@ -138,7 +138,7 @@ def _names(checkpoints: list[str | Path], names: list[str] | None) -> list[str]:
 def predict_images(
     model, ds: CorrespondenceDataset, image_ids: list[int], device: torch.device, batch_size: int = 16
 ) -> dict[int, dict[str, torch.Tensor]]:
-    """Model outputs ({"logits", "embedding"} at 1/4 resolution, on the CPU) of each image's `ds.view`.
+    """Model outputs ({"logits", "features"}, on the CPU) of each image's `ds.view`.
 
     Every image is run once however many pairs it is in; images of equal size are batched.
     """
@@ -190,7 +190,7 @@ def match_predictions(
     radius: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per match of one pair's (n, 4) matches: the predicted class at x0 (reference) and at x1
-    (target), and whether the embedding nearest neighbour of x0 in image 1 lies within `radius` of x1.
+    (target), and whether the feature nearest neighbour of x0 in image 1 lies within `radius` of x1.
 
     `outs` holds the model's outputs for the stacked [image0, image1]; logits are read bilinearly.
     """
@@ -198,10 +198,10 @@ def match_predictions(
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
     pred0 = sample_at(outs["logits"][:1], matches[None, :, :2], size0)[0].argmax(-1)
     pred1 = sample_at(outs["logits"][1:], matches[None, :, 2:], size1)[0].argmax(-1)
-    f0 = F.normalize(sample_at(outs["embedding"][:1], matches[None, :, :2], size0)[0], dim=-1)
-    emb1 = F.normalize(outs["embedding"][1], dim=0)  # (D, h, w)
-    h, w = emb1.shape[-2:]
-    best = (f0 @ emb1.flatten(1)).argmax(-1)
+    f0 = F.normalize(sample_at(outs["features"][:1], matches[None, :, :2], size0)[0], dim=-1)
+    feat1 = F.normalize(outs["features"][1], dim=0)  # (C, h, w)
+    h, w = feat1.shape[-2:]
+    best = (f0 @ feat1.flatten(1)).argmax(-1)
     # Map cell centre -> image pixel: x = (j + 0.5) * W / w - 0.5.
     xy = torch.stack([(best % w + 0.5) * size1[1] / w - 0.5, (best // w + 0.5) * size1[0] / h - 0.5], -1)
     correct = (xy - matches[:, 2:]).norm(dim=-1) <= radius
@@ -424,7 +424,7 @@ def _tables(name: str, per_condition: dict[str, dict], per_pair: dict[str, dict]
                 "pairs": c["pairs"],
                 "matches": c["matches"],
                 "label_agreement": scores.pop("label_agreement"),
-                "embedding_accuracy": c["correct"] / max(c["matches"], 1),
+                "feature_accuracy": c["correct"] / max(c["matches"], 1),
                 **scores,
             }
         )
@@ -503,7 +503,7 @@ _SECTIONS = (  # title, EvalReport field, index, metrics per checkpoint, columns
         "Per condition pair (held-out correspondences)",
         "pairs",
         ["condition_pair"],
-        ["label_agreement", "chance_agreement", "kappa", "target_accuracy", "embedding_accuracy"],
+        ["label_agreement", "chance_agreement", "kappa", "target_accuracy", "feature_accuracy"],
         ["matches", "top_label", "top_label_share"],
         "label_agreement: share of matches whose two predicted classes agree; chance_agreement: the "
         "agreement expected from the two prediction histograms at the matches; kappa: (agreement - "

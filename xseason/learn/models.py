@@ -1,4 +1,4 @@
-"""Segmentation networks with class logits, an embedding head and the features that feed both.
+"""Segmentation networks: class logits and the features that feed the classifier.
 
 `ModelConfig.arch` picks one from the registry `ARCHS`:
 
@@ -11,7 +11,7 @@
   state_dict file given as `backbone_weights` loads into it; nothing is ever downloaded.
 
 Every network maps (B, 3, H, W) float RGB in [0, 1] to a dict of "features" (B, C, h, w), the map
-that feeds the heads, "logits" (B, K, h, w) and "embedding" (B, D, h, w), and with `aux_head`
+that feeds the classifier and the feature losses, "logits" (B, K, h, w), and with `aux_head`
 (ResNet archs) "aux_logits" of PSPNet's auxiliary classifier on layer3. h, w = H/4, W/4 for
 segnet and deeplabv3plus, H/output_stride, W/output_stride for psp and deeplabv3;
 `losses.sample_at` reads the maps at sub-pixel image coordinates and `upsample_to` brings logits
@@ -54,8 +54,7 @@ class ModelConfig:
     """Which network and its size. `widths`/`decoder_width` size segnet; the rest the ResNet archs."""
 
     arch: str = "segnet"  # one of ARCHS
-    num_classes: int = 19
-    embedding_dim: int = 32
+    num_classes: int | None = None  # None: from the training dataset's labels (largest class id + 1)
     widths: tuple[int, int, int] = (16, 32, 64)  # segnet: channels at strides 2, 4, 8
     decoder_width: int = 48  # segnet
     base_width: int = 64  # ResNet stem channels; 64 = the standard network (stages 256 .. 2048)
@@ -67,8 +66,8 @@ class ModelConfig:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch '{self.arch}' is not one of {', '.join(ARCHS)}")
-        if self.num_classes < 2 or self.embedding_dim < 1:
-            raise ValueError("num_classes must be >= 2 and embedding_dim >= 1")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError("num_classes must be >= 2 (or null: from the dataset)")
         if min(self.widths) < 1 or self.decoder_width < 1 or self.base_width < 1 or self.head_width < 0:
             raise ValueError("widths, decoder_width and base_width must be positive, head_width >= 0")
         if self.output_stride not in (8, 16, 32):
@@ -147,7 +146,7 @@ class _PlusDecoder(nn.Module):
 
 
 class SegNet(nn.Module):
-    """The small CPU network: "logits", "embedding" and "features" at H/4, W/4."""
+    """The small CPU network: "logits" and "features" at H/4, W/4."""
 
     def __init__(self, cfg: ModelConfig | None = None) -> None:
         super().__init__()
@@ -161,14 +160,13 @@ class SegNet(nn.Module):
             _conv(c3 + c2, cfg.decoder_width), _conv(cfg.decoder_width, cfg.decoder_width)
         )
         self.classifier = nn.Conv2d(cfg.decoder_width, cfg.num_classes, 1)
-        self.embedder = nn.Conv2d(cfg.decoder_width, cfg.embedding_dim, 1)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         x = (image - 0.45) / 0.25
         s4 = self.down4(self.stem(x))
         s8 = self.context(self.down8(s4))
         feat = self.decode(torch.cat([_resize(s8, s4), s4], 1))
-        return {"logits": self.classifier(feat), "embedding": self.embedder(feat), "features": feat}
+        return {"logits": self.classifier(feat), "features": feat}
 
 
 class _Bottleneck(nn.Module):
@@ -253,7 +251,6 @@ class ResNetSeg(nn.Module):
             self.head = _ASPP(c4, width, tuple(r * 16 // cfg.output_stride for r in (6, 12, 18)))
         self.decoder = _PlusDecoder(c1, width) if head == "deeplabv3plus" else None
         self.classifier = nn.Conv2d(width, cfg.num_classes, 1)
-        self.embedder = nn.Conv2d(width, cfg.embedding_dim, 1)
         self.aux = (
             nn.Sequential(_conv(c3, c3 // 4), nn.Conv2d(c3 // 4, cfg.num_classes, 1))
             if cfg.aux_head
@@ -267,7 +264,7 @@ class ResNetSeg(nn.Module):
         feat = self.head(stages[-1])
         if self.decoder is not None:
             feat = self.decoder(feat, stages[0])
-        out = {"logits": self.classifier(feat), "embedding": self.embedder(feat), "features": feat}
+        out = {"logits": self.classifier(feat), "features": feat}
         if self.aux is not None:
             out["aux_logits"] = self.aux(stages[2])
         return out
@@ -285,6 +282,8 @@ def build_model(cfg: ModelConfig | None = None) -> nn.Module:
     its backbone loaded from `cfg.backbone_weights` when set."""
     cfg = cfg or ModelConfig()
     cfg.validate()
+    if cfg.num_classes is None:
+        raise ValueError("model.num_classes is null (from the dataset, resolved by training): give a number")
     if cfg.arch == "segnet":
         return SegNet(cfg)
     model = ResNetSeg(cfg)

@@ -34,7 +34,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +70,7 @@ from xseason.learn.models import (
     state_digest,
     upsample_to,
 )
+from xseason.store import CorrespondenceStore
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     supervised = set(
         cfg.supervised_conditions if cfg.supervised_conditions is not None else ds.conditions[:, 0]
     )
+    if cfg.model.num_classes is None:
+        cfg = replace(cfg, model=replace(cfg.model, num_classes=dataset_num_classes(ds.store)))
     if len(ds) and cfg.supervised_weight > 0:
         check_labels(ds, supervised, cfg.model.num_classes)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -435,6 +438,20 @@ def adapt_batchnorm(
     model.train(was_training)
     log.info("AdaBN: BatchNorm statistics re-estimated over %d training images", len(image_ids))
     return len(image_ids)
+
+
+def dataset_num_classes(store: CorrespondenceStore) -> int:
+    """The classes of `store`'s labels: the largest class id of all its label files + 1 (at least 2)."""
+    files = list(label_paths(store).values())
+    values = max_labels(files) if files else np.zeros(0, np.int64)
+    if not len(values) or values.max() < 0:
+        raise DatasetFormatError(
+            f"{store.root}: model.num_classes is null (from the labels) but the dataset has no label "
+            "values: give model.num_classes"
+        )
+    num_classes = max(int(values.max()) + 1, 2)
+    log.info("model.num_classes = %d (the largest label id of %d label files + 1)", num_classes, len(files))
+    return num_classes
 
 
 def check_labels(ds: CorrespondenceDataset, supervised: set[str], num_classes: int) -> None:
