@@ -111,11 +111,11 @@ def _project(K: np.ndarray, cam_points: np.ndarray) -> np.ndarray:
     return uvw[:, :2] / uvw[:, 2:]
 
 
-@pytest.mark.parametrize("resize", [None, 128, 640])
+@pytest.mark.parametrize(("resize", "divisible_by"), [(None, 1), (128, 1), (640, 1), (100, 8), (None, 16)])
 @pytest.mark.parametrize("split", ["train", "test"])
-def test_K_and_T_reproduce_the_stored_matches(scene, split, resize):
+def test_K_and_T_reproduce_the_stored_matches(scene, split, resize, divisible_by):
     ds_path, points = scene
-    ds = MatcherDataset(ds_path, split=split, resize=resize)
+    ds = MatcherDataset(ds_path, split=split, resize=resize, divisible_by=divisible_by)
     store = open_dataset(ds_path)
     for item in ds:
         ids = store.matches(item["pair_id"])["point3d_id"]
@@ -175,6 +175,25 @@ def test_full_resolution_is_the_file(scene):
     assert np.array_equal(item["kpts1"].numpy(), np.c_[m["x1"], m["y1"]])
     assert np.allclose(item["K0"].numpy(), CAMERAS[0].calibration_matrix(), rtol=0, atol=1e-12)
     assert item["K0"][0, 2] == pytest.approx(161.3 - 0.5)  # COLMAP's cx - 0.5
+
+
+def test_sides_divisible_and_colour(scene):
+    """`divisible_by=8`: every side a multiple of 8 near the aspect-kept size (e.g. the portrait 200x260
+    image at longer side 100: 77x100 -> 80x96, a tie rounded to even); `color=True`: RGB of the same size, whose grey
+    conversion is the grey item."""
+    ds_path, _ = scene
+    grey = MatcherDataset(ds_path, split=None, resize=100, divisible_by=8)
+    rgb = MatcherDataset(ds_path, split=None, resize=100, divisible_by=8, color=True)
+    for a, b in zip(grey, rgb):
+        for side in (0, 1):
+            h, w = a[f"size{side}"].tolist()
+            assert h % 8 == 0 and w % 8 == 0 and a[f"image{side}"].shape == (1, h, w)
+            H, W = a[f"original_size{side}"].tolist()
+            assert abs(w - 100 * W / max(H, W)) <= 4 and abs(h - 100 * H / max(H, W)) <= 4
+            assert b[f"image{side}"].shape == (3, h, w)
+            weights = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
+            assert (b[f"image{side}"] * weights).sum(0).sub(a[f"image{side}"][0]).abs().max() < 2 / 255
+    assert grey[0]["size1"].tolist() == [96, 80]  # image 1: 200x260 (W x H)
 
 
 def test_T_1to0_inverts_T_0to1(scene):

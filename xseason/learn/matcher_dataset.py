@@ -3,10 +3,13 @@ matchers (LoFTR, LightGlue / glue-factory style).
 
 One item is one pair of the chosen split whose two images are registered. Images are resized so
 that their longer side is `resize` pixels (up or down; `resize=None` keeps the full resolution),
-with no crop, flip or photometric change. Pixels follow xseason's convention (docs/FORMAT.md §1):
+with no crop, flip or photometric change; with `divisible_by` (e.g. 8 for LoFTR's coarse grid)
+each side is then rounded to the nearest multiple of it (so sx and sy may differ slightly; K and
+`scale` hold both). Pixels follow xseason's convention (docs/FORMAT.md §1):
 the centre of the top-left pixel is (0, 0). Everything in an item is in the resized images' pixels:
 
-- `image0`, `image1`: float32 (1, H, W) grey in [0, 1] (cv2's RGB -> grey, then resized);
+- `image0`, `image1`: float32 (1, H, W) grey in [0, 1] (cv2's RGB -> grey, then resized), or with
+  `color=True` (3, H, W) RGB in [0, 1];
 - `K0`, `K1`: float64 (3, 3) of the resized images in that convention: with the COLMAP camera's
   fx, fy, cx, cy, resize factors sx = W' / W, sy = H' / H: `[[fx sx, 0, cx sx - 0.5],
   [0, fy sy, cy sy - 0.5], [0, 0, 1]]` (at full resolution, cx - 0.5: OpenCV's K). Only the pinhole
@@ -49,11 +52,13 @@ PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
 POSE_COLUMNS = ["qw", "qx", "qy", "qz", "tx", "ty", "tz"]
 
 
-def resize_transform(size: tuple[int, int], resize: int | None) -> ImageTransform:
-    """The transform of an image of `size` (W, H) to the longer side `resize` (None: unchanged)."""
+def resize_transform(size: tuple[int, int], resize: int | None, divisible_by: int = 1) -> ImageTransform:
+    """The transform of an image of `size` (W, H) to the longer side `resize` (None: unchanged), each
+    side then rounded to the nearest multiple of `divisible_by` (at least one multiple)."""
     w, h = size
     s = resize / max(w, h) if resize else 1.0
-    rw, rh = max(1, round(w * s)), max(1, round(h * s))
+    d = divisible_by
+    rw, rh = max(d, round(w * s / d) * d), max(d, round(h * s / d) * d)
     return ImageTransform(rw / w, rh / h, (rw, rh), 0, 0, (rw, rh), False)
 
 
@@ -67,9 +72,10 @@ class MatcherDataset(Dataset):
     """Registered image pairs of one split for matcher training (items: module docstring).
 
     `root` is a dataset folder or an opened store; `split` one of the pairs' splits (None = all);
-    `resize` the longer side of the returned images (None = full resolution); `image_root`
-    overrides the dataset's image root (`with_image_root`); `max_matches` keeps a random subset of
-    at most that many matches per item (None = all), drawn from (`seed`, index).
+    `resize` the longer side of the returned images (None = full resolution), `divisible_by` the
+    multiple their sides are rounded to, `color` RGB instead of grey; `image_root` overrides the
+    dataset's image root (`with_image_root`); `max_matches` keeps a random subset of at most that
+    many matches per item (None = all), drawn from (`seed`, index).
     """
 
     def __init__(
@@ -80,14 +86,19 @@ class MatcherDataset(Dataset):
         image_root: str | Path | None = None,
         max_matches: int | None = None,
         seed: int = 0,
+        divisible_by: int = 1,
+        color: bool = False,
     ) -> None:
         if resize is not None and resize < 1:
             raise ValueError(f"resize must be None or >= 1, got {resize}")
+        if divisible_by < 1:
+            raise ValueError(f"divisible_by must be >= 1, got {divisible_by}")
         if max_matches is not None and max_matches < 0:
             raise ValueError(f"max_matches must be None or >= 0, got {max_matches}")
         store = root if isinstance(root, CorrespondenceStore) else open_dataset(root)
         self.store = with_image_root(store, image_root) if image_root is not None else store
         self.resize, self.max_matches, self.seed = resize, max_matches, seed
+        self.divisible_by, self.color = divisible_by, color
         images = self.store.images.set_index("image_id")
         images["condition"] = images["condition"].fillna("")
         pairs = self.store.pairs
@@ -131,14 +142,17 @@ class MatcherDataset(Dataset):
             image_id = int(self.image_ids[index, side])
             row = self._images.loc[image_id]
             size = (int(row["width"]), int(row["height"]))
-            t = resize_transform(size, self.resize)
+            t = resize_transform(size, self.resize, self.divisible_by)
             camera = Camera(str(row["camera_model"]), *size, tuple(row["params"]))
-            grey = cv2.cvtColor(read_store_image(self.store, image_id, size), cv2.COLOR_RGB2GRAY)
+            rgb = read_store_image(self.store, image_id, size)
+            pixels = t.resize(rgb if self.color else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
             xy = np.stack([m[f"x{side}"][keep], m[f"y{side}"][keep]], 1).astype(np.float64)
             qt = row[POSE_COLUMNS].to_numpy(float)
             poses.append(Pose.from_qt(qt[:4], qt[4:]))
             item |= {
-                f"image{side}": torch.from_numpy(t.resize(grey)[None].astype(np.float32) / 255),
+                f"image{side}": torch.from_numpy(
+                    np.atleast_3d(pixels).transpose(2, 0, 1).astype(np.float32) / 255
+                ),
                 f"K{side}": torch.from_numpy(resized_calibration(camera, t)),
                 f"original_size{side}": torch.tensor([size[1], size[0]]),
                 f"size{side}": torch.tensor(t.resized[::-1]),
