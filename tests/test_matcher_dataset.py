@@ -178,9 +178,9 @@ def test_full_resolution_is_the_file(scene):
 
 
 def test_sides_divisible_and_colour(scene):
-    """`divisible_by=8`: every side a multiple of 8 near the aspect-kept size (e.g. the portrait 200x260
-    image at longer side 100: 77x100 -> 80x96, a tie rounded to even); `color=True`: RGB of the same size, whose grey
-    conversion is the grey item."""
+    """`divisible_by=8`: every side a multiple of 8 near the aspect-kept size (e.g. the portrait
+    200x260 image at longer side 100: 77x100 -> 80x96, a tie rounded to even); `color=True`: RGB of
+    the same size, whose grey conversion is the grey item."""
     ds_path, _ = scene
     grey = MatcherDataset(ds_path, split=None, resize=100, divisible_by=8)
     rgb = MatcherDataset(ds_path, split=None, resize=100, divisible_by=8, color=True)
@@ -251,3 +251,16 @@ def test_dataloader_batches_with_max_matches(scene):
         rows = [np.flatnonzero((whole == p).all(1))[0] for p in batch["kpts0"][i].numpy()]
         assert rows == sorted(set(rows))
         assert torch.equal(ds[i]["kpts0"], batch["kpts0"][i])
+
+
+def test_store_gives_camera_and_pose(scene):
+    """`CorrespondenceStore.camera` / `.pose`: the stored intrinsics and world-to-camera pose of an image
+    (None for an unregistered one)."""
+    store = open_dataset(scene[0])
+    for k in (0, 1, 5):
+        assert store.camera(k).model == CAMERAS[k].model
+        assert np.allclose(store.camera(k).calibration_matrix(), CAMERAS[k].calibration_matrix(), atol=1e-9)
+        assert np.allclose(store.pose(k).matrix(), POSES[k].matrix(), atol=1e-9)
+    assert store.pose(3) is None
+    with pytest.raises(DatasetFormatError, match="no image_id 17"):
+        store.camera(17)

@@ -42,7 +42,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from xseason.core.errors import DatasetFormatError
-from xseason.core.geometry import Camera, Pose
+from xseason.core.geometry import Camera
 from xseason.learn.dataset import ImageTransform, read_store_image, with_image_root
 from xseason.store import CorrespondenceStore, open_dataset
 
@@ -143,12 +143,11 @@ class MatcherDataset(Dataset):
             row = self._images.loc[image_id]
             size = (int(row["width"]), int(row["height"]))
             t = resize_transform(size, self.resize, self.divisible_by)
-            camera = Camera(str(row["camera_model"]), *size, tuple(row["params"]))
+            camera = self.store.camera(image_id)
             rgb = read_store_image(self.store, image_id, size)
             pixels = t.resize(rgb if self.color else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
             xy = np.stack([m[f"x{side}"][keep], m[f"y{side}"][keep]], 1).astype(np.float64)
-            qt = row[POSE_COLUMNS].to_numpy(float)
-            poses.append(Pose.from_qt(qt[:4], qt[4:]))
+            poses.append(self.store.pose(image_id))
             item |= {
                 f"image{side}": torch.from_numpy(
                     np.atleast_3d(pixels).transpose(2, 0, 1).astype(np.float32) / 255

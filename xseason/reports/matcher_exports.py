@@ -39,7 +39,6 @@ import pandas as pd
 
 from xseason.core.colmap import camera_to_colmap
 from xseason.core.files import atomic_path
-from xseason.core.geometry import Camera, Pose
 from xseason.store.reader import CorrespondenceStore
 
 log = logging.getLogger(__name__)
@@ -138,16 +137,10 @@ def ground_truth_keypoints(store: CorrespondenceStore) -> GroundTruthKeypoints:
     )
 
 
-def _camera(row: pd.Series) -> Camera:
-    return Camera(str(row["camera_model"]), int(row["width"]), int(row["height"]), tuple(row["params"]))
-
-
-def _pose_matrix(row: pd.Series) -> np.ndarray:
-    if not row["registered"]:
-        return np.full((4, 4), np.nan)
-    return Pose.from_qt(
-        [row[k] for k in ("qw", "qx", "qy", "qz")], [row[k] for k in ("tx", "ty", "tz")]
-    ).matrix()
+def _pose_matrix(store: CorrespondenceStore, image_id: int) -> np.ndarray:
+    """The 4x4 world-to-camera matrix of an image, NaN when it is not registered."""
+    pose = store.pose(image_id)
+    return np.full((4, 4), np.nan) if pose is None else pose.matrix()
 
 
 def export_megadepth(store: CorrespondenceStore, out: str | os.PathLike) -> Path:
@@ -165,10 +158,10 @@ def export_megadepth(store: CorrespondenceStore, out: str | os.PathLike) -> Path
             tmp / "scene_info.npz",
             image_paths=np.array(images["image"].tolist(), dtype=object),
             depth_paths=np.array([None] * len(images), dtype=object),
-            intrinsics=np.array([_camera(r).calibration_matrix() for _, r in images.iterrows()]).reshape(
+            intrinsics=np.array([store.camera(i).calibration_matrix() for i in images.index]).reshape(
                 -1, 3, 3
             ),
-            poses=np.array([_pose_matrix(r) for _, r in images.iterrows()]).reshape(-1, 4, 4),
+            poses=np.array([_pose_matrix(store, i) for i in images.index]).reshape(-1, 4, 4),
             pair_infos=pair_infos,
         )
         np.savez(
@@ -236,7 +229,7 @@ def export_colmap_database(store: CorrespondenceStore, out: str | os.PathLike) -
             with pycolmap.DatabaseTransaction(db):
                 for img, row in gt.images.iterrows():
                     colmap_id = int(img) + 1
-                    db.write_camera(camera_to_colmap(_camera(row), colmap_id), use_camera_id=True)
+                    db.write_camera(camera_to_colmap(store.camera(img), colmap_id), use_camera_id=True)
                     rig = pycolmap.Rig(rig_id=colmap_id)
                     rig.add_ref_sensor(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, colmap_id))
                     db.write_rig(rig, use_rig_id=True)

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from xseason import __version__
 from xseason.core.errors import DatasetFormatError
 from xseason.core.files import atomic_path, sha256_file
+from xseason.core.geometry import Camera, Pose
 from xseason.store import format as fmt
 
 log = logging.getLogger(__name__)
@@ -276,13 +277,29 @@ class CorrespondenceStore:
         )
 
     # -- images
-    def image_path(self, image_id: int) -> Path:
-        """Absolute path of an image: under dataset.json's image root, or its path relative to the dataset."""
+    def _image_row(self, image_id: int) -> pd.Series:
         try:
-            row = self._image_rows[int(image_id)]
+            return self.images.iloc[self._image_rows[int(image_id)]]
         except KeyError:
             raise DatasetFormatError(f"{self.root}: no image_id {image_id}") from None
-        name = self.images["image"].iloc[row]
+
+    def camera(self, image_id: int) -> Camera:
+        """The image's camera (COLMAP model and parameters; xseason's pixel convention: core.geometry)."""
+        row = self._image_row(image_id)
+        return Camera(str(row["camera_model"]), int(row["width"]), int(row["height"]), tuple(row["params"]))
+
+    def pose(self, image_id: int) -> Pose | None:
+        """The image's world-to-camera pose, None when it is not registered."""
+        row = self._image_row(image_id)
+        if not row["registered"]:
+            return None
+        return Pose.from_qt(
+            row[list(fmt.POSE_COLUMNS[:4])].to_numpy(float), row[list(fmt.POSE_COLUMNS[4:])].to_numpy(float)
+        )
+
+    def image_path(self, image_id: int) -> Path:
+        """Absolute path of an image: under dataset.json's image root, or its path relative to the dataset."""
+        name = self._image_row(image_id)["image"]
         absolute = Path(self.meta["image_root"])
         if not absolute.is_dir() and self.meta.get("image_root_relative") is not None:
             relative = (self.root / self.meta["image_root_relative"]).resolve()
