@@ -302,3 +302,27 @@ def test_constant_target_features_are_not_a_minimum():
         both, both, m, w, v, (12, 16), LossConfig(kind="contrastive", negative_radius=0)
     )
     assert got.item() == pytest.approx(math.log(int(v.sum())), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["class", "kl", "hinge_feature", "hinge_logits", "contrastive", "cluster"])
+def test_losses_on_bf16_autocast_outputs(kind):
+    """The trainer's mixed-precision path (forward under bf16 autocast, losses on its outputs), run on
+    the CPU: every loss is finite, within 5 % of the float32 value, and back-propagates."""
+    model = _tiny_segnet().eval()  # fixed BatchNorm statistics: both precisions see the same network
+    images = torch.rand(4, 3, 32, 40, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(0)
+    m = torch.rand(2, 30, 4, generator=gen) * torch.tensor([39.0, 31.0, 39.0, 31.0])
+    w, v = torch.ones(2, 30), torch.ones(2, 30, dtype=torch.bool)
+    cfg = LossConfig(kind=kind, num_clusters=3)
+    losses = []
+    for bf16 in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outs = model(images)
+        assert (outs["logits"].dtype == torch.bfloat16) == bf16
+        centroids = kmeans(outs["features"].detach().float().permute(0, 2, 3, 1).reshape(-1, 8), 3)
+        out0, out1 = ({k: t[s] for k, t in outs.items()} for s in (slice(0, 2), slice(2, 4)))
+        losses.append(correspondence_loss(out0, out1, m, w, v, (32, 40), cfg, centroids))
+    assert torch.isfinite(losses[1]) and losses[1].item() == pytest.approx(losses[0].item(), rel=0.05)
+    losses[1].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
