@@ -1,5 +1,6 @@
-"""hloc's features.h5 / matches.h5 as the SfM's feature back-end (issue 18): a build from the files
-that hold the SIFT build's own keypoints and verified matches is as complete and accurate."""
+"""hloc's features.h5 / matches.h5 and kapture's keypoint / match folders as the SfM's feature
+back-end (issue 18): a build from the files that hold the SIFT build's own keypoints and verified
+matches is as complete and accurate."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from xseason.core.colmap import from_colmap_pixels
 from xseason.core.errors import ConfigError
 from xseason.pipeline.build import load_build_config
 from xseason.sfm.hloc import HlocFeatures, HlocMatches
+from xseason.sfm.kapture import KaptureError, KaptureKeypoints, KaptureMatches
 from xseason.sfm.paths import BuildPaths
 from xseason.store import open_dataset
 from xseason.synth.groundtruth import load_truth, true_matches
@@ -27,31 +29,63 @@ def _pair_key(a: str, b: str) -> str:
     return f"{a.replace('/', '-')}/{b.replace('/', '-')}"
 
 
-def write_hloc_files(db_path: Path, out: Path) -> tuple[Path, Path]:
-    """features.h5 (every image's keypoints, our pixels) and matches.h5 (every verified pair, in
-    hloc's layout, half of them under the reversed order) from a COLMAP database."""
+def _database_features(db_path: Path) -> tuple[dict[str, np.ndarray], list[tuple[str, str, np.ndarray]]]:
+    """Every image's keypoints (COLMAP pixels) and every verified pair's inlier matches (name0, name1,
+    (M, 2) indices; every other pair given in the reversed order) of a COLMAP database."""
     db = pycolmap.Database.open(db_path)
     try:
         names = {im.image_id: im.name for im in db.read_all_images()}
-        with h5py.File(out / "features.h5", "w") as f:
-            for image_id, name in names.items():
-                kp = from_colmap_pixels(np.asarray(db.read_keypoints(image_id))[:, :2]).astype(np.float32)
-                f.create_group(name).create_dataset("keypoints", data=kp)
-        pair_ids, geometries = db.read_two_view_geometries()
-        with h5py.File(out / "matches.h5", "w") as f:
-            for k, (pair_id, geometry) in enumerate(zip(pair_ids, geometries, strict=True)):
-                a, b = pycolmap.pair_id_to_image_pair(pair_id)
-                m = np.asarray(geometry.inlier_matches)
-                if len(m) == 0:
-                    continue
-                if k % 2:  # the other order: the reader must find it either way
-                    a, b, m = b, a, m[:, ::-1]
-                matches0 = np.full(len(db.read_keypoints(a)), -1, np.int32)
-                matches0[m[:, 0]] = m[:, 1]
-                f.create_group(_pair_key(names[a], names[b])).create_dataset("matches0", data=matches0)
+        keypoints = {name: np.asarray(db.read_keypoints(i))[:, :2] for i, name in names.items()}
+        pairs = []
+        for k, (pair_id, geometry) in enumerate(zip(*db.read_two_view_geometries(), strict=True)):
+            a, b = pycolmap.pair_id_to_image_pair(pair_id)
+            m = np.asarray(geometry.inlier_matches)
+            if len(m) == 0:
+                continue
+            if k % 2:  # the other order: the reader must find it either way
+                a, b, m = b, a, m[:, ::-1]
+            pairs.append((names[a], names[b], m))
     finally:
         db.close()
-    return out / "features.h5", out / "matches.h5"
+    return keypoints, pairs
+
+
+def write_hloc_files(db_path: Path, out: Path) -> list[str]:
+    """features.h5 (our pixels) and matches.h5 (hloc's layout) of a COLMAP database's keypoints and
+    verified matches; returns the build settings that read them."""
+    keypoints, pairs = _database_features(db_path)
+    with h5py.File(out / "features.h5", "w") as f:
+        for name, kp in keypoints.items():
+            f.create_group(name).create_dataset("keypoints", data=from_colmap_pixels(kp).astype(np.float32))
+    with h5py.File(out / "matches.h5", "w") as f:
+        for a, b, m in pairs:
+            matches0 = np.full(len(keypoints[a]), -1, np.int32)
+            matches0[m[:, 0]] = m[:, 1]
+            f.create_group(_pair_key(a, b)).create_dataset("matches0", data=matches0)
+    return [f"features.hloc_features={out / 'features.h5'}", f"matching.hloc_matches={out / 'matches.h5'}"]
+
+
+def write_kapture_files(db_path: Path, out: Path) -> list[str]:
+    """kapture's reconstruction/keypoints/sift (float32 x, y plus a scale column, COLMAP pixels) and
+    reconstruction/matches/sift (name0 < name1) of a COLMAP database's keypoints and verified matches;
+    returns the build settings that read them."""
+    keypoints, pairs = _database_features(db_path)
+    kp_dir, match_dir = (
+        out / "reconstruction" / "keypoints" / "sift",
+        out / "reconstruction" / "matches" / "sift",
+    )
+    kp_dir.mkdir(parents=True)
+    (kp_dir / "keypoints.txt").write_text("# kapture format: 1.1\n# name, dtype, dsize\nsift, float32, 3\n")
+    for name, kp in keypoints.items():
+        (kp_dir / f"{name}.kpt").parent.mkdir(parents=True, exist_ok=True)
+        np.c_[kp, np.ones(len(kp))].astype(np.float32).tofile(kp_dir / f"{name}.kpt")
+    for a, b, m in pairs:
+        if b < a:
+            a, b, m = b, a, m[:, ::-1]
+        path = match_dir / f"{a}.overlapping" / f"{b}.matches"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.c_[m, np.ones(len(m))].astype(np.float64).tofile(path)
+    return [f"features.kapture_keypoints={kp_dir}", f"matching.kapture_matches={match_dir}"]
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +101,34 @@ def _build(manifest: Path, root: Path, out: Path, *extra: str) -> int:
     return main([*args, *extra])
 
 
-def test_a_build_from_hloc_files_of_the_sift_matches_is_as_good_as_the_sift_build(
-    hidden_m2, tiny_scene_hidden, tmp_path
-):
-    sift = tmp_path / "sift"
+@pytest.fixture(scope="module")
+def sift_build(hidden_m2, tiny_scene_hidden, tmp_path_factory) -> Path:
+    sift = tmp_path_factory.mktemp("sift") / "ds"
     assert _build(hidden_m2, tiny_scene_hidden, sift) == 0
-    features, matches = write_hloc_files(BuildPaths.beside(sift).database, tmp_path)
-    hloc = tmp_path / "hloc"
-    extra = ["--set", f"features.hloc_features={features}", "--set", f"matching.hloc_matches={matches}"]
-    assert _build(hidden_m2, tiny_scene_hidden, hloc, *extra) == 0
+    return sift
+
+
+@pytest.mark.parametrize("write_files", [write_hloc_files, write_kapture_files], ids=["hloc", "kapture"])
+def test_a_build_from_imported_files_of_the_sift_matches_is_as_good_as_the_sift_build(
+    hidden_m2, tiny_scene_hidden, sift_build, tmp_path, write_files
+):
+    settings = write_files(BuildPaths.beside(sift_build).database, tmp_path)
+    imported = tmp_path / "imported"
+    assert _build(hidden_m2, tiny_scene_hidden, imported, *(a for s in settings for a in ("--set", s))) == 0
     truth = load_truth(tiny_scene_hidden)
-    sift_stats, hloc_stats = _true_errors(open_dataset(sift), truth), _true_errors(open_dataset(hloc), truth)
+    sift_stats, stats = (
+        _true_errors(open_dataset(sift_build), truth),
+        _true_errors(open_dataset(imported), truth),
+    )
     # every image registered, at least 90 % as many pairs, as accurate (the mapper gets the verified
     # matches of every pair the SIFT build verified, so the models differ a little)
-    assert open_dataset(hloc).images["registered"].all() and open_dataset(sift).images["registered"].all()
-    assert hloc_stats["pairs"] >= 0.9 * sift_stats["pairs"], (sift_stats, hloc_stats)
-    assert hloc_stats["median_px"] <= 1.5 * sift_stats["median_px"] + 0.05, (sift_stats, hloc_stats)
-    assert hloc_stats["wrong"] <= sift_stats["wrong"] + 0.02, (sift_stats, hloc_stats)
+    assert (
+        open_dataset(imported).images["registered"].all()
+        and open_dataset(sift_build).images["registered"].all()
+    )
+    assert stats["pairs"] >= 0.9 * sift_stats["pairs"], (sift_stats, stats)
+    assert stats["median_px"] <= 1.5 * sift_stats["median_px"] + 0.05, (sift_stats, stats)
+    assert stats["wrong"] <= sift_stats["wrong"] + 0.02, (sift_stats, stats)
 
 
 def _true_errors(store, truth) -> dict[str, float]:
@@ -112,6 +157,34 @@ def test_hloc_readers_find_pairs_in_either_order_and_under_the_old_key(tmp_path)
     assert m.matches("c.png", "d.png").tolist() == [[1, 1]] and m.matches("a/x.png", "c.png") is None
 
 
-def test_hloc_matches_without_hloc_features_is_a_config_error(tmp_path):
+def test_kapture_readers(tmp_path):
+    """Keypoints: the first two of dsize values, COLMAP pixels -> ours (- 0.5); matches found under
+    either order of the names (stored with name0 < name1); broken files are named."""
+    kp_dir, m_dir = tmp_path / "kp", tmp_path / "m"
+    (kp_dir / "a").mkdir(parents=True)
+    (kp_dir / "keypoints.txt").write_text("# kapture format: 1.1\n# name, dtype, dsize\nd2, float64, 4\n")
+    np.array([[10.5, 20.5, 1, 0], [0.5, 0.5, 2, 0]], np.float64).tofile(kp_dir / "a" / "x.png.kpt")
+    (m_dir / "a" / "x.png.overlapping").mkdir(parents=True)
+    np.array([[1, 4, 0.9], [0, 2, 0.5]], np.float64).tofile(
+        m_dir / "a" / "x.png.overlapping" / "b.png.matches"
+    )
+    kps, matches = KaptureKeypoints(kp_dir), KaptureMatches(m_dir)
+    assert kps.keypoints("a/x.png").tolist() == [[10.0, 20.0], [0.0, 0.0]] and kps.keypoints("b.png") is None
+    assert matches.matches("a/x.png", "b.png").tolist() == [[1, 4], [0, 2]]
+    assert matches.matches("b.png", "a/x.png").tolist() == [[4, 1], [2, 0]]
+    assert matches.matches("a/x.png", "c.png") is None
+    np.zeros(5).tofile(kp_dir / "a" / "y.png.kpt")
+    with pytest.raises(KaptureError, match="y.png.kpt: 5 values are not whole keypoints of 4"):
+        kps.keypoints("a/y.png")
+    with pytest.raises(KaptureError, match="no such kapture matches folder"):
+        KaptureMatches(tmp_path / "nowhere")
+
+
+def test_imported_matches_without_their_keypoints_are_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="needs features.hloc_features"):
         load_build_config(overrides=[f"matching.hloc_matches={tmp_path / 'm.h5'}"])
+    with pytest.raises(ConfigError, match="needs features.kapture_keypoints"):
+        load_build_config(overrides=[f"matching.kapture_matches={tmp_path / 'm'}"])
+    both = [f"features.hloc_features={tmp_path / 'f.h5'}", f"features.kapture_keypoints={tmp_path / 'k'}"]
+    with pytest.raises(ConfigError, match="hloc_features or kapture_keypoints, not both"):
+        load_build_config(overrides=both)

@@ -3,8 +3,9 @@
 A stage's key digests the inputs it reads, each a named part:
 
     database        the manifest, the image and mask files (size and modification time), the
-                    `features` and `matching` sections, the hloc files they name (likewise),
-                    pycolmap's version and the code of features.py, pairs.py and hloc.py (the
+                    `features` and `matching` sections, the hloc / kapture files they name
+                    (likewise, every file of a folder), pycolmap's version and the code of
+                    features.py, pairs.py, hloc.py and kapture.py (the
                     database holds the features and the matches)
     reconstruction  the database's key, the `reconstruction` section, reconstruction.py
     registration    the reconstruction's key, the `registration` section, the reference
@@ -75,8 +76,15 @@ def stage_keys(manifest: Manifest, cfg: SfMConfig, references: list[str] | None 
             "image files": _files_digest(manifest),
             "features config": _section(cfg.features),
             "matching config": _section(cfg.matching),
-            "hloc files": _stat_digest([cfg.features.hloc_features, cfg.matching.hloc_matches]),
-            "code": _code("features.py", "pairs.py", "hloc.py") + pycolmap.__version__,
+            "imported files": _stat_digest(
+                [
+                    cfg.features.hloc_features,
+                    cfg.matching.hloc_matches,
+                    *_folder_files(cfg.features.kapture_keypoints),
+                    *_folder_files(cfg.matching.kapture_matches),
+                ]
+            ),
+            "code": _code("features.py", "pairs.py", "hloc.py", "kapture.py") + pycolmap.__version__,
         }
     )
     reconstruction = StageKey(
@@ -147,6 +155,14 @@ def code_digest(files: list[Path]) -> str:
 def _files_digest(manifest: Manifest) -> str:
     """Size and modification time of every image and mask file."""
     return _stat_digest([path for record in manifest.images for path in (record.path, record.mask)])
+
+
+def _folder_files(folder: Path | None) -> list[Path]:
+    """Every file under `folder` (sorted), or [folder] itself when it is not a folder (none: [])."""
+    if folder is None:
+        return []
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
 
 
 def _stat_digest(paths: list[Path | None]) -> str:

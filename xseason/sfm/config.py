@@ -33,6 +33,7 @@ class FeatureConfig:
     darkness_adaptivity: bool = True  # adapt the peak threshold to dark images (night)
     default_focal_factor: float = DEFAULT_FOCAL_FACTOR  # no intrinsics: SIMPLE_RADIAL, f = factor * max(w, h)
     hloc_features: Path | None = None  # an hloc features.h5: its keypoints instead of SIFT (sfm/hloc.py)
+    kapture_keypoints: Path | None = None  # a kapture reconstruction/keypoints/<type> folder, instead of SIFT
 
     def validate(self) -> None:
         if self.max_num_features < 1:
@@ -96,6 +97,7 @@ class MatchingConfig:
     max_error: float = 4.0  # pixels, two-view RANSAC
     num_threads: int = -1  # -1 = all cores
     hloc_matches: Path | None = None  # an hloc matches.h5 (needs features.hloc_features), verified here
+    kapture_matches: Path | None = None  # kapture reconstruction/matches/<type> (needs kapture_keypoints)
 
     def validate(self) -> None:
         if self.sequential_overlap < 1 or self.cross_neighbors < 1:
@@ -196,3 +198,9 @@ class SfMConfig:
             raise ValueError(
                 "matching.hloc_matches needs features.hloc_features: its indices are those files' keypoints"
             )
+        if self.matching.kapture_matches is not None and self.features.kapture_keypoints is None:
+            raise ValueError(
+                "matching.kapture_matches needs features.kapture_keypoints: its indices are those keypoints"
+            )
+        if self.features.hloc_features is not None and self.features.kapture_keypoints is not None:
+            raise ValueError("features: give hloc_features or kapture_keypoints, not both")

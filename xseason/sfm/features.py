@@ -43,7 +43,8 @@ from xseason.inputs.manifest import ImageRecord, Manifest
 from xseason.sfm.cachekeys import stage_keys
 from xseason.sfm.config import FeatureConfig, MatchingConfig, SfMConfig
 from xseason.sfm.guided import epipolar_matches, essential_matrix
-from xseason.sfm.hloc import HlocError, HlocFeatures, HlocMatches
+from xseason.sfm.hloc import HlocFeatures, HlocMatches
+from xseason.sfm.kapture import KaptureKeypoints, KaptureMatches
 from xseason.sfm.paths import BuildPaths
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,9 @@ def extract(
     write_json(paths.features, {"key": key.to_json(), "complete": False})
     skipped: dict[str, str] = dict(skip or {})
     if cfg.hloc_features is not None:
-        extractor: pycolmap.FeatureExtractor | HlocFeatures = HlocFeatures(cfg.hloc_features)
+        extractor: pycolmap.FeatureExtractor | ImportedKeypoints = HlocFeatures(cfg.hloc_features)
+    elif cfg.kapture_keypoints is not None:
+        extractor = KaptureKeypoints(cfg.kapture_keypoints)
     else:
         extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
     db = pycolmap.Database.open(db_path)
@@ -121,7 +124,7 @@ def extract(
                 skipped[rec.image] = reason
     finally:
         db.close()
-        if isinstance(extractor, HlocFeatures):
+        if isinstance(extractor, IMPORTED_KEYPOINTS):
             extractor.close()
     image_ids = {name: i for name, i in wanted.items() if name not in skipped}
     write_json(
@@ -142,14 +145,15 @@ def _check_existing(db: pycolmap.Database, wanted: dict[str, int], db_path: Path
 
 def _extract_one(
     db: pycolmap.Database,
-    extractor: pycolmap.FeatureExtractor | HlocFeatures,
+    extractor: pycolmap.FeatureExtractor | ImportedKeypoints,
     rec: ImageRecord,
     image_id: int,
     camera_id: int,
     cfg: FeatureConfig,
 ) -> str | None:
-    """Extract and store the features of one image (SIFT, or the keypoints of an hloc features file,
-    all kept: its match indices refer to them); return a reason when it is skipped."""
+    """Extract and store the features of one image (SIFT, or the keypoints of an hloc features file or
+    a kapture keypoint folder, all kept: their match indices refer to them); return a reason when it
+    is skipped."""
     gray = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
     if gray is None or gray.size == 0:
         return f"unreadable image file {rec.path}"
@@ -167,7 +171,7 @@ def _extract_one(
         mask = cv2.imread(str(rec.mask), cv2.IMREAD_GRAYSCALE)
         if mask is None or mask.shape != gray.shape:
             return f"mask {rec.mask} is unreadable or not {width}x{height}"
-    if isinstance(extractor, HlocFeatures):
+    if isinstance(extractor, IMPORTED_KEYPOINTS):
         given = extractor.keypoints(rec.image)
         if given is None:
             return f"no keypoints for this image in {extractor.path}"
@@ -263,7 +267,8 @@ def match(
         if not todo:
             return 0
         posed = {}
-        if cfg.epipolar_guided and cfg.hloc_matches is None and poses:
+        importing = cfg.hloc_matches is not None or cfg.kapture_matches is not None
+        if cfg.epipolar_guided and not importing and poses:
             sequence_of = sequence_of or {}
             posed = {
                 (a, b): None
@@ -286,8 +291,8 @@ def match(
         verify.min_num_inliers = cfg.min_num_inliers
         verify.ransac.max_error = cfg.max_error
         verify.ransac.random_seed = 0
-        if cfg.hloc_matches is not None:
-            _import_hloc_matches(index, todo, cfg.hloc_matches)
+        if importing:
+            _import_matches(index, todo, _imported_matches(cfg))
             pycolmap.verify_matches(index.db_path, pair_list, verify)
         else:
             pairing = pycolmap.ImportedPairingOptions()
@@ -356,10 +361,25 @@ def image_plane(camera: pycolmap.Camera, keypoints: np.ndarray) -> np.ndarray:
     return camera.cam_from_img(np.asarray(keypoints)[:, :2].astype(np.float64))
 
 
-def _import_hloc_matches(index: FeatureIndex, pairs: list[tuple[str, str]], path: Path) -> None:
-    """Write the raw matches of `pairs` from an hloc matches file into the database (those on masked
-    pixels dropped; pairs the file lacks are left unmatched), for COLMAP to verify."""
-    source = HlocMatches(path)
+ImportedKeypoints = HlocFeatures | KaptureKeypoints
+IMPORTED_KEYPOINTS = (HlocFeatures, KaptureKeypoints)
+
+
+def _imported_matches(cfg: MatchingConfig) -> HlocMatches | KaptureMatches | None:
+    """The match files the config names instead of COLMAP's matcher (hloc or kapture), opened."""
+    if cfg.hloc_matches is not None:
+        return HlocMatches(cfg.hloc_matches)
+    if cfg.kapture_matches is not None:
+        return KaptureMatches(cfg.kapture_matches)
+    return None
+
+
+def _import_matches(
+    index: FeatureIndex, pairs: list[tuple[str, str]], source: HlocMatches | KaptureMatches
+) -> None:
+    """Write the raw matches of `pairs` from imported match files into the database (those on masked
+    pixels dropped; pairs the files lack are left unmatched), for COLMAP to verify."""
+    path = source.path
     db = pycolmap.Database.open(index.db_path)
     masked: dict[str, np.ndarray] = {}
     missing = 0
@@ -372,9 +392,9 @@ def _import_hloc_matches(index: FeatureIndex, pairs: list[tuple[str, str]], path
                     continue
                 flags = [_masked_keypoints(db, index, name, masked) for name in (a, b)]
                 if len(found) and (found.min() < 0 or (found.max(axis=0) >= [len(f) for f in flags]).any()):
-                    raise HlocError(
-                        f"{path}: pair {a} / {b} has keypoint indices beyond the images' keypoints in "
-                        "features.hloc_features: the two files do not belong together"
+                    raise FeatureError(
+                        f"{path}: pair {a} / {b} has keypoint indices beyond the images' imported keypoints "
+                        "(features.hloc_features / kapture_keypoints): the files do not belong together"
                     )
                 keep = ~flags[0][found[:, 0]] & ~flags[1][found[:, 1]]
                 db.write_matches(index.image_ids[a], index.image_ids[b], found[keep].astype(np.uint32))
@@ -382,7 +402,7 @@ def _import_hloc_matches(index: FeatureIndex, pairs: list[tuple[str, str]], path
         db.close()
         source.close()
     if missing:
-        log.info("hloc: %d of %d pairs asked for are not in %s: left unmatched", missing, len(pairs), path)
+        log.info("%d of %d pairs asked for are not in %s: left unmatched", missing, len(pairs), path)
 
 
 def _masked_keypoints(db: pycolmap.Database, index: FeatureIndex, name: str, cache: dict) -> np.ndarray:
