@@ -50,10 +50,9 @@ def _database_features(db_path: Path) -> tuple[dict[str, np.ndarray], list[tuple
     return keypoints, pairs
 
 
-def write_hloc_files(db_path: Path, out: Path) -> list[str]:
-    """features.h5 (our pixels) and matches.h5 (hloc's layout) of a COLMAP database's keypoints and
-    verified matches; returns the build settings that read them."""
-    keypoints, pairs = _database_features(db_path)
+def write_hloc_files(keypoints: dict, pairs: list, out: Path) -> list[str]:
+    """features.h5 (our pixels) and matches.h5 (hloc's layout) of keypoints and matches
+    (`_database_features`); returns the build settings that read them."""
     with h5py.File(out / "features.h5", "w") as f:
         for name, kp in keypoints.items():
             f.create_group(name).create_dataset("keypoints", data=from_colmap_pixels(kp).astype(np.float32))
@@ -65,11 +64,10 @@ def write_hloc_files(db_path: Path, out: Path) -> list[str]:
     return [f"features.hloc_features={out / 'features.h5'}", f"matching.hloc_matches={out / 'matches.h5'}"]
 
 
-def write_kapture_files(db_path: Path, out: Path) -> list[str]:
+def write_kapture_files(keypoints: dict, pairs: list, out: Path) -> list[str]:
     """kapture's reconstruction/keypoints/sift (float32 x, y plus a scale column, COLMAP pixels) and
-    reconstruction/matches/sift (name0 < name1) of a COLMAP database's keypoints and verified matches;
+    reconstruction/matches/sift (name0 < name1) of keypoints and matches (`_database_features`);
     returns the build settings that read them."""
-    keypoints, pairs = _database_features(db_path)
     kp_dir, match_dir = (
         out / "reconstruction" / "keypoints" / "sift",
         out / "reconstruction" / "matches" / "sift",
@@ -112,7 +110,7 @@ def sift_build(hidden_m2, tiny_scene_hidden, tmp_path_factory) -> Path:
 def test_a_build_from_imported_files_of_the_sift_matches_is_as_good_as_the_sift_build(
     hidden_m2, tiny_scene_hidden, sift_build, tmp_path, write_files
 ):
-    settings = write_files(BuildPaths.beside(sift_build).database, tmp_path)
+    settings = write_files(*_database_features(BuildPaths.beside(sift_build).database), tmp_path)
     imported = tmp_path / "imported"
     assert _build(hidden_m2, tiny_scene_hidden, imported, *(a for s in settings for a in ("--set", s))) == 0
     truth = load_truth(tiny_scene_hidden)
@@ -188,3 +186,57 @@ def test_imported_matches_without_their_keypoints_are_a_config_error(tmp_path):
     both = [f"features.hloc_features={tmp_path / 'f.h5'}", f"features.kapture_keypoints={tmp_path / 'k'}"]
     with pytest.raises(ConfigError, match="hloc_features or kapture_keypoints, not both"):
         load_build_config(overrides=both)
+
+
+def _true_cross_matches(keypoints: dict, truth, names: list[str], conditions: dict) -> list:
+    """Matches between the keypoints (COLMAP pixels) of every two images of different conditions from
+    the scene's exact geometry: a keypoint of a whose true position in b is within 1 px of a keypoint
+    of b (each keypoint of b used once); pairs with fewer than 30 are left out."""
+    from scipy.spatial import cKDTree
+
+    pairs = []
+    for a in names:
+        for b in names:
+            if a >= b or conditions[a] == conditions[b]:
+                continue
+            xa, xb = from_colmap_pixels(keypoints[a]), from_colmap_pixels(keypoints[b])
+            true_b, visible = true_matches(truth, a, b, xa)
+            ia = np.flatnonzero(visible)
+            dist, ib = cKDTree(xb).query(true_b[ia])
+            ia, ib = ia[dist < 1.0], ib[dist < 1.0]
+            ib, first = np.unique(ib, return_index=True)
+            if len(ib) >= 30:
+                pairs.append((a, b, np.stack([ia[first], ib], 1)))
+    return pairs
+
+
+def test_imported_cross_condition_matches_register_a_condition(
+    hidden_m2, tiny_scene_hidden, sift_build, tmp_path
+):
+    """Imported files whose matches tie the two conditions register the second one; the same files
+    without the cross-condition matches leave it unregistered, with the reason: what a user with
+    SuperPoint + LightGlue night-to-day matches (where SIFT finds none) relies on."""
+    keypoints, pairs = _database_features(BuildPaths.beside(sift_build).database)
+    images = open_dataset(sift_build).images
+    conditions = dict(zip(images["image"], images["condition"]))
+    within = [(a, b, m) for a, b, m in pairs if conditions[a] == conditions[b]]
+    cross = _true_cross_matches(keypoints, load_truth(tiny_scene_hidden), sorted(keypoints), conditions)
+    assert len(cross) >= 10
+
+    def build(name: str, matches: list):
+        folder = tmp_path / name
+        folder.mkdir()
+        settings = write_kapture_files(keypoints, matches, folder)
+        out = folder / "ds"
+        code = _build(
+            hidden_m2, tiny_scene_hidden, out, "--allow-partial", *(a for s in settings for a in ("--set", s))
+        )
+        assert code == 0
+        return open_dataset(out)
+
+    alone = build("within", within)
+    registered = alone.images.groupby("condition")["registered"].sum().to_dict()
+    assert registered == {"autumn-overcast": 0, "summer-day": 8}
+    reasons = [d["reason"] for d in alone.meta["dropped"]["images"] if d["condition"] == "autumn-overcast"]
+    assert len(reasons) == 8 and all("0 3D-3D correspondences" in r for r in reasons)
+    assert build("tied", within + cross).images["registered"].all()
