@@ -171,6 +171,11 @@ class RegistrationConfig:
     refine_loss_scale: float = 1.0  # pixels, Cauchy loss of the joint bundle adjustment
     joint_tracks: bool = True  # also one model of all registered images: tracks across sequences
     min_pose_agreement: float = 0.5  # share of an image's verified matches its pose must fit (checks.py)
+    continuity_max_ratio: float = 3.0  # a step this many x the sequence's median speed / turn is a break
+    continuity_min_turn: float = 6.0  # degrees: a smaller turn of the travel direction in the camera is none
+    continuity_min_jump: float = 0.01  # fraction of the world's extent: a shorter step is never a break
+    prior_max_z: float = 5.0  # a sequence off its priors by more standard errors of their noise fails ...
+    prior_min_offset: float = 0.05  # ... when also off by more than this fraction of the priors' extent
     seed: int = 0  # RANSAC random seed
 
     def validate(self) -> None:
@@ -182,6 +187,10 @@ class RegistrationConfig:
             raise ValueError("refine_rounds must be >= 0 and refine_max_iterations >= 1")
         if not 0 <= self.min_pose_agreement <= 1:
             raise ValueError("min_pose_agreement must be in [0, 1]")
+        if self.continuity_max_ratio <= 1 or self.continuity_min_turn < 0 or self.continuity_min_jump < 0:
+            raise ValueError("continuity_max_ratio must be > 1, continuity_min_turn and _min_jump >= 0")
+        if self.prior_max_z <= 0 or self.prior_min_offset < 0:
+            raise ValueError("prior_max_z must be > 0 and prior_min_offset >= 0")
 
 
 @dataclass

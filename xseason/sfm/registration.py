@@ -16,9 +16,14 @@
 4. Images still unregistered (typically at night) are matched against more registered images
    and registered one by one against the joint model; a sequence aligned only now brings the
    rest of its model along; the joint model is refined again.
-5. Every registered image is checked against its verified matches (checks.py: the share that fits
-   the final poses' epipolar geometry is its confidence); below `min_pose_agreement`, an image
-   whose pose the manifest did not give is not counted as registered, with the reason.
+5. The final poses are checked (checks.py), in turn: every registered image against its verified
+   matches (the share that fits the final poses' epipolar geometry is its confidence; below
+   `min_pose_agreement` it is not counted as registered); each unposed sequence's trajectory
+   (breaks: only its longest unbroken run stays, when it holds most of its frames); each
+   sequence's cameras against their position priors. An image that fails is unregistered with the
+   reason (confidence 0 for the sequence checks); a sequence that loses every image fails with the
+   reason. A sequence split by incremental mapping into several models is said in the log and in
+   the reason of the images left out.
 6. Each sequence's final model is triangulated from its own matches with the final poses fixed;
    with `joint_tracks`, all registered images also together, from every verified match between
    them (the joint model: tracks that span sequences and conditions, e.g. a night keypoint matched
@@ -56,7 +61,7 @@ from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import Manifest
 from xseason.sfm.cachekeys import StageKey, stage_keys
-from xseason.sfm.checks import pose_agreement
+from xseason.sfm.checks import continuity, pose_agreement, prior_offsets
 from xseason.sfm.config import RegistrationConfig, SfMConfig
 from xseason.sfm.features import (
     FeatureIndex,
@@ -138,7 +143,7 @@ def register(
         for name, result in images.items()
         if result.registered
     }
-    _check_poses(ctx, final, images)
+    _check_poses(ctx, final, images, sequences)
     _pose_shift(sequences, images, ctx.initial, final)
     registered = _sequence_models(ctx, final, sequences)
     joint = _joint_model(ctx, final) if cfg.registration.joint_tracks else None
@@ -395,6 +400,8 @@ def _align_all(
         results.setdefault(seq, no_model)
         if seq in models:
             results[seq].model = own_status[seq]
+            if own_status[seq].other_models:
+                log.warning("sequence %s: not registered as one model%s", seq, _split(own_status[seq]))
     return results, methods
 
 
@@ -552,9 +559,19 @@ def _image_results(
         elif sequences[rec.sequence].status is SequenceStatus.FAILED:
             reason = f"sequence not aligned: {sequences[rec.sequence].failure}"
         else:
-            reason = "not registered by its sequence's model"
+            reason = "not registered by its sequence's model" + _split(sequences[rec.sequence].model)
         out[rec.image] = ImageResult(rec.sequence, method, reason)
     return out
+
+
+def _split(model: ModelStatus | None) -> str:
+    """What to add to an image's reason when incremental mapping split its sequence into several models."""
+    if model is None or not model.other_models:
+        return ""
+    return (
+        f" (incremental mapping split the sequence into models of {[model.images, *model.other_models]} "
+        "images: the largest is kept)"
+    )
 
 
 def _register_leftovers(ctx: _Joint, images: dict[str, ImageResult], paths: BuildPaths) -> int:
@@ -691,7 +708,35 @@ def _absolute_pose(
 
 
 # ----------------------------------------------------------------- final models
-def _check_poses(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
+def _check_poses(
+    ctx: _Joint, final: Poses, images: dict[str, ImageResult], sequences: dict[str, SequenceResult]
+) -> None:
+    """The registration's checks of the final poses (checks.py), in turn: each image against its
+    verified matches (`_check_agreement`), each sequence's trajectory for breaks (`_check_continuity`),
+    each sequence's cameras against their position priors (`_check_priors`). An image that fails
+    leaves `final`, unregistered with the reason; a sequence that lost every image this way fails."""
+    before = set(final)
+    _check_agreement(ctx, final, images)
+    _check_continuity(ctx, final, images)
+    _check_priors(ctx, final, images)
+    for seq in {images[n].sequence for n in before} - {images[n].sequence for n in final}:
+        reasons = sorted({images[n].reason for n in before if images[n].sequence == seq})
+        log.warning("sequence %s: not registered, it fails the registration checks: %s", seq, reasons[0])
+        sequences[seq] = SequenceResult(
+            SequenceStatus.FAILED,
+            reason=f"registration checks: {'; '.join(reasons)}",
+            model=sequences[seq].model,
+        )
+
+
+def _reject(final: Poses, images: dict[str, ImageResult], name: str, reason: str) -> None:
+    """Take an image's pose out of `final`: unregistered, with why."""
+    del final[name]
+    result = images[name]
+    result.method, result.pnp_inliers, result.pnp_matches, result.reason = None, None, None, reason
+
+
+def _check_agreement(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
     """Each registered image's confidence (checks.pose_agreement); images the manifest did not pose
     and whose verified matches mostly contradict their pose leave `final`, unregistered with why."""
     index, cfg = ctx.index, ctx.cfg
@@ -712,12 +757,12 @@ def _check_poses(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> N
         images[name].confidence = None if np.isnan(found.share) else round(found.share, 4)
         if name in ctx.fixed or not found.share < limit:
             continue
-        del final[name]
-        result = images[name]
-        result.method, result.pnp_inliers, result.pnp_matches = None, None, None
-        result.reason = (
+        _reject(
+            final,
+            images,
+            name,
             f"its pose contradicts its verified matches: {found.share:.0%} of {found.matches} fit the "
-            f"final poses (< registration.min_pose_agreement {limit})"
+            f"final poses (< registration.min_pose_agreement {limit})",
         )
     shares = np.array([a.share for a in agreement.values() if not np.isnan(a.share)])
     if len(shares):
@@ -729,6 +774,84 @@ def _check_poses(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> N
             int(np.count_nonzero(shares < limit)),
             limit,
         )
+
+
+def _check_continuity(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
+    """Per sequence the manifest did not pose: its registered frames in time order (timestamps, else
+    manifest order), broken where a step is beyond the sequence's own motion (`checks.continuity`).
+    The longest unbroken run stays registered when it holds most of the frames; the other runs (or
+    all, when no run holds most) leave `final` with the breaks as their reason (confidence 0)."""
+    rcfg = ctx.cfg.registration
+    min_jump = rcfg.continuity_min_jump * _extent(ctx.points().xyz)
+    for seq, recs in ctx.manifest.sequences().items():
+        frames = [(k, r) for k, r in enumerate(recs) if r.image in final and r.image not in ctx.fixed]
+        if len(frames) < 3:
+            continue
+        names = [r.image for _, r in frames]
+        times = np.array([r.timestamp if r.timestamp is not None else np.nan for _, r in frames])
+        if not np.all(np.diff(times) > 0):  # no (or equal) timestamps: manifest order
+            times = np.array([k for k, _ in frames], float)
+        rotations, centres = pose_arrays(final[n] for n in names)
+        found = continuity(
+            times, rotations, centres, rcfg.continuity_max_ratio, rcfg.continuity_min_turn, min_jump
+        )
+        parts = found.parts()
+        if len(parts) == 1:
+            continue
+        longest = max(parts, key=len)
+        kept = longest if 2 * len(longest) > len(names) else np.zeros(0, int)
+        steps, turn = np.flatnonzero(found.breaks), found.step_turn_deg
+        said = "; ".join(
+            f"{names[j]} -> {names[j + 1]}: {found.speed_ratio[j]:.1f}x the median speed, turning "
+            f"{turn[j]:.1f} deg"
+            for j in steps[:3]
+        )
+        more = f" and {len(steps) - 3} more" if len(steps) > 3 else ""
+        run = f"its longest unbroken run ({len(longest)} of {len(names)} frames)"
+        where = f"not in {run}" if len(kept) else f"no unbroken run holds most of its frames ({run})"
+        reason = (
+            f"its sequence's trajectory breaks at {len(steps)} step(s) (a speed or a turn of the travel "
+            f"direction in the camera beyond registration.continuity_*: {said}{more}); {where}"
+        )
+        log.warning("sequence %s: %s", seq, reason)
+        for k in np.setdiff1d(np.arange(len(names)), kept):
+            _reject(final, images, names[k], reason)
+            images[names[k]].confidence = 0.0
+
+
+def _check_priors(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
+    """Sequences whose registered cameras sit off their position priors, given where the other
+    sequences' priors put those (`checks.prior_offsets`), leave `final` (confidence 0)."""
+    rcfg = ctx.cfg.registration
+    prior = {r.image: r.prior for r in ctx.manifest.images if r.prior is not None and r.image in final}
+    names = {
+        seq: [r.image for r in recs if r.image in prior] for seq, recs in ctx.manifest.sequences().items()
+    }
+    names = {seq: found for seq, found in names.items() if found}
+    centres = {seq: pose_arrays(final[n] for n in found)[1] for seq, found in names.items()}
+    priors = {seq: np.array([prior[n] for n in found], float) for seq, found in names.items()}
+    posed = frozenset(seq for seq in names if ctx.manifest.is_posed(seq))
+    offsets = prior_offsets(centres, priors, rcfg.prior_max_z, rcfg.prior_min_offset, posed)
+    for seq, off in offsets.items():
+        log.info(
+            "sequence %s: %.1f%% of the priors' extent off its %d position priors (%.1f standard errors)",
+            seq,
+            100 * off.share,
+            off.images,
+            off.z,
+        )
+        if off.consistent:
+            continue
+        reason = (
+            f"its sequence's cameras are {off.share:.0%} of the priors' extent off their position priors, "
+            f"{off.z:.1f} standard errors of the priors' noise (> registration.prior_max_z "
+            f"{rcfg.prior_max_z} and > registration.prior_min_offset {rcfg.prior_min_offset:.0%})"
+        )
+        log.warning("sequence %s: %s", seq, reason)
+        for rec in ctx.manifest.sequences()[seq]:
+            if rec.image in final:
+                _reject(final, images, rec.image, reason)
+                images[rec.image].confidence = 0.0
 
 
 def _pose_shift(
