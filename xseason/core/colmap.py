@@ -7,14 +7,17 @@ Everything that converts between pycolmap objects and xseason's own lives here:
   once, with pycolmap's own arithmetic), similarities -> `pycolmap.Sim3d` (`sim3d`);
 - cameras: `pycolmap.Camera` <-> `Camera` (same model names and parameters);
 - models: `point_observations`, the one walker over a reconstruction's points and their
-  observations (reading the pycolmap containers is the only per-item Python loop);
+  observations (reading the pycolmap containers is the only per-item Python loop); `image_points2D`
+  and `renumbered_model`, a model brought in from elsewhere (`reconstruction.sfm_from`) with the
+  build database's ids;
 - COLMAP's log level (`quiet_logs`), set by the stages that run COLMAP, never on import;
 - what a COLMAP model folder holds (`is_colmap_model`), so that writers replace only models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,3 +174,57 @@ def point_observations(
         obs_point=cat([np.zeros(0, np.int64), *o_pt]),
         obs_xy=from_colmap_pixels(cat([np.zeros((0, 2)), *o_xy])),
     )
+
+
+def image_points2D(model: pycolmap.Reconstruction) -> dict[str, np.ndarray]:
+    """Image name -> (N, 2) its points2D in the model's order (row = point2D index), COLMAP pixels."""
+    return {
+        image.name: np.array([p.xy for p in image.points2D], np.float64).reshape(-1, 2)
+        for image in model.images.values()
+    }
+
+
+def renumbered_model(
+    model: pycolmap.Reconstruction,
+    ids: Mapping[str, tuple[int, int]],
+    keypoints: Mapping[str, np.ndarray],
+) -> pycolmap.Reconstruction:
+    """`model` restricted to the posed images named in `ids` (name -> (image id, camera id)), with those ids.
+
+    Each image's points2D become `keypoints[name]` ((M, 2) COLMAP pixels, its first rows the model's
+    own points2D, so that point2D indices keep their meaning); each camera is the model's camera of the
+    first image given its new id; 3D points keep their id, xyz, colour and error, their tracks keep the
+    kept images' observations, and a point left with fewer than two is dropped.
+    """
+    old = {image.name: image for image in model.images.values() if image.has_pose and image.name in ids}
+    out = pycolmap.Reconstruction()
+    for camera_id in sorted({ids[name][1] for name in old}):
+        first = next(image for name, image in old.items() if ids[name][1] == camera_id)
+        camera = copy.copy(model.camera(first.camera_id))
+        camera.camera_id = camera_id
+        out.add_camera_with_trivial_rig(camera)
+    new_id = {}
+    # pycolmap's maps iterate the newest entry first, and a model is written in the order its images were
+    # added: added in reverse, the model read back iterates its images as `model` does (some consumers,
+    # e.g. the registration, depend on that order)
+    for name, image in reversed(old.items()):
+        image_id, camera_id = ids[name]
+        new_id[image.image_id] = image_id
+        points = np.asarray(keypoints[name], np.float64)
+        out.add_image_with_trivial_frame(
+            pycolmap.Image(name=name, keypoints=points, camera_id=camera_id, image_id=image_id),
+            image.cam_from_world(),
+        )
+    for point_id, point in model.points3D.items():
+        kept = [
+            pycolmap.TrackElement(new_id[e.image_id], e.point2D_idx)
+            for e in point.track.elements
+            if e.image_id in new_id
+        ]
+        if len(kept) < 2:
+            continue
+        kept_point = pycolmap.Point3D(
+            xyz=point.xyz, track=pycolmap.Track(kept), color=point.color, error=point.error
+        )
+        out.add_point3D_with_id(point_id, kept_point)
+    return out

@@ -6,7 +6,8 @@ A stage's key digests the inputs it reads, each a named part:
                     `features` and `matching` sections, the hloc / kapture files they name
                     (likewise, every file of a folder), pycolmap's version and the code of
                     features.py, pairs.py, hloc.py and kapture.py (the
-                    database holds the features and the matches)
+                    database holds the features and the matches); with
+                    `reconstruction.sfm_from`, its models' files too
     reconstruction  the database's key, the `reconstruction` section, reconstruction.py
     registration    the reconstruction's key, the `registration` section, the reference
                     conditions, registration.py, sim3.py and results.py
@@ -84,6 +85,7 @@ def stage_keys(manifest: Manifest, cfg: SfMConfig, references: list[str] | None 
                     *_folder_files(cfg.matching.kapture_matches),
                 ]
             ),
+            **_sfm_from(cfg),
             "code": _code("features.py", "pairs.py", "hloc.py", "kapture.py") + pycolmap.__version__,
         }
     )
@@ -150,6 +152,19 @@ def code_digest(files: list[Path]) -> str:
     for path in files:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _sfm_from(cfg: SfMConfig) -> dict[str, str]:
+    """The models of `reconstruction.sfm_from` (their points2D lead their images' keypoints): which
+    sequence each is for, and every file of them (none when there are none, so other keys stay)."""
+    given = cfg.reconstruction.sfm_from
+    if not given:
+        return {}
+    files = [path for folder in given.values() for path in _folder_files(folder)]
+    return {
+        "sfm_from": _sha(json.dumps({k: str(v) for k, v in given.items()}, sort_keys=True))
+        + _stat_digest(files)
+    }
 
 
 def _files_digest(manifest: Manifest) -> str:

@@ -108,7 +108,8 @@ class MatchingConfig:
 
 @dataclass
 class ReconstructionConfig:
-    """Triangulation (posed sequences) and incremental mapping (unposed ones)."""
+    """Triangulation (posed sequences) and incremental mapping (unposed ones), or a sequence's own model
+    (`sfm_from`, reconstruction.py)."""
 
     min_tri_angle: float = 2.0  # degrees; 1.0: 18% more points on `demo`, 14% worse median depth error
     ignore_two_view_tracks: bool = False  # keep points seen by two images only
@@ -120,10 +121,21 @@ class ReconstructionConfig:
     refine_intrinsics: bool = True  # unposed sequences without given intrinsics
     seed: int = 0  # RANSAC / mapper random seed
     num_threads: int = -1  # -1 = all cores
+    sfm_from: dict[str, Path] = field(default_factory=dict)  # sequence -> its COLMAP model (text/binary)
+    sfm_from_max_pose_error: float = 1e-3  # posed: model vs manifest centres (x scene size), rotations (rad)
 
     def validate(self) -> None:
         if self.min_tri_angle <= 0 or self.max_reproj_error <= 0:
             raise ValueError("min_tri_angle and max_reproj_error must be > 0")
+        if self.sfm_from_max_pose_error <= 0:
+            raise ValueError("sfm_from_max_pose_error must be > 0")
+        for seq, folder in self.sfm_from.items():
+            found = {p.name for p in Path(folder).iterdir()} if Path(folder).is_dir() else set()
+            if not all({f"{name}.bin", f"{name}.txt"} & found for name in ("cameras", "images", "points3D")):
+                raise ValueError(
+                    f"sfm_from.{seq}: {folder} is not a COLMAP model folder (cameras, images and "
+                    "points3D .bin or .txt)"
+                )
 
     def pipeline_options(
         self, names: list[str] | None = None, refine: bool = False
@@ -213,3 +225,9 @@ class SfMConfig:
             )
         if self.features.hloc_features is not None and self.features.kapture_keypoints is not None:
             raise ValueError("features: give hloc_features or kapture_keypoints, not both")
+        imported = self.features.hloc_features or self.features.kapture_keypoints
+        if self.reconstruction.sfm_from and imported:
+            raise ValueError(
+                "reconstruction.sfm_from needs SIFT features: an imported model's points2D lead its "
+                "images' keypoints, which hloc / kapture match indices cannot refer to"
+            )

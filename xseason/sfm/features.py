@@ -8,6 +8,17 @@ their reason instead of being dropped silently. Keypoints stay in COLMAP's pixel
 convention (ours + 0.5) inside the database and the models. Which pairs are matched is
 decided in `pairs.py`; `match` matches and verifies them.
 
+A sequence given its own model (`reconstruction.sfm_from`, read and checked by `imported_models`) is
+still extracted with SIFT: its descriptors are what ties it to the other sequences (cross-sequence
+matching, hence registration and the joint tracks), and its within-sequence matches make its final
+points, as for every sequence. Each of its images gets the model's points2D as its first keypoints, in
+the model's order, so that the model's point2D indices are the database's keypoint indices (the
+registration reads a model's 3D points through matched keypoint indices); a point2D takes the
+descriptor (scale, orientation) of the SIFT keypoint at its position (within `_SAME_KEYPOINT`, one to
+one), or a zero descriptor (never matched: COLMAP's matcher and the guided one compare by angle), and
+the other SIFT keypoints follow. A model made from this build's own SIFT database thus gives back the
+same keypoints and descriptors, in the same order.
+
 Database image names are the manifest's `image` strings, whatever they hold (spaces, unicode).
 The one place COLMAP cannot take such a name is the pair list of its matcher (it splits a line at
 spaces, trims whitespace, and skips lines starting with '#'): while it matches, an image whose name
@@ -27,10 +38,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pycolmap
+from scipy.spatial import cKDTree
 
 from xseason.core.colmap import (
     camera_to_colmap,
     from_colmap_pixels,
+    image_points2D,
     quiet_logs,
     rigid_from_pose,
     to_colmap_pixels,
@@ -39,9 +52,10 @@ from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.geometry import Pose
 from xseason.core.log import progress
+from xseason.inputs.layouts.colmap import check_text_model
 from xseason.inputs.manifest import ImageRecord, Manifest
 from xseason.sfm.cachekeys import stage_keys
-from xseason.sfm.config import FeatureConfig, MatchingConfig, SfMConfig
+from xseason.sfm.config import FeatureConfig, MatchingConfig, ReconstructionConfig, SfMConfig
 from xseason.sfm.guided import epipolar_matches, essential_matrix
 from xseason.sfm.hloc import HlocFeatures, HlocMatches
 from xseason.sfm.kapture import KaptureKeypoints, KaptureMatches
@@ -50,6 +64,7 @@ from xseason.sfm.paths import BuildPaths
 log = logging.getLogger(__name__)
 
 _ALIAS = "xseason-alias-{}"  # an image's database name while COLMAP's matcher reads a pair list naming it
+_SAME_KEYPOINT = 0.5  # px: a SIFT keypoint this close to an imported model's point2D lends it its descriptor
 
 
 class FeatureError(XSeasonError):
@@ -105,6 +120,10 @@ def extract(
             log.info("features: resuming the extraction into %s", db_path)
     write_json(paths.features, {"key": key.to_json(), "complete": False})
     skipped: dict[str, str] = dict(skip or {})
+    model_points: dict[str, np.ndarray] = {}  # image -> its imported model's points2D (module doc)
+    for seq, model in imported_models(manifest, sfm.reconstruction).items():
+        points = image_points2D(model)
+        model_points |= {r.image: points[r.image] for r in manifest.sequences()[seq]}
     if cfg.hloc_features is not None:
         extractor: pycolmap.FeatureExtractor | ImportedKeypoints = HlocFeatures(cfg.hloc_features)
     elif cfg.kapture_keypoints is not None:
@@ -118,7 +137,9 @@ def extract(
             image_id = wanted[rec.image]
             if rec.image in skipped or (db.exists_image(image_id) and db.exists_keypoints(image_id)):
                 continue
-            reason = _extract_one(db, extractor, rec, image_id, camera_ids[rec.camera], cfg)
+            reason = _extract_one(
+                db, extractor, rec, image_id, camera_ids[rec.camera], cfg, model_points.get(rec.image)
+            )
             if reason:
                 log.warning("%s: skipped: %s", rec.image, reason)
                 skipped[rec.image] = reason
@@ -150,10 +171,12 @@ def _extract_one(
     image_id: int,
     camera_id: int,
     cfg: FeatureConfig,
+    model_points: np.ndarray | None = None,
 ) -> str | None:
     """Extract and store the features of one image (SIFT, or the keypoints of an hloc features file or
     a kapture keypoint folder, all kept: their match indices refer to them); return a reason when it
-    is skipped."""
+    is skipped. `model_points`: the points2D of its imported model (COLMAP pixels), its first keypoints
+    (module doc)."""
     gray = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
     if gray is None or gray.size == 0:
         return f"unreadable image file {rec.path}"
@@ -188,6 +211,8 @@ def _extract_one(
     if mask is not None:
         ok = ~_on_mask(mask, kps)
         kps, desc = kps[ok], desc[ok]
+    if model_points is not None:
+        kps, desc = _with_model_points(model_points, kps, desc)
     stored = pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc))
     _write_image(db, rec, image_id, camera_id, kps, stored)
     return None
@@ -212,6 +237,78 @@ def _write_image(
         db.write_keypoints(image_id, np.ascontiguousarray(keypoints, dtype=np.float32))
         if descriptors is not None:
             db.write_descriptors(image_id, descriptors)
+
+
+def imported_models(manifest: Manifest, cfg: ReconstructionConfig) -> dict[str, pycolmap.Reconstruction]:
+    """The models of `cfg.sfm_from` (sequence -> COLMAP model folder), read; each must name a sequence of
+    `manifest` and pose every image of it (found by name; its other images are not used)."""
+    sequences = manifest.sequences()
+    unknown = sorted(set(cfg.sfm_from) - set(sequences))
+    if unknown:
+        raise FeatureError(
+            f"reconstruction.sfm_from names {unknown}, not sequences of {manifest.path} "
+            f"(its sequences: {', '.join(sequences)})"
+        )
+    out = {}
+    for seq, folder in cfg.sfm_from.items():
+        folder = Path(folder)
+        if not (folder / "images.bin").is_file():
+            check_text_model(folder)  # pycolmap's own errors name neither file nor line
+        try:
+            model = pycolmap.Reconstruction(folder)
+        except Exception as exc:  # pycolmap raises plain RuntimeError/ValueError on bad files
+            raise FeatureError(f"reconstruction.sfm_from.{seq}: cannot read {folder}: {exc}") from None
+        posed = {image.name for image in model.images.values() if image.has_pose}
+        missing = [r.image for r in sequences[seq] if r.image not in posed]
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise FeatureError(
+                f"reconstruction.sfm_from.{seq}: {folder} has no posed image named {', '.join(missing[:5])}"
+                f"{more} ({len(missing)} of the sequence's {len(sequences[seq])} images; the model's "
+                "image names must be the manifest's)"
+            )
+        out[seq] = model
+    return out
+
+
+def _with_model_points(
+    points: np.ndarray, kps: np.ndarray, desc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """An imported model's points2D (N, 2) followed by the SIFT keypoints `kps` (M, 4: x y scale
+    orientation) that are none of them, and their descriptors (module doc)."""
+    rows = np.zeros((len(points), 4), np.float32)
+    rows[:, :2], rows[:, 2] = points, 1.0
+    own = np.zeros((len(points), desc.shape[1]), desc.dtype)
+    mine, theirs = _same_keypoints(points, kps[:, :2])
+    rows[mine, 2:] = kps[theirs, 2:4]
+    own[mine] = desc[theirs]
+    rest = np.setdiff1d(np.arange(len(kps)), theirs)
+    return np.concatenate([rows, kps[rest, :4]]), np.concatenate([own, desc[rest]])
+
+
+def _same_keypoints(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (into a, into b) of mutually nearest positions within `_SAME_KEYPOINT` px; points at
+    one position (SIFT's orientations) pair up in order, the k-th of `a` there with the k-th of `b`."""
+    if not len(a) or not len(b):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    step = 4 * _SAME_KEYPOINT  # the k-th duplicates are this far apart from the others, along a 3rd axis
+    ta, tb = (cKDTree(np.c_[xy, step * _duplicate_rank(xy)]) for xy in (a, b))
+    dist, near_b = tb.query(ta.data, distance_upper_bound=_SAME_KEYPOINT)
+    _, near_a = ta.query(tb.data, distance_upper_bound=_SAME_KEYPOINT)
+    found = np.flatnonzero(np.isfinite(dist))
+    mutual = near_a[near_b[found]] == found
+    return found[mutual], near_b[found[mutual]]
+
+
+def _duplicate_rank(xy: np.ndarray) -> np.ndarray:
+    """Per row, how many earlier rows have exactly the same position."""
+    _, inverse = np.unique(xy, axis=0, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    group = inverse.ravel()[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    rank = np.empty(len(xy), np.int64)
+    rank[order] = np.arange(len(xy)) - np.repeat(starts, np.diff(np.r_[starts, len(xy)]))
+    return rank
 
 
 def _to_full_resolution(kps: np.ndarray, sx: float, sy: float) -> np.ndarray:

@@ -1,10 +1,24 @@
-"""Per-sequence SfM with pycolmap: triangulation from known poses, or incremental mapping.
+"""Per-sequence SfM with pycolmap: triangulation from known poses, incremental mapping, or a given model.
 
 `reconstruct` matches the candidate pairs (`pairs.candidate_pairs`) into the build's database,
 then makes one model per sequence, cached under `BuildPaths.sequence_model` with a
 `status.json`, so that a rerun loads what is there. Posed sequences are triangulated with
 their poses fixed (already in the world frame); unposed ones are mapped incrementally (their
 own frame; `registration.register` brings them into the world frame).
+
+A sequence named in `reconstruction.sfm_from` takes that COLMAP model instead (`_imported`; its status
+says `source`): its images found by name (every image of the sequence must be posed there), image and
+camera ids renumbered to the database's (every model of a build shares them: `posed_model`), its
+cameras, poses, 3D points and their observations kept; its points2D are its images' first keypoints
+in the database (features.py), so point2D indices stay valid. A posed sequence's model must agree
+with the manifest's poses (centres within `sfm_from_max_pose_error` x the scene's size, rotations
+within as many radians) or the build stops; an unposed one is in its own frame and is registered like
+a mapped model. Its images are still SIFT-matched, within the sequence and with the others: those
+matches register the other sequences against it, and the registration triangulates every sequence's
+final points (and the joint tracks) from the verified matches at the final poses, as for a mapped
+model, whose own tracks are likewise not the final ones. The model's points2D that no SIFT keypoint
+lends a descriptor to are therefore in the sequence's model (registration's 3D-3D alignment) but not
+in the final points.
 """
 
 from __future__ import annotations
@@ -15,19 +29,32 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pycolmap
 
-from xseason.core.colmap import is_colmap_model, quiet_logs, rigid_from_pose
+from xseason.core.colmap import (
+    image_points2D,
+    is_colmap_model,
+    pose_arrays,
+    quiet_logs,
+    renumbered_model,
+    rigid_from_pose,
+)
+from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
 from xseason.sfm.cachekeys import StageKey, stage_keys
 from xseason.sfm.config import ReconstructionConfig, SfMConfig
-from xseason.sfm.features import FeatureIndex, match, read_camera
+from xseason.sfm.features import FeatureIndex, imported_models, match, read_camera, read_keypoints
 from xseason.sfm.pairs import candidate_pairs
 from xseason.sfm.paths import BuildPaths
 
 log = logging.getLogger(__name__)
+
+
+class SequenceModelError(XSeasonError):
+    """A sequence's given model (`reconstruction.sfm_from`) cannot be used as it is."""
 
 
 @dataclass
@@ -35,7 +62,8 @@ class ModelStatus:
     """How a model was made (its size and mean reprojection error), or why it was not.
 
     A sequence's own model also names its sequence and whether it was posed (its `status.json`);
-    `other_models`: the sizes of the smaller models incremental mapping found besides it.
+    `other_models`: the sizes of the smaller models incremental mapping found besides it; `source`: the
+    folder of a model imported through `reconstruction.sfm_from` (None: made here).
     """
 
     sequence: str | None = None
@@ -46,6 +74,7 @@ class ModelStatus:
     images: int | None = None
     mean_reproj_error: float | None = None
     other_models: list[int] | None = None
+    source: str | None = None
 
     @classmethod
     def made(cls, model: pycolmap.Reconstruction, other_models: list[int] | None = None) -> ModelStatus:
@@ -127,7 +156,9 @@ def sequence_model(
     posed = manifest.is_posed(seq)
     with atomic_path(folder, "folder", replace_only_if=_is_sequence_folder, what="a model") as tmp:
         tmp.mkdir()
-        if posed:
+        if seq in cfg.sfm_from:
+            model, made = _imported(manifest, index, seq, recs, cfg)
+        elif posed:
             model, made = _triangulate(manifest, index, recs, tmp, cfg)
         else:
             given = all(r.camera_params is not None for r in recs)
@@ -146,6 +177,93 @@ def _is_sequence_folder(folder: Path) -> bool:
     of a sequence that failed."""
     only_status = {e.name for e in folder.iterdir()} == {"status.json"}
     return only_status or is_colmap_model(folder, also={"status.json"})
+
+
+def _imported(
+    manifest: Manifest, index: FeatureIndex, seq: str, recs: list[ImageRecord], cfg: ReconstructionConfig
+) -> MadeModel:
+    """The sequence's own model (`cfg.sfm_from`) with the database's ids and keypoints (module doc)."""
+    folder = Path(cfg.sfm_from[seq])
+    model = imported_models(manifest, replace(cfg, sfm_from={seq: folder}))[seq]
+    names = index.names(recs)
+    if not names:
+        return None, ModelStatus.failed("no readable image")
+    own = image_points2D(model)
+    keypoints = {}
+    for name in names:
+        stored, n = read_keypoints(index, index.image_ids[name]), len(own[name])
+        if len(stored) < n or np.abs(stored[:n] - own[name]).max(initial=0.0) > 1e-3:
+            raise SequenceModelError(
+                f"{index.db_path}: the keypoints of {name} do not start with the points2D of {folder}: the "
+                "database was made for another model; use a fresh build folder"
+            )
+        keypoints[name] = np.concatenate([own[name], stored[n:]])
+    camera_of = {r.image: index.camera_ids[r.camera] for r in recs}
+    _check_cameras(model, folder, {name: camera_of[name] for name in names}, index)
+    out = renumbered_model(
+        model, {name: (index.image_ids[name], camera_of[name]) for name in names}, keypoints
+    )
+    if manifest.is_posed(seq):
+        _check_poses(
+            out, {r.image: r for r in recs}, f"sfm_from.{seq}: {folder}", cfg.sfm_from_max_pose_error
+        )
+    log.info(
+        "sequence %s: model imported from %s (%d images, %d points; no triangulation or mapping)",
+        seq,
+        folder,
+        out.num_reg_images(),
+        out.num_points3D(),
+    )
+    return out, replace(ModelStatus.made(out), source=str(folder))
+
+
+def _check_cameras(
+    model: pycolmap.Reconstruction, folder: Path, camera_of: dict[str, int], index: FeatureIndex
+) -> None:
+    """The model's cameras must have their images' sizes in the database, and images that share a database
+    camera must share one camera in the model (same model and parameters)."""
+    by_name = {image.name: image for image in model.images.values()}
+    seen: dict[int, tuple[str, pycolmap.Camera]] = {}
+    for name, camera_id in camera_of.items():
+        camera = model.camera(by_name[name].camera_id)
+        stored = read_camera(index, camera_id)
+        if (camera.width, camera.height) != (stored.width, stored.height):
+            raise SequenceModelError(
+                f"{folder}: the camera of {name} is {camera.width}x{camera.height}, the image is "
+                f"{stored.width}x{stored.height}"
+            )
+        first = seen.setdefault(camera_id, (name, camera))
+        if (first[1].model, list(first[1].params)) != (camera.model, list(camera.params)):
+            raise SequenceModelError(
+                f"{folder}: {first[0]} and {name} have one camera in the manifest but two in the model "
+                f"({first[1].model.name} {list(first[1].params)} / {camera.model.name} {list(camera.params)})"
+            )
+
+
+def _check_poses(
+    model: pycolmap.Reconstruction, records: dict[str, ImageRecord], given: str, tolerance: float
+) -> None:
+    """A posed sequence's given model must hold the manifest's poses: camera centres within `tolerance` x
+    the scene's size (twice the median distance of its points and centres to their median), rotations
+    within `tolerance` radians; else the build stops, naming the worst image (`given`: which model)."""
+    images = list(model.images.values())
+    r_model, c_model = pose_arrays(im.cam_from_world() for im in images)
+    r_given, c_given = pose_arrays(rigid_from_pose(records[im.name].pose) for im in images)
+    xyz = np.concatenate([np.array([p.xyz for p in model.points3D.values()]).reshape(-1, 3), c_given])
+    scene = 2 * float(np.median(np.linalg.norm(xyz - np.median(xyz, 0), axis=1))) or 1.0
+    centre = np.linalg.norm(c_model - c_given, axis=1) / scene
+    cos = (np.einsum("nij,nij->n", r_model, r_given) - 1) / 2
+    angle = np.arccos(np.clip(cos, -1, 1))
+    bad = np.flatnonzero((centre > tolerance) | (angle > tolerance))
+    if len(bad):
+        worst = bad[np.argmax(np.maximum(centre, angle)[bad])]
+        raise SequenceModelError(
+            f"reconstruction.{given}: its poses disagree with the manifest's for {len(bad)} of "
+            f"{len(images)} images, e.g. {images[worst].name}: centre {centre[worst] * scene:.4g} off "
+            f"({centre[worst]:.2%} of the scene's size {scene:.4g}), rotation {np.degrees(angle[worst]):.3g} "
+            f"deg (reconstruction.sfm_from_max_pose_error {tolerance}); a posed sequence's model must be "
+            "in the manifest's world frame (or leave the sequence's poses out of the manifest)"
+        )
 
 
 def _triangulate(
