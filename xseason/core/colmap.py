@@ -215,6 +215,16 @@ def renumbered_model(
             pycolmap.Image(name=name, keypoints=points, camera_id=camera_id, image_id=image_id),
             image.cam_from_world(),
         )
+    copy_points(model, out, new_id, keep_ids=True)
+    return out
+
+
+def copy_points(
+    model: pycolmap.Reconstruction, out: pycolmap.Reconstruction, new_id: Mapping[int, int], keep_ids: bool
+) -> None:
+    """Add `model`'s 3D points to `out`, their tracks restricted to the images of `new_id` (model image
+    id -> `out` image id, same point2D indices) and renumbered; a point left with fewer than two
+    observations is dropped. xyz, colour and error are kept, and with `keep_ids` the point ids."""
     for point_id, point in model.points3D.items():
         kept = [
             pycolmap.TrackElement(new_id[e.image_id], e.point2D_idx)
@@ -226,5 +236,7 @@ def renumbered_model(
         kept_point = pycolmap.Point3D(
             xyz=point.xyz, track=pycolmap.Track(kept), color=point.color, error=point.error
         )
-        out.add_point3D_with_id(point_id, kept_point)
-    return out
+        if keep_ids:
+            out.add_point3D_with_id(point_id, kept_point)
+        else:
+            out.add_point3D(kept_point.xyz, kept_point.track, kept_point.color)

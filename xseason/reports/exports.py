@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pycolmap
 
-from xseason.core.colmap import camera_from_colmap, camera_to_colmap, is_colmap_model
+from xseason.core.colmap import camera_from_colmap, camera_to_colmap, copy_points, is_colmap_model
 from xseason.core.errors import XSeasonError
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
@@ -139,17 +139,7 @@ def merge_models(models: Models) -> pycolmap.Reconstruction:
             )
             merged.add_image_with_trivial_frame(new, img.cam_from_world())
             next_image += 1
-        for point in rec.points3D.values():
-            elements = [
-                pycolmap.TrackElement(image_ids[e.image_id], e.point2D_idx)
-                for e in point.track.elements
-                if e.image_id in image_ids
-            ]
-            if len(elements) < 2:
-                continue
-            track = pycolmap.Track()
-            track.add_elements(elements)
-            merged.add_point3D(point.xyz, track, point.color)
+        copy_points(rec, merged, image_ids, keep_ids=False)
     merged.update_point_3d_errors()
     return merged
 
