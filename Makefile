@@ -1,5 +1,6 @@
 # The two commands of the README:  `make demo`  and  `make test`.
-# Both create (or reuse) .venv, install what is missing, then run.
+# Both create (or reuse) .venv, install what is missing, then run. Ray (the `ray` extra) is
+# installed too, so that `make test` runs tests/test_ray.py on a local Ray instance.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,ray]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,11 +1,14 @@
-"""`xseason build [MANIFEST] --out DIR [--config FILE] [--reference CONDITION ...] [--allow-partial]`."""
+"""`xseason build [MANIFEST] --out DIR [--config FILE] [--reference CONDITION ...] [--allow-partial]
+[--executor local|ray] [--address auto|HOST:PORT] [--workers N]`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from xseason.core.config import add_config_arguments
+from xseason.core.executor import EXECUTORS
 from xseason.pipeline.build import DEFAULT_MANIFEST, ensure_default_scene, load_build_config, run_build
 
 
@@ -34,6 +37,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", type=Path, help="work folder for intermediate results (default: OUT.work)")
     parser.add_argument("--image-root", type=Path, help="folder the manifest's image paths are relative to")
     parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="where the correspondence generation runs: local (this process, the default) or ray "
+        "(pip install 'xseason[ray]'); sets build.executor",
+    )
+    parser.add_argument(
+        "--address",
+        help="with --executor ray: 'auto' or HOST:PORT of a running Ray cluster (default: start a local "
+        "Ray instance); sets build.ray_address",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="with --executor ray: CPUs of the local Ray instance, or tasks at once on a cluster; "
+        "sets build.workers",
+    )
+    parser.add_argument(
         "--allow-partial",
         action="store_true",
         help="write the dataset even when it is incomplete (one condition, a condition that lost all its "
@@ -42,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_build_config(args.config, args.overrides)
+    flags = {"executor": args.executor, "ray_address": args.address, "workers": args.workers}
+    overrides = [f"build.{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    config = load_build_config(args.config, [*(args.overrides or []), *overrides])
     if args.manifest == DEFAULT_MANIFEST:
         ensure_default_scene(args.manifest)
     summary = run_build(

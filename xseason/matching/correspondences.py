@@ -31,7 +31,11 @@ condition itself), one vectorised pass over all its candidate pairs:
    reference's clutter as solids and c's clutter as points, hits the same region within
    ``surface_depth_tol`` (relative) of the sample, or (patch sample) the first surfel of the
    two conditions on j's ray is at the sample and c has a point near it; and, for both, no
-   surfel of either condition hides it from i or from j. Every match records its
+   surfel of either condition hides it from i or from j. With `support` (support.py) a plane
+   sample also needs local evidence of each image's own observed points: in i at least
+   `support_min_points` on its plane within `support_radius` px, surrounding it; in i and j no
+   observed point clearly nearer close to it, and its nearest observed point not off its plane.
+   Every match records its
    `SurfaceClass` (point, plane, patch; counted in dataset.json). A pair tries i's samples in a seeded
    order of them, from its own seeded start: every candidate its first `surface_probe`
    (cast for all candidates of j at once), which estimates how many of all would be kept; a
@@ -53,26 +57,42 @@ condition itself), one vectorised pass over all its candidate pairs:
 
 The input is the association stage's `AssociatedPoints`; the output, `CorrespondenceTables`,
 holds the store's pairs, matches and points3d tables (the images table is the views':
-`store.tables.images_table`).
+`store.tables.images_table`). The target images are generated in shards, tasks of an executor
+(`core.executor`: this process or Ray) that write their matches into shard files and return
+per-pair metadata; the tables are made from the metadata, the matches read back shard by shard
+(`make_correspondences`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from enum import IntEnum
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from xseason.core.executor import Executor, LocalExecutor
+from xseason.core.files import atomic_path
 from xseason.core.geometry import Camera, in_image
 from xseason.core.log import progress as progress_bar
 from xseason.matching.association import AssociatedPoints, Associations, PointTable
 from xseason.matching.splits import SPLITS, RouteAxis, assign_splits, image_views, pair_splits, route_axis
+from xseason.matching.support import ImagePoints, SupportRule, evidence, image_points
 from xseason.matching.surfaces import SurfaceConfig, SurfaceModel, build_surfaces
 from xseason.matching.surfels import SurfelConfig, SurfelModel, build_surfels
 from xseason.matching.views import ImageView, unmasked
+from xseason.sfm.cachekeys import code_digest
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +134,14 @@ class CorrespondenceConfig:
     surface_depth_tol: float = 0.01  # relative: the target's ray must hit the sample's region this close
     max_surface_matches: int = 500  # per pair (seeded subsample)
     surface_probe: int = 256  # surface samples tried per candidate pair to estimate its surface matches
+    support: bool = False  # opt-in (costs 12-48 % of matches): local evidence of observed points (support.py)
+    support_radius: float = 40.0  # px, observed points this close to a sample are its evidence
+    support_neighbours: int = 16  # at most this many nearest observed points weighed per sample
+    support_min_points: int = 3  # observed points on a sample's plane needed around it, reference image
+    support_min_points_target: int = 0  # the same in the target image (0: only occluders and contradiction)
+    support_max_gap: float = 180.0  # degrees: widest angular gap between supporters (180: sample inside them)
+    support_occluder_radius: float = 12.0  # px: an observed point clearly nearer this close rejects it
+    support_sigmas: float = 3.0  # on-plane / nearer tolerance in depth standard deviations of each point
     split_blocks: int = 10  # the route is cut into this many blocks, assigned whole to train / val / test
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test shares (sum to 1)
     split_seed: int = 0  # seed of the block draw
@@ -136,6 +164,10 @@ class CorrespondenceConfig:
             raise ValueError(
                 "surface_stride must be >= 1, max_surface_matches >= 0, surface_probe >= 1, split_blocks >= 1"
             )
+        if self.support_radius <= 0 or self.support_sigmas <= 0 or not 0 < self.support_max_gap <= 360:
+            raise ValueError("support_radius and support_sigmas must be > 0, support_max_gap in (0, 360]")
+        if min(self.support_min_points, self.support_min_points_target) < 0 or self.support_neighbours < 1:
+            raise ValueError("support_min_points(_target) must be >= 0, support_neighbours >= 1")
         if self.weight_scale <= 0 or self.surface_depth_tol <= 0:
             raise ValueError("weight_scale and surface_depth_tol must be > 0")
         if any(f < 0 for f in self.split_fractions) or abs(sum(self.split_fractions) - 1) > 1e-6:
@@ -185,9 +217,10 @@ class PairMatches:
 class CorrespondenceTables:
     """The stage's output: the store's pairs and points3d tables, and its matches.
 
-    Matches are kept as compact per-pair arrays (`found`, in pair_id order); `iter_matches`
-    streams them as DataFrames of whole pairs in pair_id order (what `store.write_dataset` takes
-    without holding all rows), `matches` builds the one full table (on first use; costly at scale).
+    The matches stay in the generation's shard files (`_ShardPart`, in pair_id order), never all in
+    memory: `match_parts` gives one picklable reader per shard (what `store.write_dataset(parts=...)`
+    writes as one part file each), `iter_matches` streams them as DataFrames of whole pairs in
+    pair_id order, `matches` builds the one full table (on first use; costly at scale).
     `image_split` holds each image's split (object array; None: in no split), `split_counts` the images
     and pairs per split and the pairs dropped for want of one (splits.py); both are unset (None, {})
     when no pair was sought.
@@ -197,15 +230,15 @@ class CorrespondenceTables:
         self,
         pairs: pd.DataFrame,
         points3d: pd.DataFrame,
-        found: list[PairMatches],
-        point_id: np.ndarray,
-        weight_scale: float,
+        shards: list[_ShardPart] | None = None,
+        surface: np.ndarray | None = None,
         image_split: np.ndarray | None = None,
         split_counts: dict | None = None,
     ):
         self.pairs, self.points3d = pairs, points3d
         self.image_split, self.split_counts = image_split, split_counts or {}
-        self._found, self._point_id, self._weight_scale = found, point_id, weight_scale
+        self._shards = shards or []
+        self._surface = np.zeros(len(SurfaceClass), np.int64) if surface is None else surface
         self._matches: pd.DataFrame | None = None
 
     @property
@@ -214,55 +247,41 @@ class CorrespondenceTables:
 
     def surface_counts(self) -> dict[str, int]:
         """Number of matches on each class of surface (`SurfaceClass`): point, plane, patch."""
-        counts = np.zeros(len(SurfaceClass), np.int64)
-        for pair in self._found:
-            counts += np.bincount(pair.matches.surface, minlength=len(SurfaceClass))
-        return {c.name.lower(): int(counts[c]) for c in SurfaceClass}
+        return {c.name.lower(): int(self._surface[c]) for c in SurfaceClass}
+
+    def match_parts(self) -> list[_ShardPart]:
+        """One reader per shard holding kept matches: called, each returns its matches table
+        (docs/FORMAT.md §3) of whole pairs in pair_id order, the parts in pair_id order."""
+        return [part for part in self._shards if part.kept]
 
     def iter_matches(self, chunk_rows: int = 1 << 20) -> Iterator[pd.DataFrame]:
-        """Matches tables (docs/FORMAT.md §3) of about `chunk_rows` rows, whole pairs, by pair_id."""
-        start = 0
-        while start < len(self._found):
-            n, stop = 0, start
-            while stop < len(self._found) and (n == 0 or n + len(self._found[stop].matches) <= chunk_rows):
-                n += len(self._found[stop].matches)
-                stop += 1
-            yield self._frame(start, stop)
-            start = stop
+        """Matches tables (docs/FORMAT.md §3) of about `chunk_rows` rows, whole pairs, by pair_id: as
+        many whole pairs as fit in `chunk_rows` (at least one), read shard by shard."""
+        held = None
+        for part in self.match_parts():
+            held = part() if held is None else pd.concat([held, part()], ignore_index=True)
+            while (cut := _chunk_end(held.pair_id.to_numpy(), chunk_rows)) < len(held):
+                yield held.iloc[:cut].reset_index(drop=True)
+                held = held.iloc[cut:].reset_index(drop=True)
+        while held is not None and len(held):
+            cut = _chunk_end(held.pair_id.to_numpy(), chunk_rows)
+            yield held.iloc[:cut].reset_index(drop=True)
+            held = held.iloc[cut:].reset_index(drop=True)
 
     @property
     def matches(self) -> pd.DataFrame:
         if self._matches is None:
-            self._matches = self._frame(0, len(self._found))
+            frames = [part() for part in self.match_parts()]
+            self._matches = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
         return self._matches
 
-    def _frame(self, start: int, stop: int) -> pd.DataFrame:
-        found = [p.matches for p in self._found[start:stop]]
-        n = np.array([len(m) for m in found], np.int64)
 
-        def cat(key: str) -> np.ndarray:
-            return np.concatenate([getattr(m, key) for m in found]) if found else np.zeros(0)
-
-        x0, x1 = cat("x0").reshape(-1, 2), cat("x1").reshape(-1, 2)
-        point = cat("point").astype(np.int64)
-        point_id = pd.array(self._point_id[np.maximum(point, 0)] if len(point) else point, dtype="Int64")
-        point_id[point < 0] = pd.NA  # surface samples have no 3D point of the reconstruction
-        dist3d = cat("dist3d").astype(np.float32)
-        return pd.DataFrame(
-            {
-                "pair_id": np.repeat(np.arange(start, stop, dtype=np.int64), n),
-                "x0": x0[:, 0].astype(np.float32),
-                "y0": x0[:, 1].astype(np.float32),
-                "x1": x1[:, 0].astype(np.float32),
-                "y1": x1[:, 1].astype(np.float32),
-                "weight": np.clip(np.exp(-dist3d / self._weight_scale), 1e-6, 1.0).astype(np.float32),
-                "point3d_id": point_id,
-                "dist3d": dist3d,
-                "err0": cat("err0").astype(np.float32),
-                "err1": cat("err1").astype(np.float32),
-                "densified": cat("densified").astype(bool),
-            }
-        )
+def _chunk_end(pair_id: np.ndarray, chunk_rows: int) -> int:
+    """Rows of the first chunk of `pair_id` (sorted, not empty): its first whole pairs, as many as
+    fit in `chunk_rows` rows (at least one)."""
+    ends = np.r_[np.flatnonzero(pair_id[1:] != pair_id[:-1]) + 1, len(pair_id)]
+    fit = ends[ends <= chunk_rows]
+    return int(fit[-1] if len(fit) else ends[0])
 
 
 # ----------------------------------------------------------------------------- generation
@@ -291,6 +310,7 @@ class _Context:
     reach: float  # candidate distance in world units
     ref_images: np.ndarray  # registered images of the reference condition
     ref_cache: dict = field(default_factory=dict)  # image -> _reference_side(...), until its last target
+    observed: dict[int, ImagePoints] = field(default_factory=dict)  # image -> its observed points (support)
 
 
 def _context(
@@ -417,12 +437,36 @@ def _plane_and_patch_samples(
     region, xyz = ctx.surfaces.samples(view, uv, True, *_looking(ctx, i))
     ok = region >= 0
     ok[ok] = ctx.surfels.unoccluded(view.pose.center, xyz[ok], (ref,))
+    ok[ok] = _supported(ctx, i, uv[ok], xyz[ok], region[ok], ctx.cfg.support_min_points)
     if ctx.surfels.cfg.patches:
         rest = np.flatnonzero(~ok)
         patch, patch_xyz = ctx.surfels.patch_samples(view, uv[rest], ref)
         rest = rest[patch]
         region[rest], xyz[rest], ok[rest] = PATCH, patch_xyz[patch], True
     return uv[ok], region[ok], xyz[ok]
+
+
+def _supported(
+    ctx: _Context, k: int, uv: np.ndarray, xyz: np.ndarray, region: np.ndarray, min_points: int
+) -> np.ndarray:
+    """Whether image k's own observed points support plane samples at `uv` (world points `xyz` on
+    `region`): enough on the plane around each, none clearly in front of it (support.py); all True
+    with `support` off."""
+    cfg = ctx.cfg
+    if not cfg.support or len(uv) == 0:
+        return np.ones(len(uv), bool)
+    if k not in ctx.observed:
+        ctx.observed[k] = image_points(ctx.table, k, ctx.obs_valid, ctx.focals[k], cfg.keypoint_sigma)
+    rule = SupportRule(
+        cfg.support_radius,
+        cfg.support_neighbours,
+        min_points,
+        cfg.support_max_gap,
+        cfg.support_occluder_radius,
+        cfg.support_sigmas,
+    )
+    normal = np.array([r.normal for r in ctx.surfaces.regions]).reshape(-1, 3)[region]
+    return evidence(ctx.observed[k], uv, xyz, normal, rule).accepted(rule)
 
 
 def sample_grid(camera: Camera, stride: float, seed) -> np.ndarray:
@@ -612,6 +656,8 @@ def _try_samples(ctx: _Context, j: int, batch: list[tuple[_Side, _SurfaceScan, i
         <= ctx.cfg.surface_depth_tol * np.linalg.norm(target[plane] - view.pose.center, axis=1)
     )
     hit[plane[hit[plane]]] = ctx.surfels.unoccluded(view.pose.center, target[plane[hit[plane]]], conditions)
+    k = plane[hit[plane]]
+    hit[k] = _supported(ctx, j, uv[k], target[k], expected[k], ctx.cfg.support_min_points_target)
     patch = np.flatnonzero(expected == PATCH)
     hit[patch] = ctx.surfels.first_surface(view.pose.center, target[patch], conditions)
     hit[patch[hit[patch]]] = ctx.surfels.supported(target[patch[hit[patch]]], conditions[1])
@@ -675,22 +721,37 @@ def predicted_error(
     return np.where(np.isfinite(uv).all(axis=1), np.linalg.norm(uv - uv_j, axis=1), np.inf)
 
 
+SHARD_TARGETS = 8  # default target images per generation shard (`make_correspondences`)
+
+
 def make_correspondences(
     associated: AssociatedPoints,
     cfg: CorrespondenceConfig | None = None,
     surface_cfg: SurfaceConfig | None = None,
     surfel_cfg: SurfelConfig | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
+    shard_root: Path | None = None,
+    shard_targets: int = SHARD_TARGETS,
 ) -> CorrespondenceTables:
     """The correspondence stage: pairs and matches for every reference condition's associations
-    (module doc); the surfaces of densification come from `associated.surface_points`."""
+    (module doc); the surfaces of densification come from `associated.surface_points`.
+
+    The target images are cut, in the tables' order, into shards of `shard_targets` consecutive
+    ones, each a task of `executor` (default: this process) that writes its pairs' matches into a
+    shard file and returns their metadata (`_run_shard`): the result is the same whatever runs the
+    shards. The files live in ``shard_root/<key>`` (default: a temporary folder, removed with the
+    tables), the key digesting the inputs, the configs, `shard_targets` and the code
+    (`_shard_key`): a shard found there complete (an interrupted run's) is reused, not made again.
+    """
     cfg = cfg or CorrespondenceConfig()
     table = associated.points
+    folder = _shard_folder(shard_root, _shard_key(associated, cfg, surface_cfg, surfel_cfg, shard_targets))
     cond_of = np.array([v.condition for v in table.views], dtype=object)
     registered = np.array([v.pose is not None for v in table.views], bool)
     seq_of = np.array([v.sequence for v in table.views], dtype=object)
     done_refs: list[str] = []
-    found_all: list[PairMatches] = []
+    infos: list[_ShardInfo] = []
     route = route_axis(table.views)
     for assoc in associated.associations:
         targets = [
@@ -712,20 +773,14 @@ def make_correspondences(
                     if not cfg.same_sequence:
                         cands = cands[seq_of[cands] != seq_of[j]]
                 jobs.append((cond, int(j), _neighbours(ctx, j, cands)))
-        # Targets run in route order, so that a reference image's side is computed once and dropped
-        # after its last target, while the few nearby ones are in memory.
-        order = np.argsort([route.position(ctx.centres[j]) for _, j, _ in jobs], kind="stable")
-        last_use = {int(i): rank for rank, k in enumerate(order) for i in jobs[k][2]}
-        found: list[list[PairMatches]] = [[] for _ in jobs]
-        bar = progress_bar(order, desc=f"matches {assoc.reference}", enabled=progress, leave=False)
-        for rank, k in enumerate(bar):
-            cond, j, cands = jobs[k]
-            found[k] = _target_matches(ctx, j, cands, cond)
-            for i in cands:
-                if last_use[int(i)] == rank:
-                    ctx.ref_cache.pop(int(i), None)
-        found_all.extend(pair for pairs in found for pair in pairs)
-    out = _tables(table, found_all, route, cfg)
+        tasks = [
+            _ShardTask(folder / f"shard-{len(infos) + k:05d}.parquet", jobs[start : start + shard_targets])
+            for k, start in enumerate(range(0, len(jobs), shard_targets))
+        ]
+        infos += _run_shards(ctx, tasks, executor or LocalExecutor(), progress, assoc.reference)
+    out = _tables(table, infos, route, cfg)
+    if shard_root is None:
+        weakref.finalize(out, shutil.rmtree, folder, True)
     counts = out.surface_counts()
     if cfg.densify and out.num_matches and counts["plane"] + counts["patch"] == 0:
         log.warning(
@@ -736,35 +791,232 @@ def make_correspondences(
     return out
 
 
+@dataclass
+class _ShardTask:
+    """One generation shard: consecutive (condition, target image, candidates) jobs, and its file."""
+
+    path: Path
+    jobs: list[tuple[str, int, np.ndarray]]
+
+    @property
+    def targets(self) -> list[int]:
+        return [j for _, j, _ in self.jobs]
+
+
+@dataclass
+class _ShardInfo:
+    """What a shard returns (and its file's footer holds): per pair found, in the tables' order, its
+    images, overlap, rows in the file and rows per `SurfaceClass`."""
+
+    path: Path
+    i: np.ndarray  # (N,) int64 reference image
+    j: np.ndarray  # (N,) int64 target image
+    overlap: np.ndarray  # (N,) float64
+    rows: np.ndarray  # (N,) int64 its matches, consecutive rows of the file
+    surface: np.ndarray  # (N, len(SurfaceClass)) int64
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k).tolist() for k in ("i", "j", "overlap", "rows", "surface")}
+
+    @classmethod
+    def from_json(cls, path: Path, record: dict) -> _ShardInfo:
+        surface = np.array(record["surface"], np.int64).reshape(-1, len(SurfaceClass))
+        ints = [np.array(record[k], np.int64) for k in ("i", "j")]
+        return cls(
+            path, *ints, np.array(record["overlap"], np.float64), np.array(record["rows"], np.int64), surface
+        )
+
+
+_SHARD_META = b"xseason.shard"  # the footer key of a shard file's `_ShardInfo` and targets
+
+
+def _run_shards(
+    ctx: _Context, tasks: list[_ShardTask], executor: Executor, progress: bool, reference: str
+) -> list[_ShardInfo]:
+    """Every shard's metadata, in order: read from its file when an earlier run finished it, else
+    made by `executor` (`_run_shard`, with the context as the tasks' shared input)."""
+    infos = [_finished_shard(task) for task in tasks]
+    todo = [task for task, info in zip(tasks, infos, strict=True) if info is None]
+    if len(todo) < len(tasks):
+        log.info(
+            "matches %s: %d of %d shard(s) reused from an earlier run in %s",
+            reference,
+            len(tasks) - len(todo),
+            len(tasks),
+            tasks[0].path.parent,
+        )
+    made = executor.map(_run_shard, todo, ctx)
+    made = iter(list(progress_bar(made, total=len(todo), desc=f"matches {reference}", enabled=progress)))
+    return [info if info is not None else next(made) for info in infos]
+
+
+def _run_shard(task: _ShardTask, shared: _Context) -> _ShardInfo:
+    """One shard (a task): its jobs' pairs and matches (`_target_matches`), the matches written to its
+    file (atomically, `_shard_table`), their metadata returned. A reference image's side is kept
+    until the shard's last target of it; every cache of the context (its dict fields) is the shard's."""
+    ctx = replace(shared, **{f.name: {} for f in fields(shared) if f.default_factory is dict})
+    last_use = {int(i): k for k, (_, _, cands) in enumerate(task.jobs) for i in cands}
+    found: list[PairMatches] = []
+    for k, (cond, j, cands) in enumerate(task.jobs):
+        found += _target_matches(ctx, j, cands, cond)
+        for i in cands:
+            if last_use[int(i)] == k:
+                ctx.ref_cache.pop(int(i), None)
+    info = _ShardInfo(
+        task.path,
+        np.array([p.i for p in found], np.int64),
+        np.array([p.j for p in found], np.int64),
+        np.array([p.overlap for p in found], np.float64),
+        np.array([len(p.matches) for p in found], np.int64),
+        np.array(
+            [np.bincount(p.matches.surface, minlength=len(SurfaceClass)) for p in found], np.int64
+        ).reshape(-1, len(SurfaceClass)),
+    )
+    shard = _shard_table([p.matches for p in found], ctx.table.point_id, ctx.cfg.weight_scale)
+    meta = {"info": info.to_json(), "targets": task.targets}
+    with atomic_path(task.path) as tmp:
+        pq.write_table(shard.replace_schema_metadata({_SHARD_META: json.dumps(meta)}), tmp)
+    return info
+
+
+def _finished_shard(task: _ShardTask) -> _ShardInfo | None:
+    """The metadata of the shard's file when a run finished it for the same targets; else None."""
+    try:
+        meta = json.loads(pq.read_schema(task.path).metadata[_SHARD_META])
+        if meta["targets"] == task.targets:
+            return _ShardInfo.from_json(task.path, meta["info"])
+    except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+        pass
+    return None
+
+
+def _shard_table(found: list[Matches], point_id: np.ndarray, weight_scale: float) -> pa.Table:
+    """The matches of a shard's pairs, one after the other: the store's match columns (but pair_id),
+    and `point`, the reference point matched (index into the table; -1: a surface sample)."""
+
+    def cat(key: str) -> np.ndarray:
+        return np.concatenate([getattr(m, key) for m in found]) if found else np.zeros(0)
+
+    x0, x1 = cat("x0").reshape(-1, 2), cat("x1").reshape(-1, 2)
+    point = cat("point").astype(np.int64)
+    dist3d = cat("dist3d").astype(np.float32)
+    return pa.table(
+        {
+            "point": point,
+            "x0": x0[:, 0].astype(np.float32),
+            "y0": x0[:, 1].astype(np.float32),
+            "x1": x1[:, 0].astype(np.float32),
+            "y1": x1[:, 1].astype(np.float32),
+            "weight": np.clip(np.exp(-dist3d / weight_scale), 1e-6, 1.0).astype(np.float32),
+            "point3d_id": pa.array(point_id[np.maximum(point, 0)] if len(point) else point, mask=point < 0),
+            "dist3d": dist3d,
+            "err0": cat("err0").astype(np.float32),
+            "err1": cat("err1").astype(np.float32),
+            "densified": cat("densified").astype(bool),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _ShardPart:
+    """A shard file's kept matches as the store's matches table (picklable: a part writer's task)."""
+
+    path: Path
+    pair_id: np.ndarray  # (N,) the pair_id of each pair of the shard, -1: dropped (`_tables`)
+    rows: np.ndarray  # (N,) its rows in the file
+
+    @property
+    def kept(self) -> int:
+        return int(self.rows[self.pair_id >= 0].sum())
+
+    def __call__(self) -> pd.DataFrame:
+        ids = np.repeat(self.pair_id, self.rows)
+        return _match_frame(ids[ids >= 0], pq.read_table(self.path).filter(pa.array(ids >= 0)))
+
+
+def _match_frame(pair_id: np.ndarray, shard: pa.Table) -> pd.DataFrame:
+    """The store's matches table (docs/FORMAT.md §3; point3d_id as pandas' Int64) of shard rows."""
+    columns = {name: shard.column(name).to_numpy() for name in shard.column_names if name != "point"}
+    columns["point3d_id"] = shard.column("point3d_id").to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get
+    )
+    return pd.DataFrame({"pair_id": pair_id.astype(np.int64), **columns})
+
+
+def _empty_frame() -> pd.DataFrame:
+    return _match_frame(np.zeros(0, np.int64), _shard_table([], np.zeros(0, np.int64), 1.0))
+
+
+def _shard_key(
+    associated: AssociatedPoints,
+    cfg: CorrespondenceConfig,
+    surface_cfg: SurfaceConfig | None,
+    surfel_cfg: SurfelConfig | None,
+    shard_targets: int,
+) -> str:
+    """What the shard files depend on: the association's content, the configs, `shard_targets` and
+    the matching code (`digest`: a remade SfM stage that came out otherwise gets another key)."""
+    configs = [asdict(c) for c in (cfg, surface_cfg or SurfaceConfig(), surfel_cfg or SurfelConfig())]
+    code = code_digest(sorted(Path(__file__).parent.glob("*.py")))
+    return _digest([associated, json.dumps(configs, sort_keys=True, default=str), shard_targets, code])[:16]
+
+
+def _shard_folder(root: Path | None, key: str) -> Path:
+    """The folder of the shard files: ``root/key`` (other keys' folders there, stale, are removed),
+    or a new temporary one."""
+    if root is None:
+        return Path(tempfile.mkdtemp(prefix="xseason-shards-"))
+    root = Path(root)
+    for stale in root.glob("*"):
+        if stale.name != key:
+            log.info(
+                "removing stale correspondence shards %s (made from other inputs, config or code)", stale
+            )
+            shutil.rmtree(stale, ignore_errors=True)
+    (root / key).mkdir(parents=True, exist_ok=True)
+    return root / key
+
+
 def _tables(
-    table: PointTable, found: list[PairMatches], route: RouteAxis, cfg: CorrespondenceConfig
+    table: PointTable, infos: list[_ShardInfo], route: RouteAxis, cfg: CorrespondenceConfig
 ) -> CorrespondenceTables:
-    """The pairs (of one split each: splits.py) and points3d tables of the pairs found, in pair_id order."""
+    """The pairs (of one split each: splits.py) and points3d tables of the pairs found, in pair_id
+    order, from the shards' metadata; the points3d from the shards' `point` column."""
     views = image_views(table, route, cfg.max_reproj_error, cfg.split_buffer)
     sequences = [v.sequence for v in table.views]
     image_split = assign_splits(
         views, sequences, cfg.split_blocks, cfg.split_fractions, cfg.split_seed, cfg.test_sequences
     )
-    i, j = (np.array([getattr(p, side) for p in found], np.int64) for side in ("i", "j"))
+    i, j, overlap, rows = (
+        np.concatenate([getattr(s, key) for s in infos] + [np.zeros(0, dtype)])
+        for key, dtype in (("i", np.int64), ("j", np.int64), ("overlap", np.float64), ("rows", np.int64))
+    )
     split = pair_splits(image_split, i, j)
     keep = pd.notna(split)
     no_split = pd.isna(image_split[i]) | pd.isna(image_split[j])
     dropped = (int((no_split & ~keep).sum()), int((~no_split & ~keep).sum()))
     counts = _split_counts(image_split, split[keep], *dropped, cfg)
-    found = [p for p, k in zip(found, keep, strict=True) if k]
-    n = np.array([len(p.matches) for p in found], np.int64)
+    pair_id = np.full(len(i), -1, np.int64)
+    pair_id[keep] = np.arange(int(keep.sum()))
     pairs = pd.DataFrame(
         {
-            "pair_id": np.arange(len(found), dtype=np.int64),
+            "pair_id": pair_id[keep],
             "image_id0": i[keep].astype(np.int32),
             "image_id1": j[keep].astype(np.int32),
-            "num_matches": n.astype(np.int32),
-            "overlap": np.array([p.overlap for p in found], np.float32),
+            "num_matches": rows[keep].astype(np.int32),
+            "overlap": overlap[keep].astype(np.float32),
             "split": split[keep].astype(object),
         }
     )
-    used = np.unique(np.concatenate([p.matches.point for p in found])) if found else np.zeros(0, np.int64)
-    used = used[used >= 0]
+    ends = np.cumsum([len(s.i) for s in infos], dtype=np.int64)
+    parts = [
+        _ShardPart(s.path, ids, s.rows) for s, ids in zip(infos, np.split(pair_id, ends)[:-1], strict=True)
+    ]
+    used = np.zeros(0, np.int64)
+    for part in parts:
+        if part.kept:
+            point = pq.read_table(part.path, columns=["point"]).column("point").to_numpy()
+            used = np.union1d(used, point[(np.repeat(part.pair_id, part.rows) >= 0) & (point >= 0)])
     points3d = pd.DataFrame(
         {
             "point3d_id": table.point_id[used],
@@ -776,7 +1028,37 @@ def _tables(
             else np.zeros(0, str),
         }
     )
-    return CorrespondenceTables(pairs, points3d, found, table.point_id, cfg.weight_scale, image_split, counts)
+    surface = np.concatenate([s.surface for s in infos] + [np.zeros((0, len(SurfaceClass)), np.int64)])
+    return CorrespondenceTables(pairs, points3d, parts, surface[keep].sum(axis=0), image_split, counts)
+
+
+def _digest(value: Any) -> str:
+    """SHA-256 of a value's content: arrays by dtype, shape and bytes, dataclasses field by field,
+    lists, tuples and dicts item by item, anything else by its repr."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, np.ndarray):
+            h.update(f"{x.dtype}{x.shape}".encode())
+            h.update(repr(x.tolist()).encode() if x.dtype == object else np.ascontiguousarray(x).data)
+        elif is_dataclass(x) and not isinstance(x, type):
+            for f in fields(x):
+                h.update(f.name.encode())
+                feed(getattr(x, f.name))
+        elif isinstance(x, (list, tuple)):
+            h.update(f"[{len(x)}".encode())
+            for item in x:
+                feed(item)
+        elif isinstance(x, dict):
+            h.update(f"{{{len(x)}".encode())
+            for k, item in x.items():
+                feed(k)
+                feed(item)
+        else:
+            h.update(repr(x).encode() + b"\0")
+
+    feed(value)
+    return h.hexdigest()
 
 
 def _split_counts(

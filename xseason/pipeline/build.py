@@ -19,7 +19,9 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -29,12 +31,18 @@ import pandas as pd
 
 from xseason.core.config import load_config, to_dict
 from xseason.core.errors import ConfigError, OutputError
+from xseason.core.executor import EXECUTORS, make_executor
 from xseason.core.files import check_outside, exclusive_lock, write_json
 from xseason.core.log import log_file, stage
 from xseason.inputs.images import check_free_space, check_writable, estimate_build_bytes, preflight_images
 from xseason.inputs.manifest import Manifest, read_manifest
 from xseason.matching.association import AssociationConfig, associate_clouds, point_table_from_reconstructions
-from xseason.matching.correspondences import CorrespondenceConfig, CorrespondenceTables, make_correspondences
+from xseason.matching.correspondences import (
+    SHARD_TARGETS,
+    CorrespondenceConfig,
+    CorrespondenceTables,
+    make_correspondences,
+)
 from xseason.matching.splits import check_disjoint
 from xseason.matching.surfaces import SurfaceConfig
 from xseason.matching.surfels import SurfelConfig
@@ -64,6 +72,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MANIFEST = Path("data_manifest.csv")
 DEFAULT_SCENE = Path("data/demo")
+SHARDS_FOLDER = "correspondences"  # <work>/correspondences/<key>/shard-NNNNN.parquet (make_correspondences)
 
 
 def ensure_default_scene(manifest: Path = DEFAULT_MANIFEST, scene: Path = DEFAULT_SCENE) -> None:
@@ -125,9 +134,28 @@ class RunOptions:
 
     With all cores (the default) a build can differ by a pair or a few matches between runs (seen
     on unposed builds: COLMAP's multi-threaded matching and mapping); `deterministic` runs those
-    single-threaded. The stages after the SfM are deterministic either way."""
+    single-threaded. The stages after the SfM are deterministic either way.
+
+    The correspondence generation runs in shards of `shard_targets` target images, each a task that
+    writes one part file of matches/ (`make_correspondences`, `store.write_dataset(parts=...)`), on
+    the `executor`: `local` (this process) or `ray` (a Ray cluster, `core.executor.RayExecutor`), with
+    the same dataset content either way; shards finished by an interrupted run are reused."""
 
     deterministic: bool = False  # one thread for matching and mapping: identical results run to run
+    executor: str = "local"  # local: every task in this process; ray: on Ray (pip install 'xseason[ray]')
+    ray_address: str | None = None  # ray: null starts a local instance; "auto" or HOST:PORT: a cluster
+    workers: int | None = None  # ray: CPUs of the local instance (null: all); with ray_address, tasks at once
+    shard_targets: int = SHARD_TARGETS  # target images per generation task (one part file of matches/ each)
+
+    def validate(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.executor != "ray" and (self.ray_address is not None or self.workers is not None):
+            raise ValueError("ray_address and workers are settings of executor: ray (the executor is local)")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1 (or null: all cores), got {self.workers}")
+        if self.shard_targets < 1:
+            raise ValueError(f"shard_targets must be >= 1, got {self.shard_targets}")
 
 
 @dataclass
@@ -287,7 +315,13 @@ def _build(
 
     resumed = work.is_dir() and any(p != paths.lock for p in work.iterdir())
     work.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(paths.lock, f"the work folder {work}"), log_file(paths.log), stage("build"):
+    run = cfg.build
+    with (
+        exclusive_lock(paths.lock, f"the work folder {work}"),
+        log_file(paths.log),
+        stage("build"),
+        closing(make_executor(run.executor, run.ray_address, run.workers)) as executor,
+    ):
         log.info(
             "building %s (%s) from %s: %d images, conditions %s, reference(s) %s",
             out,
@@ -334,10 +368,17 @@ def _build(
         with stage("correspondences"):
             if has_points:
                 tables = make_correspondences(
-                    associated, cfg.correspondences, cfg.surfaces, cfg.surfels, progress=progress
+                    associated,
+                    cfg.correspondences,
+                    cfg.surfaces,
+                    cfg.surfels,
+                    progress=progress,
+                    executor=executor,
+                    shard_root=work / SHARDS_FOLDER,
+                    shard_targets=run.shard_targets,
                 )
             else:
-                tables = _no_correspondences(cfg.correspondences)
+                tables = _no_correspondences()
             confidence = [registration.images[v.name].confidence for v in views]
             images = _with_labels(images_table(views, tables.image_split, confidence), manifest)
             _accept([no_cross_pair(images, tables.pairs)], losses, allow_partial, paths, refs)
@@ -348,7 +389,8 @@ def _build(
                 out,
                 images,
                 tables.pairs,
-                tables.matches,
+                parts=tables.match_parts(),
+                executor=executor,
                 config=config_dict,
                 manifest_checksum=manifest.checksum,
                 image_root=manifest.root,
@@ -365,6 +407,7 @@ def _build(
                     "dropped": losses.to_json(),
                 },
             )
+            shutil.rmtree(work / SHARDS_FOLDER, ignore_errors=True)  # committed: no run needs them again
             summary = _summary(out, work, refs)
             summary.stages = stages
             write_json(
@@ -394,7 +437,7 @@ def _accept(
         raise
 
 
-def _no_correspondences(cfg: CorrespondenceConfig) -> CorrespondenceTables:
+def _no_correspondences() -> CorrespondenceTables:
     """The correspondence stage's output when there is nothing to match: no pair, no match, no point."""
     pairs = pd.DataFrame(
         {
@@ -406,7 +449,7 @@ def _no_correspondences(cfg: CorrespondenceConfig) -> CorrespondenceTables:
             "split": np.zeros(0, object),
         }
     )
-    return CorrespondenceTables(pairs, pd.DataFrame(), [], np.zeros(0, np.int64), cfg.weight_scale)
+    return CorrespondenceTables(pairs, pd.DataFrame())
 
 
 def _references(manifest: Manifest, references: list[str] | None, every: bool = False) -> list[str]:

@@ -23,7 +23,7 @@ import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from xseason import __version__
 from xseason.core.config import to_dict
 from xseason.core.errors import DatasetFormatError
+from xseason.core.executor import Executor, LocalExecutor
 from xseason.core.files import atomic_path, check_replaceable, sha256_file, write_json
 from xseason.store.encoding import (
     ENCODING_SAMPLE_GROUPS,
@@ -110,6 +111,7 @@ _RESERVED_META = {
     "files",
 }
 
+_LOCAL = LocalExecutor()
 DATASET_OUTPUT = f"an xseason dataset (a folder whose dataset.json has format '{FORMAT_NAME}')"
 
 
@@ -152,7 +154,11 @@ def write_dataset(
     out_dir: str | os.PathLike,
     images: pd.DataFrame,
     pairs: pd.DataFrame,
-    matches: pa.Table | pd.DataFrame | Mapping[str, np.ndarray] | Iterable[pa.Table | pd.DataFrame | Mapping],
+    matches: pa.Table
+    | pd.DataFrame
+    | Mapping[str, np.ndarray]
+    | Iterable[pa.Table | pd.DataFrame | Mapping]
+    | None = None,
     *,
     config: dict,
     manifest_checksum: str | None,
@@ -160,13 +166,20 @@ def write_dataset(
     points3d: pd.DataFrame | None = None,
     extra_meta: dict | None = None,
     store_config: StoreConfig | None = None,
+    parts: Sequence[Callable[[], pa.Table | pd.DataFrame]] | None = None,
+    executor: Executor | None = None,
 ) -> Path:
     """Validate the tables and write a complete dataset folder at `out_dir` (atomically; what is
     there must be nothing, an empty folder or a dataset: `check_dataset_output`).
 
-    `matches` is one table (sorted by pair_id here if it is not) or an iterable of chunks in
-    increasing pair_id order (a pair may not continue into the next chunk), which is written
-    chunk by chunk without holding the whole match set. `config` is the full build config
+    The matches come one of two ways. `matches`: one table (sorted by pair_id here if it is not)
+    or an iterable of chunks in increasing pair_id order (a pair may not continue into the next
+    chunk), written here chunk by chunk without holding the whole match set, in files of about
+    `file_rows` rows. `parts`: picklable callables, each returning the matches of one file
+    `part-NNNNN.parquet` (pairs in increasing pair_id order, every pair in one part, the parts in
+    increasing pair_id order), written by tasks of `executor` (default: this process) with the
+    encodings chosen here on the first part, each one checked and rounded as above; the counts
+    they return are checked here before anything is committed. `config` is the full build config
     (stored in dataset.json), `points3d` a free-form table written as is. Returns the folder.
     """
     cfg = store_config or StoreConfig()
@@ -174,33 +187,21 @@ def write_dataset(
     images_t = _null_unregistered_poses(_to_table(images, IMAGES_SCHEMA, "images", OPTIONAL_IMAGE_FIELDS))
     pairs_t = _to_table(pairs, PAIRS_SCHEMA, "pairs")
     _check_images_pairs(images_t, pairs_t)
+    pairs_t = pairs_t.take(np.argsort(pairs_t.column("pair_id").to_numpy(), kind="stable"))
     pair_ids = pairs_t.column("pair_id").to_numpy()
-    order = np.argsort(pair_ids, kind="stable")
-    pairs_t = pairs_t.take(order)
-    pair_ids = pair_ids[order]
+    limits = coordinate_limits(images_t, pairs_t)
+    if (matches is None) == (parts is None):
+        raise ValueError("write_dataset: give either matches or parts")
 
     out_dir = Path(out_dir)
-    image_root = Path(image_root).resolve()
     with atomic_path(out_dir, "folder", replace_only_if=is_dataset, what=DATASET_OUTPUT) as tmp:
         (tmp / "matches").mkdir(parents=True)
-        counts, encodings = _write_matches(
-            tmp / "matches", _match_chunks(matches), pair_ids, coordinate_limits(images_t, pairs_t), cfg
-        )
-        expected = pairs_t.column("num_matches").to_numpy()
-        bad = np.flatnonzero(counts != expected)
-        if bad.size:
-            i = bad[0]
-            raise DatasetFormatError(
-                f"pairs: num_matches of pair_id {pair_ids[i]} is {expected[i]} but the matches hold "
-                f"{counts[i]} rows ({bad.size} pair(s) disagree)"
-            )
-        _write_parquet(images_t, tmp / "images.parquet", cfg)
-        _write_parquet(pairs_t, tmp / "pairs.parquet", cfg)
-        n_points = None
-        if points3d is not None:
-            points_t = pa.Table.from_pandas(points3d, preserve_index=False)
-            _write_parquet(points_t, tmp / "points3d.parquet", cfg)
-            n_points = points_t.num_rows
+        if parts is None:
+            counts, encodings = _write_matches(tmp / "matches", _match_chunks(matches), pair_ids, limits, cfg)
+        else:
+            counts, encodings = _write_parts(tmp / "matches", parts, pair_ids, limits, cfg, executor)
+        n_points = _commit(tmp, images_t, pairs_t, counts, cfg, points3d)
+        image_root = Path(image_root).resolve()
         meta = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -234,6 +235,80 @@ def write_dataset(
             meta[key] = value
         write_json(tmp / "dataset.json", meta)
     return out_dir
+
+
+def _write_parts(
+    folder: Path,
+    parts: Sequence[Callable[[], pa.Table | pd.DataFrame]],
+    pair_ids: np.ndarray,
+    limits: np.ndarray,
+    cfg: StoreConfig,
+    executor: Executor | None,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Every part into its own file by `executor`'s tasks (`_part_task`), with the encodings chosen
+    on the first rows of the first part that has any; per-pair counts and the encodings."""
+    encodings: dict[str, str] = {}
+    for part in parts:
+        sample = _match_table(part()).slice(0, ENCODING_SAMPLE_GROUPS * cfg.row_group_rows)
+        if sample.num_rows:
+            encodings = choose_encodings(round_for_storage(_sort_within_pairs(sample), cfg), cfg)
+            break
+    counts = np.zeros(pair_ids.size, np.int64)
+    if not encodings:  # no match at all: one empty file, as `_write_matches` writes
+        pq.write_table(MATCHES_SCHEMA.empty_table(), folder / "part-00000.parquet")
+        return counts, encodings
+    items = [(part, folder / f"part-{k:05d}.parquet") for k, part in enumerate(parts)]
+    last = -1
+    for name, (positions, n) in zip(
+        (path.name for _, path in items),
+        (executor or _LOCAL).map(_part_task, items, (pair_ids, limits, encodings, cfg)),
+    ):
+        if len(positions) and positions[0] <= last:
+            raise DatasetFormatError(
+                f"matches: {name} starts at or before the pair_id where the part before ends"
+            )
+        last = positions[-1] if len(positions) else last
+        counts[positions] += n
+    return counts, encodings
+
+
+def _part_task(item: tuple[Callable[[], Any], Path], shared: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """One part file (a task of `_write_parts`): its matches checked, rounded and written with the
+    dataset's encodings; the positions of its pairs (in pair_id order) and their row counts."""
+    part, path = item
+    pair_ids, limits, encodings, cfg = shared
+    counts, _ = _write_matches(
+        path.parent, iter([_match_table(part())]), pair_ids, limits, cfg, encodings, path.name
+    )
+    positions = np.flatnonzero(counts)
+    return positions, counts[positions]
+
+
+def _commit(
+    tmp: Path,
+    images: pa.Table,
+    pairs: pa.Table,
+    counts: np.ndarray,
+    cfg: StoreConfig,
+    points3d: pd.DataFrame | None,
+) -> int | None:
+    """The driver's share once the matches are written: the counts checked against the pairs, then
+    images.parquet, pairs.parquet and points3d.parquet (its rows returned; None without it)."""
+    expected = pairs.column("num_matches").to_numpy()
+    bad = np.flatnonzero(counts != expected)
+    if bad.size:
+        i = bad[0]
+        raise DatasetFormatError(
+            f"pairs: num_matches of pair_id {pairs.column('pair_id')[i]} is {expected[i]} but the matches "
+            f"hold {counts[i]} rows ({bad.size} pair(s) disagree)"
+        )
+    _write_parquet(images, tmp / "images.parquet", cfg)
+    _write_parquet(pairs, tmp / "pairs.parquet", cfg)
+    if points3d is None:
+        return None
+    points = pa.Table.from_pandas(points3d, preserve_index=False)
+    _write_parquet(points, tmp / "points3d.parquet", cfg)
+    return points.num_rows
 
 
 POSE_COLUMNS = ("qw", "qx", "qy", "qz", "tx", "ty", "tz")
@@ -337,17 +412,25 @@ def _arrow_column(values: Any) -> pa.Array | pa.ChunkedArray:
 
 
 def _write_matches(
-    folder: Path, chunks: Iterator[pa.Table], pair_ids: np.ndarray, limits: np.ndarray, cfg: StoreConfig
+    folder: Path,
+    chunks: Iterator[pa.Table],
+    pair_ids: np.ndarray,
+    limits: np.ndarray,
+    cfg: StoreConfig,
+    encodings: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Stream match chunks into row groups of whole pairs, each checked against the value rules
-    (`value_problem`; `limits`: `coordinate_limits` of the pairs, in `pair_ids` order).
+    (`value_problem`; `limits`: `coordinate_limits` of the pairs, in `pair_ids` order), in files
+    `part-NNNNN.parquet` of about `file_rows` rows, or all in the one file `name` (nothing when
+    there is no row). `encodings`: those to use (default: chosen on the first rows).
 
     Returns per-pair counts (in `pair_ids` order) and the encoding of every column (empty: no match).
     """
     counts = np.zeros(pair_ids.size, dtype=np.int64)
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    encodings: dict[str, str] = {}
+    encodings = encodings or {}
     file_rows = 0
     n_files = 0
     last_pair = None
@@ -378,11 +461,13 @@ def _write_matches(
             sample_rows = ENCODING_SAMPLE_GROUPS * cfg.row_group_rows
             encodings = encodings or choose_encodings(chunk.slice(0, sample_rows), cfg)
             for start, stop in _row_groups(ids, cfg.row_group_rows):
-                if writer is None or file_rows >= cfg.file_rows:
+                if writer is None or (name is None and file_rows >= cfg.file_rows):
                     if writer is not None:
                         writer.close()
                     writer = pq.ParquetWriter(
-                        folder / f"part-{n_files:05d}.parquet", schema, **parquet_options(encodings, cfg)
+                        folder / (name or f"part-{n_files:05d}.parquet"),
+                        schema,
+                        **parquet_options(encodings, cfg),
                     )
                     n_files += 1
                     file_rows = 0
@@ -391,7 +476,9 @@ def _write_matches(
     finally:
         if writer is not None:
             writer.close()
-    if writer is None:  # no match at all: still one valid (empty) file, so readers see the schema
+    if (
+        writer is None and name is None
+    ):  # no match at all: still one valid (empty) file, so readers see the schema
         pq.write_table(MATCHES_SCHEMA.empty_table(), folder / "part-00000.parquet")
     return counts, encodings
 
