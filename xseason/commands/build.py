@@ -1,4 +1,4 @@
-"""`xseason build [MANIFEST] --out DIR [--config FILE] [--reference CONDITION ...] [--allow-partial]
+"""`xseason build [MANIFEST] --out DIR|URI [--config FILE] [--reference CONDITION ...] [--allow-partial]
 [--executor local|ray] [--address auto|HOST:PORT] [--workers N]`."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from xseason.core.config import add_config_arguments
 from xseason.core.executor import EXECUTORS
 from xseason.pipeline.build import DEFAULT_MANIFEST, ensure_default_scene, load_build_config, run_build
+from xseason.store.remote import dataset_location
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"image manifest CSV (default: {DEFAULT_MANIFEST}, the built-in demo scene, "
         "rendered into data/demo/ when missing)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    parser.add_argument(
+        "--out",
+        type=dataset_location,
+        required=True,
+        help="dataset folder to write, or a filesystem URI (s3://bucket/ds, gs://..., any fsspec protocol): "
+        "built in WORK/dataset, then uploaded",
+    )
     add_config_arguments(
         parser,
         config_help="build config YAML (e.g. configs/build.yaml)",
@@ -34,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CONDITION",
         help="reference condition (repeatable; default: the condition of the manifest's first row)",
     )
-    parser.add_argument("--work", type=Path, help="work folder for intermediate results (default: OUT.work)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="work folder for intermediate results (default: OUT.work; ./NAME.work for a URI)",
+    )
     parser.add_argument("--image-root", type=Path, help="folder the manifest's image paths are relative to")
     parser.add_argument(
         "--executor",

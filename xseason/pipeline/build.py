@@ -66,6 +66,7 @@ from xseason.sfm.paths import BuildPaths
 from xseason.sfm.reconstruction import reconstruct
 from xseason.sfm.registration import register
 from xseason.store import StoreConfig, check_dataset_output, write_dataset
+from xseason.store.remote import RemoteDataset, is_uri
 from xseason.store.tables import images_table
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class BuildSummary:
     """What a build produced: per condition the registration rate, per condition pair the counts, and
     what it dropped with the causes (`losses.Dropped`)."""
 
-    dataset: Path
+    dataset: Path | str  # a folder, or the URI it was uploaded to
     work_dir: Path
     references: list[str]
     registered: pd.DataFrame  # condition, images, registered, rate
@@ -220,6 +221,9 @@ def run_build(
 ) -> BuildSummary:
     """Build the correspondence dataset at `out` from `manifest` (resumable; see module doc).
 
+    `out` may be a filesystem URI (``s3://bucket/ds``; `store.remote`): the dataset is built in
+    `<work>/dataset` (work default: `./<name>.work`) and uploaded once complete, dataset.json last.
+
     Before any work the outputs are checked (`check_outputs`); the build then holds an exclusive
     lock on the dataset (`.<out>.lock` beside it) and on the work folder (`<work>/build.lock`), so
     that a second build into either fails at once with a `LockError` naming this process.
@@ -238,6 +242,16 @@ def run_build(
         )
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest, image_root=image_root)
+    if is_uri(out):  # built in <work>/dataset, then uploaded (`store.remote`)
+        remote = RemoteDataset.at(str(out))
+        remote.check_output()
+        paths = BuildPaths(work_dir if work_dir is not None else Path.cwd() / f"{remote.name}.work")
+        summary = run_build(
+            manifest, paths.root / "dataset", cfg, references, paths.root, None, progress, allow_partial
+        )
+        with stage("upload"):
+            remote.publish(summary.dataset)
+        return replace(summary, dataset=remote.uri)
     out = Path(out)
     if out.name in ("", ".."):  # "." or "a/..": name the folder itself (its lock and work go beside it)
         out = Path(os.path.abspath(out))

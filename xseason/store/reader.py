@@ -39,6 +39,7 @@ from xseason.core.errors import DatasetFormatError
 from xseason.core.files import atomic_path, sha256_file
 from xseason.core.geometry import Camera, Pose
 from xseason.store import format as fmt
+from xseason.store.remote import RemoteDataset, is_uri
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ def open_dataset(
 ) -> CorrespondenceStore:
     """Open and validate a dataset folder (format, version, every table's schema, row counts).
 
+    `path` may be a filesystem URI (``s3://bucket/ds``, ``gs://...``, any fsspec protocol): the
+    dataset is then read from a checked local mirror (`remote.RemoteDataset.fetch`).
+
     `verify` also checks the data files against the `files` record of dataset.json before
     anything else: False (default) checks nothing more (fast); "size" their sizes, row counts
     (Parquet footers) and that none is missing or unrecorded; True or "full" also their SHA-256
@@ -61,6 +65,8 @@ def open_dataset(
     verify=False; with verify requested it is an error (there is nothing to check the files
     against, and a check that silently checks nothing would promise what it cannot keep).
     """
+    if is_uri(path):
+        path = RemoteDataset.at(str(path), error=DatasetFormatError).fetch()
     root = Path(path)
     meta = read_meta(root)
     if verify:
