@@ -188,6 +188,12 @@ class RegistrationConfig:
     continuity_min_jump: float = 0.01  # fraction of the world's extent: a shorter step is never a break
     prior_max_z: float = 5.0  # a sequence off its priors by more standard errors of their noise fails ...
     prior_min_offset: float = 0.05  # ... when also off by more than this fraction of the priors' extent
+    free_space_cell: float = 8.0  # pixels: a point meets what a camera sees in its image cell this wide
+    free_space_depth_noise: float = 2.0  # pixels of ray error: over the triangulation angle, a depth's noise
+    free_space_margin: float = 0.05  # ... plus this share of the depth: a point in front by more conflicts
+    free_space_max_sigma: float = 0.25  # points with a larger relative depth noise are not tested
+    free_space_max_share: float = 0.2  # a sequence whose points conflict with the world's more often fails..
+    free_space_z: float = 2.0  # ... by this many standard errors (binomial lower bound of the share)
     seed: int = 0  # RANSAC random seed
 
     def validate(self) -> None:
@@ -203,6 +209,12 @@ class RegistrationConfig:
             raise ValueError("continuity_max_ratio must be > 1, continuity_min_turn and _min_jump >= 0")
         if self.prior_max_z <= 0 or self.prior_min_offset < 0:
             raise ValueError("prior_max_z must be > 0 and prior_min_offset >= 0")
+        if min(self.free_space_cell, self.free_space_depth_noise, self.free_space_max_sigma) <= 0:
+            raise ValueError("free_space_cell, free_space_depth_noise and free_space_max_sigma must be > 0")
+        if not 0 <= self.free_space_margin < 1 or not 0 < self.free_space_max_share <= 1:
+            raise ValueError("free_space_margin must be in [0, 1) and free_space_max_share in (0, 1]")
+        if self.free_space_z < 0:
+            raise ValueError("free_space_z must be >= 0")
 
 
 @dataclass

@@ -20,7 +20,9 @@
    matches (the share that fits the final poses' epipolar geometry is its confidence; below
    `min_pose_agreement` it is not counted as registered); each unposed sequence's trajectory
    (breaks: only its longest unbroken run stays, when it holds most of its frames); each
-   sequence's cameras against their position priors. An image that fails is unregistered with the
+   sequence's cameras against their position priors; each unposed sequence outside the world
+   against the world's free space (its points where the world's cameras see through, and the
+   reverse: misplaced on look-alike structure). An image that fails is unregistered with the
    reason (confidence 0 for the sequence checks); a sequence that loses every image fails with the
    reason. A sequence split by incremental mapping into several models is said in the log and in
    the reason of the images left out.
@@ -48,6 +50,7 @@ import numpy as np
 import pycolmap
 
 from xseason.core.colmap import (
+    PointObservations,
     is_colmap_model,
     point_observations,
     pose_arrays,
@@ -61,7 +64,7 @@ from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import Manifest
 from xseason.sfm.cachekeys import StageKey, stage_keys
-from xseason.sfm.checks import continuity, pose_agreement, prior_offsets
+from xseason.sfm.checks import Views, continuity, depth_sigma, free_space, pose_agreement, prior_offsets
 from xseason.sfm.config import RegistrationConfig, SfMConfig
 from xseason.sfm.features import (
     FeatureIndex,
@@ -143,7 +146,7 @@ def register(
         for name, result in images.items()
         if result.registered
     }
-    _check_poses(ctx, final, images, sequences)
+    _check_poses(ctx, final, images, sequences, world)
     _pose_shift(sequences, images, ctx.initial, final)
     registered = _sequence_models(ctx, final, sequences)
     joint = _joint_model(ctx, final) if cfg.registration.joint_tracks else None
@@ -709,16 +712,22 @@ def _absolute_pose(
 
 # ----------------------------------------------------------------- final models
 def _check_poses(
-    ctx: _Joint, final: Poses, images: dict[str, ImageResult], sequences: dict[str, SequenceResult]
+    ctx: _Joint,
+    final: Poses,
+    images: dict[str, ImageResult],
+    sequences: dict[str, SequenceResult],
+    world: list[str],
 ) -> None:
     """The registration's checks of the final poses (checks.py), in turn: each image against its
     verified matches (`_check_agreement`), each sequence's trajectory for breaks (`_check_continuity`),
-    each sequence's cameras against their position priors (`_check_priors`). An image that fails
-    leaves `final`, unregistered with the reason; a sequence that lost every image this way fails."""
+    each sequence's cameras against their position priors (`_check_priors`), each sequence's points
+    and cameras against the world's free space (`_check_free_space`). An image that fails leaves
+    `final`, unregistered with the reason; a sequence that lost every image this way fails."""
     before = set(final)
     _check_agreement(ctx, final, images)
     _check_continuity(ctx, final, images)
     _check_priors(ctx, final, images)
+    _check_free_space(ctx, final, images, world)
     for seq in {images[n].sequence for n in before} - {images[n].sequence for n in final}:
         reasons = sorted({images[n].reason for n in before if images[n].sequence == seq})
         log.warning("sequence %s: not registered, it fails the registration checks: %s", seq, reasons[0])
@@ -852,6 +861,73 @@ def _check_priors(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> 
             if rec.image in final:
                 _reject(final, images, rec.image, reason)
                 images[rec.image].confidence = 0.0
+
+
+def _check_free_space(ctx: _Joint, final: Poses, images: dict[str, ImageResult], world: list[str]) -> None:
+    """Per sequence neither posed nor of the world: its points against the world's cameras and the
+    world's points against its cameras (`checks.free_space`, on the joint model's points). When the
+    share of points standing in space the other side sees through is, by its binomial lower bound at
+    `free_space_z` standard errors, above `free_space_max_share` in either direction, the sequence
+    leaves `final` (confidence 0): consistently misplaced, e.g. on look-alike buildings."""
+    rcfg = ctx.cfg.registration
+    seq_of = {r.image: r.sequence for r in ctx.manifest.images}
+    obs = point_observations(ctx.model, final)
+    if not obs.image_names:
+        return
+    sigma = depth_sigma(obs.xyz, _views(ctx, obs, obs.image_names), rcfg.free_space_depth_noise)
+    mine = [n for n in obs.image_names if seq_of[n] in world]
+    if not mine:
+        return
+    reference = _views(ctx, obs, mine)
+    for seq, recs in ctx.manifest.sequences().items():
+        names = [r.image for r in recs if r.image in final]
+        if seq in world or ctx.manifest.is_posed(seq) or not names:
+            continue
+        forward, backward = free_space(
+            obs.xyz,
+            sigma,
+            _views(ctx, obs, names),
+            reference,
+            rcfg.free_space_cell,
+            rcfg.free_space_margin,
+            rcfg.free_space_max_sigma,
+        )
+        found = max(forward.lower_share(rcfg.free_space_z), backward.lower_share(rcfg.free_space_z))
+        log.info(
+            "sequence %s: %d of %d of its points in the world's free space, %d of %d of the world's in its",
+            seq,
+            forward.conflicting,
+            forward.tested,
+            backward.conflicting,
+            backward.tested,
+        )
+        if found <= rcfg.free_space_max_share:
+            continue
+        reason = (
+            f"its sequence's points and the world's contradict each other (misplaced on look-alike "
+            f"structure?): {forward.conflicting} of {forward.tested} of its points stand in space the "
+            f"world's cameras see through, {backward.conflicting} of {backward.tested} of the world's "
+            f"in its cameras' (share above registration.free_space_max_share {rcfg.free_space_max_share} "
+            f"by {rcfg.free_space_z} standard errors)"
+        )
+        log.warning("sequence %s: %s", seq, reason)
+        for name in names:
+            _reject(final, images, name, reason)
+            images[name].confidence = 0.0
+
+
+def _views(ctx: _Joint, obs: PointObservations, names: list[str]) -> Views:
+    """The images `names` of the joint model (all in `obs.image_names`) and their observations of `obs`'s
+    points, for `checks.free_space`."""
+    index = {name: k for k, name in enumerate(obs.image_names)}
+    picked = np.array([index[n] for n in names], int)
+    camera = np.full(len(obs.image_names), -1)
+    camera[picked] = np.arange(len(picked))
+    seen = camera[obs.obs_image] >= 0
+    model_images = [ctx.model.image(int(obs.image_ids[k])) for k in picked]
+    rotations, centres = pose_arrays(im.cam_from_world() for im in model_images)
+    focal = np.array([ctx.cameras[im.camera_id].mean_focal_length() for im in model_images])
+    return Views(rotations, centres, focal, camera[obs.obs_image[seen]], obs.obs_point[seen])
 
 
 def _pose_shift(
