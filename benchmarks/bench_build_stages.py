@@ -34,7 +34,7 @@ from xseason.sfm.config import SfMConfig  # noqa: E402
 from xseason.sfm.features import extract, match  # noqa: E402
 from xseason.sfm.pairs import candidate_pairs  # noqa: E402
 from xseason.sfm.paths import BuildPaths  # noqa: E402
-from xseason.sfm.reconstruction import SequenceModels, sequence_model  # noqa: E402
+from xseason.sfm.reconstruction import SequenceModels, make_sequence_model, read_sequence_model  # noqa: E402
 from xseason.sfm.registration import register  # noqa: E402
 from xseason.sfm.sim3 import pose_errors  # noqa: E402
 from xseason.synth.groundtruth import load_truth, sample_depth  # noqa: E402
@@ -84,7 +84,8 @@ def run(scene: Path, posed: bool, work: Path) -> None:
     models = SequenceModels({}, {})
     key = stage_keys(m, cfg).reconstruction
     for seq, recs in m.sequences().items():
-        model, models.status[seq] = sequence_model(m, index, seq, recs, paths, cfg.reconstruction, key)
+        models.status[seq] = make_sequence_model(m, index, seq, recs, paths, cfg.reconstruction, key)
+        model = read_sequence_model(paths, seq, models.status[seq])
         if model is not None:
             models.models[seq] = model
     times["sequence models"] = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,12 @@ def two_condition_scene(tiny_scene: Path, tmp_path_factory: pytest.TempPathFacto
     lines = (out / "manifest.csv").read_text().splitlines(keepends=True)
     (out / "m2.csv").write_text("".join(lines[:17]))
     return out
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray instance of 2 CPUs for the module's tests of the Ray executor, shut down after them."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'xseason[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()

@@ -28,13 +28,6 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # this module's
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def builds(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory):
     """`build(name, *overrides)`: the posed tiny scene built into `<tmp>/<name>` with one shared work
     folder (its SfM stages made once); returns the dataset's folder."""

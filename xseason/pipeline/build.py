@@ -140,7 +140,9 @@ class RunOptions:
     The correspondence generation runs in shards of `shard_targets` target images, each a task that
     writes one part file of matches/ (`make_correspondences`, `store.write_dataset(parts=...)`), on
     the `executor`: `local` (this process) or `ray` (a Ray cluster, `core.executor.RayExecutor`), with
-    the same dataset content either way; shards finished by an interrupted run are reused."""
+    the same dataset content either way; shards finished by an interrupted run are reused. The feature
+    extraction (blocks of images) and the sequences' own models (one task per sequence) run on the same
+    executor (`sfm.features.extract`, `sfm.reconstruction.reconstruct`); the matching stays in the driver."""
 
     deterministic: bool = False  # one thread for matching and mapping: identical results run to run
     executor: str = "local"  # local: every task in this process; ray: on Ray (pip install 'xseason[ray]')
@@ -358,9 +360,9 @@ def _build(
                 [w * h for w, h in checks.sizes.values()], cfg.features.max_num_features
             )
             check_free_space(work, need)
-            index = extract(manifest, paths, cfg, skip=checks.problems)
+            index = extract(manifest, paths, cfg, skip=checks.problems, executor=executor)
         with stage("reconstruction"):
-            models = reconstruct(manifest, index, paths, cfg)
+            models = reconstruct(manifest, index, paths, cfg, executor=executor)
         with stage("registration"):
             registration = register(manifest, index, models, paths, cfg, refs)
             recs = registration.models

@@ -8,6 +8,12 @@ their reason instead of being dropped silently. Keypoints stay in COLMAP's pixel
 convention (ours + 0.5) inside the database and the models. Which pairs are matched is
 decided in `pairs.py`; `match` matches and verifies them.
 
+The extraction runs as tasks on an executor (`core.executor`: in this process or on Ray), one per
+block of `_BLOCK` images in manifest order (`_extract_block`): a task reads its images and returns
+their sizes, keypoints and descriptors, or why one is skipped; the driver alone writes them into the
+database, in manifest order (SQLite: one writer), so that the database is the same whatever ran the
+tasks. Matching writes into the database too (COLMAP's matcher does so itself) and stays in the driver.
+
 A sequence given its own model (`reconstruction.sfm_from`, read and checked by `imported_models`) is
 still extracted with SIFT: its descriptors are what ties it to the other sequences (cross-sequence
 matching, hence registration and the joint tracks), and its within-sequence matches make its final
@@ -30,10 +36,14 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -49,6 +59,7 @@ from xseason.core.colmap import (
     to_colmap_pixels,
 )
 from xseason.core.errors import XSeasonError
+from xseason.core.executor import Executor, LocalExecutor
 from xseason.core.files import atomic_path, write_json
 from xseason.core.geometry import Pose
 from xseason.core.log import progress
@@ -65,6 +76,11 @@ log = logging.getLogger(__name__)
 
 _ALIAS = "xseason-alias-{}"  # an image's database name while COLMAP's matcher reads a pair list naming it
 _SAME_KEYPOINT = 0.5  # px: a SIFT keypoint this close to an imported model's point2D lends it its descriptor
+_BLOCK = 8  # images per extraction task (their keypoints and descriptors come back to the driver at once)
+_OPEN_TRIES = 8  # tries of a call that cannot open the database as another process opens it (`when_unlocked`)
+_LOCKED = re.compile("database is locked|No registered database factory succeeded")  # COLMAP's words for it
+
+T = TypeVar("T")
 
 
 class FeatureError(XSeasonError):
@@ -86,10 +102,27 @@ class FeatureIndex:
         return [r.image for r in records if r.image in self.image_ids]
 
 
+@dataclass
+class ImageFeatures:
+    """What an extraction task found in one image: its size (None: unreadable), its keypoints (COLMAP
+    pixels) and descriptors (None with imported keypoints), or why the image is skipped (`reason`)."""
+
+    size: tuple[int, int] | None = None  # width, height
+    keypoints: np.ndarray | None = None
+    descriptors: np.ndarray | None = None
+    descriptor_type: pycolmap.FeatureExtractorType | None = None
+    reason: str | None = None
+
+
 def extract(
-    manifest: Manifest, paths: BuildPaths, sfm: SfMConfig, skip: Mapping[str, str] | None = None
+    manifest: Manifest,
+    paths: BuildPaths,
+    sfm: SfMConfig,
+    skip: Mapping[str, str] | None = None,
+    executor: Executor | None = None,
 ) -> FeatureIndex:
-    """Fill the build's database with cameras, images and SIFT features (skips what is there).
+    """Fill the build's database with cameras, images and SIFT features (skips what is there), the
+    features extracted by tasks on `executor` (default: this process; module doc).
 
     The database is reused only when its record (`paths.features`) has the database's cache key
     (`cachekeys.stage_keys`: manifest, image files, features and matching sections, code); with
@@ -124,34 +157,55 @@ def extract(
     for seq, model in imported_models(manifest, sfm.reconstruction).items():
         points = image_points2D(model)
         model_points |= {r.image: points[r.image] for r in manifest.sequences()[seq]}
-    if cfg.hloc_features is not None:
-        extractor: pycolmap.FeatureExtractor | ImportedKeypoints = HlocFeatures(cfg.hloc_features)
-    elif cfg.kapture_keypoints is not None:
-        extractor = KaptureKeypoints(cfg.kapture_keypoints)
-    else:
-        extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
-    db = pycolmap.Database.open(db_path)
+    db = open_database(db_path)
     try:
         _check_existing(db, wanted, db_path)
-        for rec in progress(manifest.images, desc="features", unit="img", leave=False):
-            image_id = wanted[rec.image]
-            if rec.image in skipped or (db.exists_image(image_id) and db.exists_keypoints(image_id)):
-                continue
-            reason = _extract_one(
-                db, extractor, rec, image_id, camera_ids[rec.camera], cfg, model_points.get(rec.image)
-            )
+        todo = [
+            rec
+            for rec in manifest.images
+            if rec.image not in skipped
+            and not (db.exists_image(wanted[rec.image]) and db.exists_keypoints(wanted[rec.image]))
+        ]
+        blocks = [
+            [(rec, model_points.get(rec.image)) for rec in todo[i : i + _BLOCK]]
+            for i in range(0, len(todo), _BLOCK)
+        ]
+        found = chain.from_iterable((executor or LocalExecutor()).map(_extract_block, blocks, cfg))
+        for rec, image in progress(
+            zip(todo, found, strict=True), total=len(todo), desc="features", unit="img", leave=False
+        ):
+            reason = _write_features(db, rec, wanted[rec.image], camera_ids[rec.camera], image, cfg)
             if reason:
                 log.warning("%s: skipped: %s", rec.image, reason)
                 skipped[rec.image] = reason
     finally:
         db.close()
-        if isinstance(extractor, IMPORTED_KEYPOINTS):
-            extractor.close()
     image_ids = {name: i for name, i in wanted.items() if name not in skipped}
     write_json(
         paths.features, {"key": key.to_json(), "complete": True, "image_ids": image_ids, "skipped": skipped}
     )
     return FeatureIndex(db_path, image_ids, camera_ids, skipped, masks)
+
+
+def when_unlocked(call: Callable[[], T]) -> T:
+    """`call()`, a pycolmap call that opens the build's database, tried again after a short random wait
+    while it cannot open it: COLMAP writes to a database when it opens it (its schema), and SQLite
+    refuses that while another process does the same ("database is locked", raised as "No registered
+    database factory succeeded"), e.g. sequence tasks starting together; their reads then run side by
+    side."""
+    for attempt in range(_OPEN_TRIES - 1):
+        try:
+            return call()
+        except RuntimeError as exc:
+            if not _LOCKED.search(str(exc)):
+                raise
+        time.sleep(0.1 * 2**attempt * random.uniform(0.5, 1.0))
+    return call()
+
+
+def open_database(path: Path) -> pycolmap.Database:
+    """The COLMAP database at `path`, opened (`when_unlocked`)."""
+    return when_unlocked(lambda: pycolmap.Database.open(path))
 
 
 def _check_existing(db: pycolmap.Database, wanted: dict[str, int], db_path: Path) -> None:
@@ -164,42 +218,49 @@ def _check_existing(db: pycolmap.Database, wanted: dict[str, int], db_path: Path
             )
 
 
-def _extract_one(
-    db: pycolmap.Database,
+def _extract_block(
+    block: list[tuple[ImageRecord, np.ndarray | None]], cfg: FeatureConfig
+) -> list[ImageFeatures]:
+    """An extraction task (module doc): the features of each image of `block` (its record and the points2D
+    of its imported model, or None), in the block's order."""
+    quiet_logs()
+    if cfg.hloc_features is not None:
+        extractor: pycolmap.FeatureExtractor | ImportedKeypoints = HlocFeatures(cfg.hloc_features)
+    elif cfg.kapture_keypoints is not None:
+        extractor = KaptureKeypoints(cfg.kapture_keypoints)
+    else:
+        extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
+    try:
+        return [_image_features(extractor, rec, cfg, points) for rec, points in block]
+    finally:
+        if isinstance(extractor, IMPORTED_KEYPOINTS):
+            extractor.close()
+
+
+def _image_features(
     extractor: pycolmap.FeatureExtractor | ImportedKeypoints,
     rec: ImageRecord,
-    image_id: int,
-    camera_id: int,
     cfg: FeatureConfig,
     model_points: np.ndarray | None = None,
-) -> str | None:
-    """Extract and store the features of one image (SIFT, or the keypoints of an hloc features file or
-    a kapture keypoint folder, all kept: their match indices refer to them); return a reason when it
-    is skipped. `model_points`: the points2D of its imported model (COLMAP pixels), its first keypoints
-    (module doc)."""
+) -> ImageFeatures:
+    """The features of one image: SIFT, or the keypoints of an hloc features file or a kapture keypoint
+    folder (all kept: their match indices refer to them), or why it is skipped. `model_points`: the
+    points2D of its imported model (COLMAP pixels), its first keypoints (module doc)."""
     gray = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
     if gray is None or gray.size == 0:
-        return f"unreadable image file {rec.path}"
+        return ImageFeatures(reason=f"unreadable image file {rec.path}")
     height, width = gray.shape
-    if not db.exists_camera(camera_id):
-        db.write_camera(_make_camera(rec, camera_id, width, height, cfg), use_camera_id=True)
-        rig = pycolmap.Rig(rig_id=camera_id)
-        rig.add_ref_sensor(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, camera_id))
-        db.write_rig(rig, use_rig_id=True)
-    camera = db.read_camera(camera_id)
-    if (camera.width, camera.height) != (width, height):
-        return f"image is {width}x{height} but camera {rec.camera!r} is {camera.width}x{camera.height}"
+    size = (width, height)
     mask = None
     if rec.mask is not None:
         mask = cv2.imread(str(rec.mask), cv2.IMREAD_GRAYSCALE)
         if mask is None or mask.shape != gray.shape:
-            return f"mask {rec.mask} is unreadable or not {width}x{height}"
+            return ImageFeatures(size, reason=f"mask {rec.mask} is unreadable or not {width}x{height}")
     if isinstance(extractor, IMPORTED_KEYPOINTS):
         given = extractor.keypoints(rec.image)
         if given is None:
-            return f"no keypoints for this image in {extractor.path}"
-        _write_image(db, rec, image_id, camera_id, to_colmap_pixels(given).astype(np.float32), None)
-        return None
+            return ImageFeatures(size, reason=f"no keypoints for this image in {extractor.path}")
+        return ImageFeatures(size, to_colmap_pixels(given).astype(np.float32))
     sift_w, sift_h = cfg.sift_size(width, height)
     sift_gray = gray
     if (sift_w, sift_h) != (width, height):
@@ -213,8 +274,38 @@ def _extract_one(
         kps, desc = kps[ok], desc[ok]
     if model_points is not None:
         kps, desc = _with_model_points(model_points, kps, desc)
-    stored = pycolmap.FeatureDescriptors(descriptors.type, np.ascontiguousarray(desc))
-    _write_image(db, rec, image_id, camera_id, kps, stored)
+    return ImageFeatures(size, kps, desc, descriptors.type)
+
+
+def _write_features(
+    db: pycolmap.Database,
+    rec: ImageRecord,
+    image_id: int,
+    camera_id: int,
+    found: ImageFeatures,
+    cfg: FeatureConfig,
+) -> str | None:
+    """Store what a task `found` in one image (its camera made from the first image of that camera
+    read); return the reason when it is skipped."""
+    if found.size is None:
+        return found.reason
+    width, height = found.size
+    if not db.exists_camera(camera_id):
+        db.write_camera(_make_camera(rec, camera_id, width, height, cfg), use_camera_id=True)
+        rig = pycolmap.Rig(rig_id=camera_id)
+        rig.add_ref_sensor(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, camera_id))
+        db.write_rig(rig, use_rig_id=True)
+    camera = db.read_camera(camera_id)
+    if (camera.width, camera.height) != (width, height):
+        return f"image is {width}x{height} but camera {rec.camera!r} is {camera.width}x{camera.height}"
+    if found.reason is not None:
+        return found.reason
+    descriptors = None
+    if found.descriptors is not None:
+        descriptors = pycolmap.FeatureDescriptors(
+            found.descriptor_type, np.ascontiguousarray(found.descriptors)
+        )
+    _write_image(db, rec, image_id, camera_id, found.keypoints, descriptors)
     return None
 
 
@@ -351,7 +442,7 @@ def match(
     names = {image_id: name for name, image_id in index.image_ids.items()}
     seen: set[tuple[str, str]] = set()
     todo = []
-    db = pycolmap.Database.open(index.db_path)
+    db = open_database(index.db_path)
     try:
         _restore_names(db, names)  # left aliased by a run killed while matching
         for a, b in pairs:
@@ -401,7 +492,7 @@ def match(
             pycolmap.match_image_pairs(index.db_path, opts, pairing, verify, pycolmap.Device.cpu)
     finally:
         if listed:
-            db = pycolmap.Database.open(index.db_path)
+            db = open_database(index.db_path)
             try:
                 _restore_names(db, names)
             finally:
@@ -477,7 +568,7 @@ def _import_matches(
     """Write the raw matches of `pairs` from imported match files into the database (those on masked
     pixels dropped; pairs the files lack are left unmatched), for COLMAP to verify."""
     path = source.path
-    db = pycolmap.Database.open(index.db_path)
+    db = open_database(index.db_path)
     masked: dict[str, np.ndarray] = {}
     missing = 0
     try:
@@ -568,7 +659,7 @@ def _restore_names(db: pycolmap.Database, names: dict[int, str]) -> None:
 
 def verified_matches(index: FeatureIndex) -> dict[tuple[int, int], np.ndarray]:
     """(image_id0, image_id1) -> (M, 2) inlier keypoint indices, for every verified pair."""
-    db = pycolmap.Database.open(index.db_path)
+    db = open_database(index.db_path)
     try:
         pair_ids, geoms = db.read_two_view_geometries()
     finally:
@@ -583,7 +674,7 @@ def verified_matches(index: FeatureIndex) -> dict[tuple[int, int], np.ndarray]:
 
 def read_keypoints(index: FeatureIndex, image_id: int) -> np.ndarray:
     """(N, 2) keypoints of one image, COLMAP pixel convention."""
-    db = pycolmap.Database.open(index.db_path)
+    db = open_database(index.db_path)
     try:
         return np.asarray(db.read_keypoints(image_id))[:, :2].astype(np.float64)
     finally:
@@ -592,7 +683,7 @@ def read_keypoints(index: FeatureIndex, image_id: int) -> np.ndarray:
 
 def read_camera(index: FeatureIndex, camera_id: int) -> pycolmap.Camera:
     """The database's camera (given or estimated intrinsics)."""
-    db = pycolmap.Database.open(index.db_path)
+    db = open_database(index.db_path)
     try:
         return db.read_camera(camera_id)
     finally:
@@ -601,7 +692,7 @@ def read_camera(index: FeatureIndex, camera_id: int) -> pycolmap.Camera:
 
 def image_camera_ids(index: FeatureIndex) -> dict[int, int]:
     """Database image id -> database camera id."""
-    db = pycolmap.Database.open(index.db_path)
+    db = open_database(index.db_path)
     try:
         return {im.image_id: im.camera_id for im in db.read_all_images()}
     finally:

@@ -6,6 +6,15 @@ then makes one model per sequence, cached under `BuildPaths.sequence_model` with
 their poses fixed (already in the world frame); unposed ones are mapped incrementally (their
 own frame; `registration.register` brings them into the world frame).
 
+The sequences' models are made by tasks on an executor (`core.executor`: in this process or on Ray),
+one per sequence (`_sequence_task`): a task makes (or finds, with its cache key) its sequence's folder,
+written atomically, and returns its status; the driver reads the models back from the folders (as it
+would after a resumed build: the same input to the registration whatever ran the tasks). The tasks only
+read the database; the matching before them writes it and runs in the driver. On a multi-node Ray
+cluster the work folder (database and models) must therefore be on a filesystem every node sees, at the
+same absolute path (a local Ray instance shares this machine's). A sequence that cannot be reconstructed
+is a status with its reason, never an error of the build.
+
 A sequence named in `reconstruction.sfm_from` takes that COLMAP model instead (`_imported`; its status
 says `source`): its images found by name (every image of the sequence must be posed there), image and
 camera ids renumbered to the database's (every model of a build shares them: `posed_model`), its
@@ -41,12 +50,20 @@ from xseason.core.colmap import (
     rigid_from_pose,
 )
 from xseason.core.errors import XSeasonError
+from xseason.core.executor import Executor, LocalExecutor
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import ImageRecord, Manifest
 from xseason.sfm.cachekeys import StageKey, stage_keys
 from xseason.sfm.config import ReconstructionConfig, SfMConfig
-from xseason.sfm.features import FeatureIndex, imported_models, match, read_camera, read_keypoints
+from xseason.sfm.features import (
+    FeatureIndex,
+    imported_models,
+    match,
+    read_camera,
+    read_keypoints,
+    when_unlocked,
+)
 from xseason.sfm.pairs import candidate_pairs
 from xseason.sfm.paths import BuildPaths
 
@@ -110,8 +127,15 @@ class SequenceModels:
     models: dict[str, pycolmap.Reconstruction]
 
 
-def reconstruct(manifest: Manifest, index: FeatureIndex, paths: BuildPaths, cfg: SfMConfig) -> SequenceModels:
-    """Matching within and across sequences, then one model per sequence (unposed ones in their own frame)."""
+def reconstruct(
+    manifest: Manifest,
+    index: FeatureIndex,
+    paths: BuildPaths,
+    cfg: SfMConfig,
+    executor: Executor | None = None,
+) -> SequenceModels:
+    """Matching within and across sequences, then one model per sequence (unposed ones in their own
+    frame), made by tasks on `executor` (default: this process; module doc)."""
     quiet_logs()
     poses = {r.image: r.pose for r in manifest.images if r.pose is not None}
     sequence_of = {r.image: r.sequence for r in manifest.images}
@@ -119,15 +143,49 @@ def reconstruct(manifest: Manifest, index: FeatureIndex, paths: BuildPaths, cfg:
     match(index, pairs, paths.pair_list("sequences"), cfg.matching, poses, sequence_of)
     status: dict[str, ModelStatus] = {}
     models: dict[str, pycolmap.Reconstruction] = {}
-    key = stage_keys(manifest, cfg).reconstruction
-    for seq, recs in progress(manifest.sequences().items(), desc="reconstruction", unit="seq", leave=False):
-        model, status[seq] = sequence_model(manifest, index, seq, recs, paths, cfg.reconstruction, key)
+    job = _SequenceJob(manifest, index, paths, cfg.reconstruction, stage_keys(manifest, cfg).reconstruction)
+    sequences = manifest.sequences()
+    made = zip(sequences, (executor or LocalExecutor()).map(_sequence_task, list(sequences.items()), job))
+    for seq, done in progress(made, total=len(sequences), desc="reconstruction", unit="seq", leave=False):
+        status[seq] = done
+        model = read_sequence_model(paths, seq, done)
         if model is not None:
             models[seq] = model
     return SequenceModels(status, models)
 
 
-def sequence_model(
+@dataclass(frozen=True)
+class _SequenceJob:
+    """What every sequence task reads (`_sequence_task`), shipped once to each worker."""
+
+    manifest: Manifest
+    index: FeatureIndex
+    paths: BuildPaths
+    cfg: ReconstructionConfig
+    key: StageKey
+
+
+def _sequence_task(item: tuple[str, list[ImageRecord]], job: _SequenceJob) -> ModelStatus:
+    """A sequence task (module doc): the status of the sequence's model folder, made now if need be."""
+    quiet_logs()
+    seq, recs = item
+    return make_sequence_model(job.manifest, job.index, seq, recs, job.paths, job.cfg, job.key)
+
+
+def read_sequence_model(paths: BuildPaths, seq: str, status: ModelStatus) -> pycolmap.Reconstruction | None:
+    """The model of a sequence whose folder is made, with its `status` (None, said, when it failed).
+
+    Read back from the folder, also just after making it, so that a resumed build gets exactly the
+    same input (a model read from disk iterates its images in another order than the mapper's, and
+    the registration's result depends on that order).
+    """
+    if not status.ok:
+        log.warning("sequence %s: no model: %s", seq, status.reason)
+        return None
+    return pycolmap.Reconstruction(paths.sequence_model(seq))
+
+
+def make_sequence_model(
     manifest: Manifest,
     index: FeatureIndex,
     seq: str,
@@ -135,23 +193,17 @@ def sequence_model(
     paths: BuildPaths,
     cfg: ReconstructionConfig,
     key: StageKey,
-) -> MadeModel:
-    """The cached model of one sequence, made now if missing or made with another cache `key`
-    (None when the sequence failed), and its status.
-
-    A new model is returned as read back from its folder, so that a resumed build gets exactly the
-    same input (a model read from disk iterates its images in another order than the mapper's, and
-    the registration's result depends on that order).
-    """
+) -> ModelStatus:
+    """The status of one sequence's cached model folder (`BuildPaths.sequence_model`), the model made
+    now (written atomically, with its status.json) if missing or made with another cache `key`."""
     folder = paths.sequence_model(seq)
     status_path = folder / "status.json"
     if status_path.exists():
         record = json.loads(status_path.read_text())
         stale = key.reason(record.pop("key", None))
         if stale is None:
-            status = ModelStatus.from_json(record)
             log.info("sequence %s: model reused from %s", seq, folder)
-            return (pycolmap.Reconstruction(folder) if status.ok else None), status
+            return ModelStatus.from_json(record)
         log.info("sequence %s: model made anew: %s", seq, stale)
     posed = manifest.is_posed(seq)
     with atomic_path(folder, "folder", replace_only_if=_is_sequence_folder, what="a model") as tmp:
@@ -167,13 +219,11 @@ def sequence_model(
             model.write_binary(tmp)
         status = replace(made, sequence=seq, posed=posed)
         write_json(tmp / "status.json", {**status.to_json(), "key": key.to_json()})
-    if model is None:
-        log.warning("sequence %s: no model: %s", seq, status.reason)
-    return (None if model is None else pycolmap.Reconstruction(folder)), status
+    return status
 
 
 def _is_sequence_folder(folder: Path) -> bool:
-    """True for what `sequence_model` writes: a model with its status.json, or the status.json alone
+    """True for what `make_sequence_model` writes: a model with its status.json, or the status.json alone
     of a sequence that failed."""
     only_status = {e.name for e in folder.iterdir()} == {"status.json"}
     return only_status or is_colmap_model(folder, also={"status.json"})
@@ -309,13 +359,14 @@ def triangulate_fixed(
     """
     if model.num_reg_images() < 2:
         return None, ModelStatus.failed(f"{model.num_reg_images()} posed image(s): nothing to triangulate")
+    db, options = index.db_path, cfg.pipeline_options()
     with tempfile.TemporaryDirectory(dir=tmp) as out:
-        model = pycolmap.triangulate_points(
-            model, index.db_path, manifest.root, out, True, cfg.pipeline_options(), False
+        made = when_unlocked(
+            lambda: pycolmap.triangulate_points(model, db, manifest.root, out, True, options, False)
         )
-    if model.num_points3D() == 0:
+    if made.num_points3D() == 0:
         return None, ModelStatus.failed("0 points triangulated (no verified matches with enough parallax)")
-    return model, ModelStatus.made(model)
+    return made, ModelStatus.made(made)
 
 
 def _map(
@@ -335,7 +386,9 @@ def _map(
         return None, ModelStatus.failed(f"{len(names)} readable image(s): nothing to map")
     with tempfile.TemporaryDirectory(dir=tmp) as out:
         options = cfg.pipeline_options(names, refine)
-        found = pycolmap.incremental_mapping(index.db_path, manifest.root, out, options)
+        found = when_unlocked(
+            lambda: pycolmap.incremental_mapping(index.db_path, manifest.root, out, options)
+        )
     models = sorted(found.values(), key=lambda m: m.num_reg_images(), reverse=True)
     if not models:
         return None, ModelStatus.failed("incremental mapping found no initial pair / model")
