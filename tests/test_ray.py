@@ -136,3 +136,23 @@ def test_executors_keep_order_and_put_the_shared_input_once(ray_instance, monkey
     assert len(puts) == 1 and puts[0] is shared
     executor.close()
     assert ray.is_initialized()
+
+
+def _waits_for_others(item: tuple[int, str], shared: None) -> int:
+    """Item 0 runs until 8 of the others have finished (at most 60 s) and returns how many had."""
+    k, folder = item
+    if k:
+        Path(folder, str(k)).touch()
+        return k
+    deadline = time.monotonic() + 60
+    while len(list(Path(folder).iterdir())) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(list(Path(folder).iterdir()))
+
+
+def test_a_slow_task_does_not_hold_back_the_next_ones(ray_instance, tmp_path):
+    """While the first task runs, the other worker goes on with more tasks than the window of tasks
+    in flight (4 on 2 CPUs); the results still come in the items' order."""
+    executor = RayExecutor()
+    out = list(executor.map(_waits_for_others, [(k, str(tmp_path)) for k in range(12)]))
+    assert out[0] >= 8 and out[1:] == list(range(1, 12))

@@ -195,3 +195,19 @@ def test_a_second_layer_just_above_a_larger_surface_is_dropped():
     uv = view.camera.project(view.pose.transform(np.array([[0.0, 6.0, 0.0]])))  # road under the layer
     region, xyz = model.samples(view, uv, True, (0,))
     assert region[0] == np.argmax(road) and abs(xyz[0, 2]) < 1e-4
+
+
+def test_noisy_points_make_planes_within_their_own_noise():
+    """Points triangulated with depth noise along their rays (10 cm, 5 x plane_distance): the fixed inlier
+    distance splits the wall into pieces; within 3 of their own noise sigmas the wall and the ground are
+    one plane each, holding nearly every point, and still level to 0.2 degrees."""
+    rng = np.random.default_rng(1)
+    clean = np.concatenate([WALL, GROUND])
+    ray = clean - np.mean(SUMMER_CAMS, axis=0)
+    noisy = clean + ray / np.linalg.norm(ray, axis=1, keepdims=True) * rng.normal(0.0, 0.1, (len(clean), 1))
+    table = _table({"summer": noisy}, {"summer": SUMMER_CAMS})
+    fixed = build_surfaces(table, "summer")
+    aware = build_surfaces(table, "summer", SurfaceConfig(plane_sigmas=3.0))
+    assert len(fixed.regions) > 2 and sum(len(r.points) for r in fixed.regions) < 0.6 * len(clean)
+    assert len(aware.regions) == 2 and sum(len(r.points) for r in aware.regions) > 0.75 * len(clean)
+    assert all(np.abs(r.normal).max() > np.cos(np.radians(0.2)) for r in aware.regions)

@@ -11,7 +11,8 @@ local Ray instance of `workers` CPUs (address None) or connects to a running clu
 or ``HOST:PORT``), and shuts down only an instance it started. Tasks are retried when their
 worker dies (`max_retries`); an exception raised by the task itself is not retried but raised
 here. At most a bounded window of tasks is in flight, so that a long list of items is neither
-submitted nor held at once.
+submitted nor held at once; a task that finishes frees its place at once, even while an earlier
+one still runs (its result waits for its turn).
 """
 
 from __future__ import annotations
@@ -81,18 +82,26 @@ class RayExecutor:
     def map(self, fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None) -> Iterator[Any]:
         ray = self._ray
         box = [ray.put(shared)]  # in a list: passed on as the reference, resolved by `_shared_value`
-        pending: deque = deque()
+        pending: deque = deque()  # submitted, in the items' order, not yet yielded
+        finished: set = set()  # those of them that are done
         items = iter(items)
-        for item in items:
-            pending.append(self._remote.remote(fn, item, box))
-            if len(pending) >= self.window:
-                break
-        while pending:
-            result = ray.get(pending.popleft())
-            item = next(items, _DONE)
-            if item is not _DONE:
+
+        def submit() -> None:  # `window` tasks running, and at most 4 x window results held back
+            while len(pending) - len(finished) < self.window and len(pending) < 4 * self.window:
+                item = next(items, _DONE)
+                if item is _DONE:
+                    return
                 pending.append(self._remote.remote(fn, item, box))
-            yield result
+
+        submit()
+        while pending:
+            if pending[0] not in finished:  # a slow task holds back the results, not the next tasks
+                ready, _ = ray.wait([ref for ref in pending if ref not in finished], num_returns=1)
+                finished.update(ready)
+            else:
+                finished.discard(pending[0])
+                yield ray.get(pending.popleft())
+            submit()
 
     def close(self) -> None:
         if self.started and self._ray.is_initialized():

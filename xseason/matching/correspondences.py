@@ -763,6 +763,8 @@ def make_correspondences(
         surfaces = build_surfaces(associated.surface_points, assoc.reference, surface_cfg)
         surfels = build_surfels(associated.surface_points, surfel_cfg, surfaces)
         ctx = _context(table, assoc, cfg, surfaces, surfels)
+        for solid in {_looking(ctx, int(i))[0] for i in ctx.ref_images}:
+            surfaces.hull(solid)  # made once, here: it travels with the tasks' shared input
         # (condition, target image, its candidates) in the tables' order: by condition, then image
         jobs = []
         for cond in targets:
