@@ -1,10 +1,13 @@
 """Ray casting against triangle soups (open3d `RaycastingScene`), shared by the visibility models.
 
 open3d casts in float32: coordinates are taken relative to the vertices' mean, so that a world
-frame far from its origin (UTM, ECEF) loses no precision.
+frame far from its origin (UTM, ECEF) loses no precision. Casting uses `OMP_NUM_THREADS` threads
+when set (Ray sets it to a task's CPUs: one worker then takes one core), else every core.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -34,7 +37,8 @@ class RayScene:
         if len(self.owner) == 0 or len(directions) == 0:
             return np.full(len(directions), np.inf), np.full(len(directions), NO_HIT, np.int64)
         rays = np.concatenate([np.broadcast_to(origins - self.shift, directions.shape), directions], axis=1)
-        ans = self.scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, np.float32)))
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)  # 0: open3d's default, every core
+        ans = self.scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, np.float32)), nthreads=threads)
         t = ans["t_hit"].numpy().astype(np.float64)
         prim = ans["primitive_ids"].numpy().astype(np.int64)
         hit = np.isfinite(t)
