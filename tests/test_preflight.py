@@ -22,7 +22,7 @@ from xseason.inputs.images import (
 )
 from xseason.inputs.manifest import read_manifest, write_manifest
 from xseason.sfm.config import FeatureConfig
-from xseason.sfm.features import _extract_one
+from xseason.sfm.features import _image_features, _write_features
 
 
 def _texture(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -171,7 +171,7 @@ def test_downscaled_keypoints_land_on_full_resolution_positions(tmp_path: Path):
         db = pycolmap.Database.open(tmp_path / f"{max_size}.db")
         try:
             extractor = pycolmap.FeatureExtractor.create(cfg.options(), pycolmap.Device.cpu)
-            assert _extract_one(db, extractor, rec, 1, 1, cfg) is None
+            assert _write_features(db, rec, 1, 1, _image_features(extractor, rec, cfg), cfg) is None
             assert (db.read_camera(1).width, db.read_camera(1).height) == (width, height)
             kps = np.asarray(db.read_keypoints(1))
         finally:
