@@ -109,18 +109,19 @@ def test_seasonal_geometry_and_cars() -> None:
     assert len(c0) != len(c1) or np.abs(c0 - c1).max() > 0.1
 
 
-@pytest.mark.parametrize("preset, digest", [("demo", "ce822e59524732cb"), ("tiny", "63a0806a90aaf761")])
+@pytest.mark.parametrize("preset, digest", [("demo", "045fae6317b19190"), ("tiny", "b75488348c246acb")])
 def test_street_layout_geometry_is_unchanged(preset: str, digest: str) -> None:
     """The street layout's meshes (static, leaves by season, the first two traversals' cars) hash as
-    before the random layout was added (its renders were byte-identical then)."""
+    before the random layout was added (its renders were byte-identical then; digests of vertices to
+    the micrometre since 2026-12-05, when a fresh install changed their raw bytes with the code unchanged)."""
     cfg = synth_config(preset)
     world = build_world(cfg.world, cfg.seed)
     meshes = [world.static]
     meshes += [leaves(world, s, cfg.world.leaves_per_tree, cfg.seed) for s in ("summer", "autumn", "none")]
     meshes += [cars_for_sequence(world, cfg.world.car_occupancy, cfg.seed, i)[0] for i in range(2)]
     h = hashlib.sha256()
-    for m in meshes:
-        for a in (m.vertices, m.triangles, m.label, m.kind, m.obj):
+    for m in meshes:  # vertices to the micrometre: the last bits of numpy's maths vary between releases
+        for a in (np.round(m.vertices, 6) + 0.0, m.triangles, m.label, m.kind, m.obj):
             h.update(np.ascontiguousarray(a).tobytes())
     assert h.hexdigest()[:16] == digest
 
