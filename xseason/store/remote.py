@@ -79,10 +79,10 @@ class RemoteDataset:
         with self.filesystem.open_input_stream(self._file(META)) as f:
             return f.read().decode()
 
-    def meta(self) -> dict | None:
-        """dataset.json there when it is an xseason dataset's, else None."""
+    def meta(self, text: str | None = None) -> dict | None:
+        """dataset.json there (or its `text`, already read) when it is an xseason dataset's, else None."""
         try:
-            meta = json.loads(self.meta_text() or "null")
+            meta = json.loads((self.meta_text() if text is None else text) or "null")
         except ValueError:
             return None
         return meta if isinstance(meta, dict) and meta.get("format") == FORMAT_NAME else None
@@ -108,10 +108,11 @@ class RemoteDataset:
         has the same dataset.json (nothing uploaded)."""
         self.check_output()
         text = (local / META).read_text()
-        if self.meta_text() == text:
+        there = self.meta_text()
+        if there == text:
             log.info("%s already holds this dataset (same dataset.json): not uploaded again", self.uri)
             return False
-        old = self.meta()
+        old = None if there is None else self.meta(there)
         if old is not None:  # no longer a dataset before any of its files changes
             self.filesystem.delete_file(self._file(META))
         files = data_files(local)
@@ -148,7 +149,7 @@ class RemoteDataset:
         text = self.meta_text()
         if text is None:
             raise DatasetFormatError(f"{self.uri}: no {META}; not a complete xseason dataset")
-        meta = self.meta()
+        meta = self.meta(text)
         if meta is None:
             raise DatasetFormatError(f"{self.uri}/{META}: not the dataset.json of an xseason dataset")
         files = meta.get("files")
