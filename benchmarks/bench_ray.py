@@ -11,8 +11,9 @@ the association are loaded, the executor started (`local`: this process; `ray1`,
 Ray instance of 1 or 2 CPUs) and its workers' imports made, and timed: `make_correspondences` +
 `write_dataset(parts=...)`, the build's generation and store stages. Printed per run (the fastest
 of `--repeat`): the 1-minute load average as it started; wall times of the driver's serial work
-before the first task (`serial`: surface and surfel models, the clutter hulls, the candidate
-pairs), of the rest of the generation (`map`: the tasks, then the tables), of the generation
+before the first task (`serial`: the surface and surfel models), of the rest of the generation
+(`map`: the clutter hulls' tasks, the candidate pairs, the reference sides' tasks, the shards'
+tasks, then the tables), of the generation
 (`gen`) and of the store stage; the generation shards' task times (mean, max, sum: a worker's
 first task of a target condition also builds that condition's ray-casting scene from the shipped
 hull) and CPU time (sum: above the wall time where a task used more than one core); speed-up and

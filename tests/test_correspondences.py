@@ -277,3 +277,25 @@ def test_surface_probe_changes_the_estimate_not_the_matches(scene):
     assert capped >= len(both) / 2  # most pairs have more surface matches than they keep
     # the probed overlap is a binomial estimate from 32 samples: standard error <= 0.09
     assert np.median(np.abs(both.overlap - both.overlap_probed)) < 0.09
+
+
+def test_each_reference_side_is_made_once_and_reused(scene, tmp_path, monkeypatch):
+    """A reference image's side (its points and surface samples) is made once per build, in its own
+    file, however many target images and shards use it; a rerun on the same shard folder makes none
+    and gives the same matches."""
+    from xseason.matching import correspondences
+
+    table = clean_points(scene.table({"summer": 6, "winter": 10}), ASSOC)
+    associated = AssociatedPoints(table, [associate(table, "summer", ASSOC)], table)
+    cfg = CorrespondenceConfig(min_matches=5)
+    made: list[int] = []
+    compute = correspondences._computed_side
+    monkeypatch.setattr(correspondences, "_computed_side", lambda ctx, i: made.append(i) or compute(ctx, i))
+    first = make_correspondences(associated, cfg, progress=False, shard_root=tmp_path, shard_targets=2)
+    summer = [k for k, v in enumerate(table.views) if v.condition == "summer"]
+    assert len(made) == len(set(made)) and set(made) <= set(summer) and len(made) >= 4
+    assert len(first.pairs) > 10 and set(first.pairs.image_id0) <= set(made)
+    made.clear()
+    again = make_correspondences(associated, cfg, progress=False, shard_root=tmp_path, shard_targets=2)
+    assert made == []
+    pd.testing.assert_frame_equal(again.matches, first.matches)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from xseason.core.geometry import Camera, Pose, in_image
+from xseason.matching import surfaces
 from xseason.matching.association import build_point_table
 from xseason.matching.surfaces import DROPPED, SurfaceConfig, build_surfaces
 from xseason.matching.views import ImageView
@@ -130,8 +131,6 @@ def test_config_validation():
 
 def test_clutter_solids_are_the_same_in_blocks_as_in_one_grid(monkeypatch):
     """A scene too large for one grid is processed in blocks: the solid is exactly the same."""
-    from xseason.matching import surfaces
-
     rng = np.random.default_rng(0)
     centres = np.c_[np.arange(0, 60, 7.0), np.zeros(9), np.full(9, 4.0)]
     trees = np.concatenate([c + rng.normal(0, 0.6, (40, 3)) for c in centres])
@@ -211,3 +210,25 @@ def test_noisy_points_make_planes_within_their_own_noise():
     assert len(fixed.regions) > 2 and sum(len(r.points) for r in fixed.regions) < 0.6 * len(clean)
     assert len(aware.regions) == 2 and sum(len(r.points) for r in aware.regions) > 0.75 * len(clean)
     assert all(np.abs(r.normal).max() > np.cos(np.radians(0.2)) for r in aware.regions)
+
+
+@pytest.mark.parametrize("sigmas", [0.0, 3.0])
+def test_plane_scores_in_blocks_are_the_direct_scores(monkeypatch, sigmas):
+    """RANSAC's scoring (`_plane_scores`: blocks of points, elementwise products) gives exactly the
+    scores of the direct formulation, inlier counts and truncated MSAC sums, across block borders."""
+    rng = np.random.default_rng(3)
+    table = _table({"summer": np.concatenate([WALL, GROUND])}, {"summer": SUMMER_CAMS})
+    tol = surfaces._Tolerance.of(table, 0.05, SurfaceConfig(plane_sigmas=sigmas), 1.0)
+    points = np.arange(table.num_points)
+    normal = rng.normal(size=(40, 3))
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    normal[:3] = [[0, 0, 1], [0, 1, 0], [1, 0, 0]]  # the ground and the wall's own planes among them
+    through = table.xyz[rng.integers(0, len(points), 40)]  # each plane through a point, give or take
+    offset = np.einsum("ij,ij->i", normal, through) + rng.normal(0, 0.02, 40)
+    residual = np.abs(table.xyz @ normal.T - offset)
+    limit = tol(points, normal)
+    direct = -np.minimum((residual / limit) ** 2, 1.0).sum(0) if sigmas else (residual <= limit).sum(0)
+    monkeypatch.setattr(surfaces, "_RANSAC_BLOCK", 37)
+    found = surfaces._plane_scores(table.xyz.T.copy(), points, normal, offset, tol)
+    np.testing.assert_allclose(found, direct, rtol=1e-12, atol=0)
+    assert (found != 0).any()

@@ -57,9 +57,11 @@ condition itself), one vectorised pass over all its candidate pairs:
 
 The input is the association stage's `AssociatedPoints`; the output, `CorrespondenceTables`,
 holds the store's pairs, matches and points3d tables (the images table is the views':
-`store.tables.images_table`). The target images are generated in shards, tasks of an executor
-(`core.executor`: this process or Ray) that write their matches into shard files and return
-per-pair metadata; the tables are made from the metadata, the matches read back shard by shard
+`store.tables.images_table`). Work is done by tasks of an executor (`core.executor`: this process
+or Ray): first each candidate reference image's side (its points and surface samples, steps 2-3)
+is made once into a file of its own (`_run_sides`), then the target images are generated in
+shards that read those files and write their matches into shard files, returning per-pair
+metadata; the tables are made from the metadata, the matches read back shard by shard
 (`make_correspondences`).
 """
 
@@ -74,6 +76,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from enum import IntEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +312,7 @@ class _Context:
     obs_valid: np.ndarray  # (M,) observation usable on the reference side
     reach: float  # candidate distance in world units
     ref_images: np.ndarray  # registered images of the reference condition
-    ref_cache: dict = field(default_factory=dict)  # image -> _reference_side(...), until its last target
+    sides: Path | None = None  # the folder of the reference images' side files (`_run_sides`)
     observed: dict[int, ImagePoints] = field(default_factory=dict)  # image -> its observed points (support)
 
 
@@ -393,9 +396,28 @@ def _matchable(ctx: _Context, side: _Side, condition: str) -> _Matchable:
 
 
 def _reference_side(ctx: _Context, i: int) -> _Side:
+    """Reference image i's side, from its file (made once by `_run_sides`; the last ones read are
+    kept in this process)."""
+    return _side_file(ctx.sides / _side_name(i))
+
+
+def _side_name(i: int) -> str:
+    return f"side-{i:06d}.npz"
+
+
+@lru_cache(maxsize=64)
+def _side_file(path: Path) -> _Side:
+    with np.load(path) as arrays:
+        return _Side(**{f.name: arrays[f.name] for f in fields(_Side) if f.name != "matchable"})
+
+
+def _write_side(path: Path, side: _Side) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        np.savez(out, **{f.name: getattr(side, f.name) for f in fields(_Side) if f.name != "matchable"})
+
+
+def _computed_side(ctx: _Context, i: int) -> _Side:
     """Reference image i's observed reference points and its surface samples (module doc)."""
-    if i in ctx.ref_cache:
-        return ctx.ref_cache[i]
     t, cfg, view = ctx.table, ctx.cfg, ctx.table.views[i]
     own = np.arange(t.image_ptr[i], t.image_ptr[i + 1])
     own = own[ctx.obs_valid[own]]
@@ -414,7 +436,7 @@ def _reference_side(ctx: _Context, i: int) -> _Side:
     else:
         samples = np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros((0, 3))
     order = np.random.default_rng((cfg.split_seed, i)).permutation(len(samples[0]))
-    out = _Side(
+    return _Side(
         points,
         t.obs_proj[own].astype(np.float32),
         t.obs_err[own],
@@ -423,8 +445,6 @@ def _reference_side(ctx: _Context, i: int) -> _Side:
         order,
         view.pose.center,
     )
-    ctx.ref_cache[i] = out
-    return out
 
 
 def _plane_and_patch_samples(
@@ -764,7 +784,7 @@ def make_correspondences(
         surfels = build_surfels(associated.surface_points, surfel_cfg, surfaces)
         ctx = _context(table, assoc, cfg, surfaces, surfels)
         for solid in {_looking(ctx, int(i))[0] for i in ctx.ref_images}:
-            surfaces.hull(solid)  # made once, here: it travels with the tasks' shared input
+            surfaces.hull(solid, executor)  # made once, here: it travels with the tasks' shared input
         # (condition, target image, its candidates) in the tables' order: by condition, then image
         jobs = []
         for cond in targets:
@@ -775,6 +795,10 @@ def make_correspondences(
                     if not cfg.same_sequence:
                         cands = cands[seq_of[cands] != seq_of[j]]
                 jobs.append((cond, int(j), _neighbours(ctx, j, cands)))
+        ctx.sides = folder
+        needed = np.unique(np.concatenate([cands for _, _, cands in jobs] + [np.zeros(0, np.int64)]))
+        blocks = [needed[k : k + shard_targets] for k in range(0, len(needed), shard_targets)]
+        _run_sides(ctx, blocks, executor)
         tasks = [
             _ShardTask(folder / f"shard-{len(infos) + k:05d}.parquet", jobs[start : start + shard_targets])
             for k, start in enumerate(range(0, len(jobs), shard_targets))
@@ -852,18 +876,36 @@ def _run_shards(
     return [info if info is not None else next(made) for info in infos]
 
 
+def _run_sides(ctx: _Context, blocks: list[np.ndarray], executor: Executor | None) -> None:
+    """The side file of every reference image of `blocks` (one task of `executor` each, `_make_sides`),
+    but those an earlier run left complete: each reference image's side is made once, whatever
+    number of target images and shards use it."""
+    todo = [b for b in blocks if not all((ctx.sides / _side_name(i)).is_file() for i in b)]
+    for _ in (executor or LocalExecutor()).map(_make_sides, todo, ctx):
+        pass
+
+
+def _make_sides(images: np.ndarray, shared: _Context) -> None:
+    """The side files of reference `images` (a task); the context's caches are the task's own."""
+    ctx = _own_caches(shared)
+    for i in images:
+        if not (ctx.sides / _side_name(i)).is_file():
+            _write_side(ctx.sides / _side_name(i), _computed_side(ctx, int(i)))
+
+
+def _own_caches(shared: _Context) -> _Context:
+    """`shared` with empty caches (its dict fields) of its own."""
+    return replace(shared, **{f.name: {} for f in fields(shared) if f.default_factory is dict})
+
+
 def _run_shard(task: _ShardTask, shared: _Context) -> _ShardInfo:
     """One shard (a task): its jobs' pairs and matches (`_target_matches`), the matches written to its
-    file (atomically, `_shard_table`), their metadata returned. A reference image's side is kept
-    until the shard's last target of it; every cache of the context (its dict fields) is the shard's."""
-    ctx = replace(shared, **{f.name: {} for f in fields(shared) if f.default_factory is dict})
-    last_use = {int(i): k for k, (_, _, cands) in enumerate(task.jobs) for i in cands}
+    file (atomically, `_shard_table`), their metadata returned. The reference images' sides are read
+    from their files; every cache of the context (its dict fields) is the shard's."""
+    ctx = _own_caches(shared)
     found: list[PairMatches] = []
-    for k, (cond, j, cands) in enumerate(task.jobs):
+    for cond, j, cands in task.jobs:
         found += _target_matches(ctx, j, cands, cond)
-        for i in cands:
-            if last_use[int(i)] == k:
-                ctx.ref_cache.pop(int(i), None)
     info = _ShardInfo(
         task.path,
         np.array([p.i for p in found], np.int64),

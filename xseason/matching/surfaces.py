@@ -56,11 +56,13 @@ above the road; 0.03 % once such layers are dropped, coverage 93 % (every condit
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import chain
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from xseason.core.executor import Executor, LocalExecutor
 from xseason.core.geometry import in_image
 from xseason.matching.association import PointTable
 from xseason.matching.raycast import NO_HIT, RayScene
@@ -266,9 +268,10 @@ class SurfaceModel:
             )
         return self._scenes[key]
 
-    def hull(self, solid: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def hull(self, solid: tuple[int, ...], executor: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Vertices and triangles (numbered after the regions' vertices) of the solid hulls of the
-        `solid` conditions' clutter (`_clutter_mesh`; cached, and pickled with the model)."""
+        `solid` conditions' clutter (`_clutter_mesh`, its blocks tasks of `executor`; cached, and
+        pickled with the model)."""
         solid = tuple(sorted(set(solid)))
         if solid not in self._hulls:
             radius = self.cfg.clutter_radius * self.scale
@@ -279,6 +282,7 @@ class SurfaceModel:
                 self.cfg.camera_clearance * self.scale,
                 self._cameras,
                 len(self._mesh[0]),
+                executor,
             )
         return self._hulls[solid]
 
@@ -410,6 +414,7 @@ def _extract_planes(
 
 _RANSAC_SCORED = 20_000  # a hypothesis is scored on at most this many points (a seeded subset)
 _RANSAC_BATCH = 64  # hypotheses scored at once
+_RANSAC_BLOCK = 4096  # points scored at once
 _RANSAC_REFITS = 3  # least-squares refits of the best plane, each taking the inliers of the last
 
 
@@ -420,7 +425,7 @@ def _ransac_plane(
     three-point planes, refitted. Deterministic for a seed (open3d's threaded `segment_plane` is not)."""
     n = len(points)
     scored = np.arange(n) if n <= _RANSAC_SCORED else np.sort(rng.choice(n, _RANSAC_SCORED, replace=False))
-    scored_xyz, xyz = xyz[points[scored]], xyz[points]
+    scored_xyz, xyz = xyz[points[scored]].T.copy(), xyz[points]
     a, b, c = (xyz[k] for k in rng.integers(0, n, (3, iterations)))
     normal = np.cross(b - a, c - a)
     length = np.linalg.norm(normal, axis=1)
@@ -430,12 +435,7 @@ def _ransac_plane(
     best, best_score = -1, -np.inf
     for start in range(0, len(normal), _RANSAC_BATCH):
         stop = start + _RANSAC_BATCH
-        residual = np.abs(scored_xyz @ normal[start:stop].T - offset[start:stop])
-        limit = tol(points[scored], normal[start:stop])
-        if tol.sigmas > 0:  # MSAC: residuals in tolerances, truncated (fits the precise points best)
-            score = -np.minimum((residual / limit) ** 2, 1.0).sum(axis=0)
-        else:
-            score = (residual <= limit).sum(axis=0)
+        score = _plane_scores(scored_xyz, points[scored], normal[start:stop], offset[start:stop], tol)
         k = int(np.argmax(score))
         if score[k] > best_score:
             best, best_score = start + k, score[k]
@@ -451,6 +451,30 @@ def _ransac_plane(
             break
         inliers = refit
     return inliers
+
+
+def _plane_scores(
+    xyz_t: np.ndarray, points: np.ndarray, normal: np.ndarray, offset: np.ndarray, tol: _Tolerance
+) -> np.ndarray:
+    """(H,) score of each plane (`normal` (H, 3), `offset` (H,)) on `points` at `xyz_t` (3, N): its
+    inliers within `tol`, or with `tol.sigmas` > 0 (MSAC) minus the sum of its squared residuals in
+    tolerances, truncated at 1 (fits the precise points best). In blocks of points that stay in the
+    cache, with elementwise products and sums: the same result on any machine (no BLAS kernel)."""
+    score = np.zeros(len(normal), np.int64 if tol.sigmas <= 0 else np.float64)
+    for start in range(0, xyz_t.shape[1], _RANSAC_BLOCK):
+        block = xyz_t[:, start : start + _RANSAC_BLOCK]
+        residual = np.multiply.outer(normal[:, 0], block[0])  # (H, block), in place from here
+        residual += np.multiply.outer(normal[:, 1], block[1])
+        residual += np.multiply.outer(normal[:, 2], block[2])
+        residual -= offset[:, None]
+        np.abs(residual, out=residual)
+        if tol.sigmas > 0:
+            residual /= tol(points[start : start + _RANSAC_BLOCK], normal).T
+            np.square(residual, out=residual)
+            score -= np.minimum(residual, 1.0, out=residual).sum(axis=1)
+        else:
+            score += np.count_nonzero(residual <= tol.floor, axis=1)
+    return score
 
 
 def _connected_parts(uv: np.ndarray, eps: float, min_points: int = 5) -> np.ndarray:
@@ -655,11 +679,18 @@ def _on_surfaces(
 
 
 _BLOCK = 128  # voxels per side of the blocks the clutter grid is processed in (bounded memory)
+_TILES_PER_TASK = 8  # blocks per task of `_clutter_mesh`
 _NEIGHBOURS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
 
 
 def _clutter_mesh(
-    points: np.ndarray, radius: float, join: float, clearance: float, cameras: np.ndarray, first_vertex: int
+    points: np.ndarray,
+    radius: float,
+    join: float,
+    clearance: float,
+    cameras: np.ndarray,
+    first_vertex: int,
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Solid occluders: voxels of size `radius` holding clutter points, gaps of up to `join` closed
     (a tree's scattered leaf points become its crown, a pole's few points its shaft), grown by one
@@ -667,7 +698,8 @@ def _clutter_mesh(
 
     A large scene's grid is processed in blocks (`_tiles`) with a margin wide enough for the
     closing, so memory does not grow with the extent of the scene; of each, only the box of its
-    points and that margin around them (nothing further can be reached).
+    points and that margin around them (nothing further can be reached). The blocks are tasks of
+    `executor` (default: this process), `_TILES_PER_TASK` each.
     """
     if len(points) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
@@ -682,9 +714,28 @@ def _clutter_mesh(
         for c in camera_voxel:
             clear |= np.all(np.abs(grown - c) <= reach, axis=1)
         return _voxel_faces(grown[~clear], radius, first_vertex)
-    cells = [np.zeros((0, 3), np.int64)]
-    for start, shape, crop in _tiles(voxel, margin):
-        local = voxel - start
+    tiles = _tiles(voxel, margin)
+    groups = [tiles[k : k + _TILES_PER_TASK] for k in range(0, len(tiles), _TILES_PER_TASK)]
+    found = (executor or LocalExecutor()).map(_tile_cells, groups, _Voxels(voxel, camera_voxel, steps, reach))
+    cells = [np.zeros((0, 3), np.int64), *chain.from_iterable(found)]
+    return _voxel_faces(np.concatenate(cells), radius, first_vertex)
+
+
+@dataclass(frozen=True)
+class _Voxels:
+    """What every tile of a clutter hull reads (`_tile_cells`): the points' and cameras' voxels."""
+
+    points: np.ndarray  # (N, 3) int64
+    cameras: np.ndarray  # (C, 3) int64
+    steps: int  # closing steps
+    reach: int  # voxels kept empty around a camera
+
+
+def _tile_cells(tiles: list[tuple[np.ndarray, np.ndarray, int]], voxels: _Voxels) -> list[np.ndarray]:
+    """The solid voxels (integer coordinates) of each of `tiles` (`_tiles`) that is its own (a task)."""
+    margin, out = 2 * voxels.steps + 2, []
+    for start, shape, crop in tiles:
+        local = voxels.points - start
         local = local[np.all((local >= 0) & (local < shape), axis=1)]
         if len(local) == 0:
             continue
@@ -692,14 +743,15 @@ def _clutter_mesh(
         size = np.minimum(local.max(axis=0) + 1 + margin, shape) - low
         occupied = np.zeros(size, bool)
         occupied[tuple((local - low).T)] = True
-        occupied = _closed_and_grown(occupied, steps)
-        local_cams = camera_voxel - start - low
+        occupied = _closed_and_grown(occupied, voxels.steps)
+        local_cams = voxels.cameras - start - low
+        reach = voxels.reach
         for c in local_cams[np.all((local_cams >= -reach) & (local_cams < size + reach), axis=1)]:
             lo, hi = np.maximum(c - reach, 0), np.minimum(c + reach + 1, size)
             occupied[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = False
         lo, hi = np.maximum(crop - low, 0), np.minimum(shape - crop - low, size)  # the block's own part
-        cells.append(np.argwhere(occupied[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]) + start + low + lo)
-    return _voxel_faces(np.concatenate(cells), radius, first_vertex)
+        out.append(np.argwhere(occupied[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]) + start + low + lo)
+    return out
 
 
 def _closed_and_grown(occupied: np.ndarray, steps: int) -> np.ndarray:
