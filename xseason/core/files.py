@@ -226,3 +226,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def user_cache_dir() -> Path:
+    """xseason's folder in the user's cache: ``$XDG_CACHE_HOME/xseason``, else ``~/.cache/xseason``."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xseason"

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from xseason import __version__
 from xseason.core.errors import DatasetFormatError
-from xseason.core.files import atomic_path, sha256_file
+from xseason.core.files import atomic_path, sha256_file, user_cache_dir
 from xseason.core.geometry import Camera, Pose
 from xseason.store import format as fmt
 from xseason.store.remote import RemoteDataset, is_uri
@@ -469,8 +469,7 @@ class CorrespondenceStore:
         local = self.root / ".cache" / f"matches-{key}.arrow"
         if local.exists() or os.access(self.root, os.W_OK):
             return local
-        user_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        return user_cache / "xseason" / f"matches-{key}.arrow"
+        return user_cache_dir() / f"matches-{key}.arrow"
 
     def build_cache(self, rebuild: bool = False) -> Path:
         """Write the memory-mappable match cache now (otherwise done on the first `matches()` call).

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from xseason.core.errors import DatasetFormatError, OutputError, XSeasonError
-from xseason.core.files import atomic_path, sha256_file
+from xseason.core.files import atomic_path, sha256_file, user_cache_dir
 from xseason.store.format import DATASET_OUTPUT, FORMAT_NAME, data_files
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,7 @@ class RemoteDataset:
             raise DatasetFormatError(
                 f"{self.uri}/{META}: has no 'files' record: a remote dataset is checked against it"
             )
-        root = (
-            cache_root
-            or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xseason" / "remote"
-        )
+        root = cache_root or user_cache_dir() / "remote"
         mirror = root / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
         if (mirror / META).is_file() and (mirror / META).read_text() == text:
             log.info("%s: local mirror %s reused (same dataset.json)", self.uri, mirror)
