@@ -18,6 +18,7 @@ one still runs (its result waits for its turn).
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -130,6 +131,12 @@ def _shared_value(ref: Any) -> Any:
     return _SHARED[key]
 
 
+def task_threads() -> int:
+    """Threads a task may use: `OMP_NUM_THREADS` when set (Ray sets it to a task's CPUs), else every
+    core (a task in this process, or the driver's own work)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -147,4 +154,4 @@ def make_executor(kind: str = "local", address: str | None = None, workers: int 
     raise ConfigError(f"build.executor: {kind!r} is not one of {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "task_threads"]

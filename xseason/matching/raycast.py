@@ -7,9 +7,9 @@ when set (Ray sets it to a task's CPUs: one worker then takes one core), else ev
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from xseason.core.executor import task_threads
 
 NO_HIT = -2  # owner of a ray that hits nothing
 
@@ -37,8 +37,8 @@ class RayScene:
         if len(self.owner) == 0 or len(directions) == 0:
             return np.full(len(directions), np.inf), np.full(len(directions), NO_HIT, np.int64)
         rays = np.concatenate([np.broadcast_to(origins - self.shift, directions.shape), directions], axis=1)
-        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)  # 0: open3d's default, every core
-        ans = self.scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, np.float32)), nthreads=threads)
+        rays = o3d.core.Tensor(np.ascontiguousarray(rays, np.float32))
+        ans = self.scene.cast_rays(rays, nthreads=task_threads())
         t = ans["t_hit"].numpy().astype(np.float64)
         prim = ans["primitive_ids"].numpy().astype(np.int64)
         hit = np.isfinite(t)

@@ -55,6 +55,7 @@ above the road; 0.03 % once such layers are dropped, coverage 93 % (every condit
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import chain
 
@@ -62,7 +63,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from xseason.core.executor import Executor, LocalExecutor
+from xseason.core.executor import Executor, LocalExecutor, task_threads
 from xseason.core.geometry import in_image
 from xseason.matching.association import PointTable
 from xseason.matching.raycast import NO_HIT, RayScene
@@ -396,19 +397,20 @@ def _extract_planes(
     rng = np.random.default_rng(cfg.seed)
     regions: list[Region] = []
     remaining = np.asarray(points, np.int64)
-    while len(remaining) >= cfg.min_points:
-        plane = _ransac_plane(xyz, remaining, tol, cfg.ransac_iterations, rng)
-        inliers = remaining[plane]
-        if len(inliers) < cfg.min_points:
-            break
-        plane = Region.fit(xyz, inliers)
-        weights = tol.weights(inliers, plane.normal)
-        labels = _connected_parts(plane.plane_coords(xyz[inliers]), 3 * cfg.cell_size * scale)
-        for label in np.unique(labels[labels >= 0]):
-            part = labels == label
-            if np.count_nonzero(part) >= cfg.min_points:
-                regions.append(Region.fit(xyz, inliers[part], None if weights is None else weights[part]))
-        remaining = np.setdiff1d(remaining, inliers)
+    with ThreadPoolExecutor(task_threads()) as threads:
+        while len(remaining) >= cfg.min_points:
+            plane = _ransac_plane(xyz, remaining, tol, cfg.ransac_iterations, rng, threads)
+            inliers = remaining[plane]
+            if len(inliers) < cfg.min_points:
+                break
+            plane = Region.fit(xyz, inliers)
+            weights = tol.weights(inliers, plane.normal)
+            labels = _connected_parts(plane.plane_coords(xyz[inliers]), 3 * cfg.cell_size * scale)
+            for label in np.unique(labels[labels >= 0]):
+                part = labels == label
+                if np.count_nonzero(part) >= cfg.min_points:
+                    regions.append(Region.fit(xyz, inliers[part], None if weights is None else weights[part]))
+            remaining = np.setdiff1d(remaining, inliers)
     return regions
 
 
@@ -419,10 +421,16 @@ _RANSAC_REFITS = 3  # least-squares refits of the best plane, each taking the in
 
 
 def _ransac_plane(
-    xyz: np.ndarray, points: np.ndarray, tol: _Tolerance, iterations: int, rng: np.random.Generator
+    xyz: np.ndarray,
+    points: np.ndarray,
+    tol: _Tolerance,
+    iterations: int,
+    rng: np.random.Generator,
+    threads: ThreadPoolExecutor,
 ) -> np.ndarray:
     """Positions in `points` of the inliers (within `tol`) of the best of `iterations` seeded
-    three-point planes, refitted. Deterministic for a seed (open3d's threaded `segment_plane` is not)."""
+    three-point planes, refitted; the planes are scored in batches on `threads`. Deterministic for
+    a seed, whatever the number of threads (open3d's threaded `segment_plane` is not)."""
     n = len(points)
     scored = np.arange(n) if n <= _RANSAC_SCORED else np.sort(rng.choice(n, _RANSAC_SCORED, replace=False))
     scored_xyz, xyz = xyz[points[scored]].T.copy(), xyz[points]
@@ -432,15 +440,12 @@ def _ransac_plane(
     valid = length > 0
     normal = normal[valid] / length[valid, None]
     offset = np.einsum("ij,ij->i", normal, a[valid])
-    best, best_score = -1, -np.inf
-    for start in range(0, len(normal), _RANSAC_BATCH):
-        stop = start + _RANSAC_BATCH
-        score = _plane_scores(scored_xyz, points[scored], normal[start:stop], offset[start:stop], tol)
-        k = int(np.argmax(score))
-        if score[k] > best_score:
-            best, best_score = start + k, score[k]
-    if best < 0:
+    if len(normal) == 0:
         return np.zeros(0, np.int64)
+    batches = [slice(start, start + _RANSAC_BATCH) for start in range(0, len(normal), _RANSAC_BATCH)]
+    on = scored_xyz, points[scored]
+    scores = threads.map(lambda b: _plane_scores(*on, normal[b], offset[b], tol), batches)
+    best = int(np.argmax(np.concatenate(list(scores))))  # the first of the best
     current = normal[best]
     inliers = np.flatnonzero(np.abs(xyz @ current - offset[best]) <= tol(points, current))
     for _ in range(_RANSAC_REFITS):  # local optimisation: a three-point plane is tilted by their noise
