@@ -1,7 +1,7 @@
 """Correspondence generation and the matches' part files on Ray with 1 and 2 workers, and in one process.
 
     .venv/bin/python benchmarks/bench_ray.py MANIFEST [--work DIR] [--shard-targets N] [--runs ...]
-                                             [--repeat N]
+                                             [--repeat N] [--set SECTION.KEY=VALUE ...]
 
 MANIFEST: an image manifest (e.g. a scene's written by `xseason synth`, or data_manifest.csv). The
 SfM stages are made once by a first `run_build` (cached in the work folder, default
@@ -18,8 +18,10 @@ tasks, then the tables), of the generation
 first task of a target condition also builds that condition's ray-casting scene from the shipped
 hull) and CPU time (sum: above the wall time where a task used more than one core); speed-up and
 scaling efficiency (speed-up / workers) of map, gen and gen + store against one Ray worker; peak
-RSS of the driver and of each process that ran generation tasks (the driver itself with `local`);
-the content digest of the dataset (the same for every run).
+RSS of the driver (before generation -> after the store stage: the growth is what generation and
+the commit cost the driver; `--set correspondences.max_surface_matches=...` changes the number of
+matches, to see that it does not grow with them) and of each process that ran generation tasks (the
+driver itself with `local`); the content digest of the dataset (the same for every run).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from xseason.core.executor import make_executor  # noqa: E402
 from xseason.inputs.manifest import read_manifest  # noqa: E402
 from xseason.matching.association import associate_clouds, point_table_from_reconstructions  # noqa: E402
 from xseason.matching.views import views_from_manifest  # noqa: E402
-from xseason.pipeline.build import BuildConfig, run_build  # noqa: E402
+from xseason.pipeline.build import BuildConfig, load_build_config, run_build  # noqa: E402
 from xseason.sfm.features import extract  # noqa: E402
 from xseason.sfm.paths import BuildPaths  # noqa: E402
 from xseason.sfm.reconstruction import reconstruct  # noqa: E402
@@ -94,10 +96,12 @@ def _warm(item: int, shared: None) -> int:
     return item
 
 
-def one_run(manifest_path: Path, work: Path, run: str, shard_targets: int) -> dict:
-    """One timed generation (module doc) in this process."""
+def one_run(manifest_path: Path, work: Path, run: str, shard_targets: int, overrides: list[str]) -> dict:
+    """One timed generation (module doc) in this process, `overrides` (``section.key=value``) applied
+    to the generation's configuration (the SfM stages are the cached ones)."""
     manifest = read_manifest(manifest_path)
     cfg, paths = BuildConfig(), BuildPaths(work)
+    gen = load_build_config(None, overrides)
     refs = [manifest.images[0].condition]
     index = extract(manifest, paths, cfg)
     registration = register(manifest, index, reconstruct(manifest, index, paths, cfg), paths, cfg, refs)
@@ -117,7 +121,7 @@ def one_run(manifest_path: Path, work: Path, run: str, shard_targets: int) -> di
         rss_before = _peak_rss_mb()
         start = time.perf_counter()
         tables = correspondences.make_correspondences(
-            associated, cfg.correspondences, cfg.surfaces, cfg.surfels, False, executor, None, shard_targets
+            associated, gen.correspondences, gen.surfaces, gen.surfels, False, executor, None, shard_targets
         )
         generated = time.perf_counter()
         confidence = [registration.images[v.name].confidence for v in views]
@@ -167,17 +171,21 @@ def main() -> None:
         "--runs", nargs="+", default=["local", "ray1", "ray2"], choices=["local", "ray1", "ray2"]
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest is shown")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="generation config override"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one run, printed as JSON
     args = parser.parse_args()
     work = args.work or args.manifest.with_name(args.manifest.name + ".bench-ray.work")
     if args.one:
-        print(json.dumps(one_run(args.manifest, work, args.one, args.shard_targets)))
+        print(json.dumps(one_run(args.manifest, work, args.one, args.shard_targets, args.set)))
         return
     with tempfile.TemporaryDirectory() as tmp:  # the SfM stages, cached in `work` for every run
         run_build(args.manifest, Path(tmp) / "ds", work_dir=work, progress=False)
     results = []
     for run in args.runs:
         cmd = [sys.executable, __file__, str(args.manifest), "--work", str(work), "--one", run]
+        cmd += [f"--set={item}" for item in args.set]
         tries = []
         for _ in range(args.repeat):
             out = subprocess.run(
