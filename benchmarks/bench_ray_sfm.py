@@ -1,4 +1,4 @@
-"""The SfM stages (feature extraction, the sequences' models) on Ray with 1 and 2 workers, and in one process.
+"""The SfM stages (features, matching, the sequences' models) on Ray with 1 and 2 workers, and in one process.
 
     .venv/bin/python benchmarks/bench_ray_sfm.py MANIFEST [--runs local ray1 ray2]
 
@@ -8,13 +8,14 @@ incremental mapping, the costly model task). Each run happens in a fresh subproc
 folder (nothing reused), COLMAP single-threaded (`build.deterministic`: one core per task, the same models
 on every run), the executor started first (`ray1`, `ray2`: a local Ray instance of 1 or 2 CPUs, its
 workers warmed up). Timed: `extract` (tasks: blocks of `features._BLOCK` images; the driver writes the
-database) and `reconstruct`: the matching (in the driver: COLMAP's matcher writes the database) and the
+database) and `reconstruct`: the matching (`local`: COLMAP's matcher in the driver, on the database
+itself; `ray1`, `ray2`: tasks of `features._MATCH_BLOCK` pairs, the driver writing their rows) and the
 sequence models (one task per sequence). Printed per run: wall times, the tasks' times (count, mean,
 max; and their mean CPU time: a task whose wall time grows while its CPU time does not waited for a
 core, e.g. under other load), the speed-up and scaling efficiency of the parallel stages against one
 Ray worker, the peak RSS of the processes that ran tasks (the largest; with `local` the driver) and of
-the driver, and a digest of the SfM records (feature index and the models' statuses: the same for
-every run).
+the driver, and a digest of the SfM records (feature index, the database's matches and two-view
+geometries, the models' statuses: the same for every run).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import hashlib
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +46,7 @@ from xseason.sfm.config import SfMConfig  # noqa: E402
 from xseason.sfm.paths import BuildPaths  # noqa: E402
 
 WORKERS = {"local": None, "ray1": 1, "ray2": 2}
+STAGES = ("features", "matching", "models")
 
 
 def _peak_rss_mb() -> float:
@@ -71,11 +75,16 @@ def _warm(item: int, shared: None) -> int:
 
 
 def _records(paths: BuildPaths) -> str:
-    """A digest of the SfM records: the feature index and every sequence's model status (cache keys
-    left out: they name the code)."""
+    """A digest of the SfM records: the feature index, the database's matches and two-view geometries
+    (rows by pair) and every sequence's model status (cache keys left out: they name the code)."""
     files = [paths.features, *sorted((paths.colmap / "models").glob("*/status.json"))]
     records = [{k: v for k, v in json.loads(f.read_text()).items() if k != "key"} for f in files]
-    return hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(records, sort_keys=True).encode())
+    with closing(sqlite3.connect(paths.database)) as con:
+        for table in ("matches", "two_view_geometries"):
+            for row in con.execute(f"SELECT * FROM {table} ORDER BY pair_id"):
+                digest.update(repr(row).encode())
+    return digest.hexdigest()[:12]
 
 
 def one_run(manifest_path: Path, run: str) -> dict:
@@ -94,6 +103,7 @@ def one_run(manifest_path: Path, run: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         paths, log_file = BuildPaths(Path(tmp) / "work"), str(Path(tmp) / "tasks.jsonl")
         features._extract_block = _timed(features._extract_block, "features", log_file)
+        features._match_block = _timed(features._match_block, "matching", log_file)
         reconstruction._sequence_task = _timed(reconstruction._sequence_task, "models", log_file)
         match = reconstruction.match
         matching: list[float] = []
@@ -124,8 +134,10 @@ def one_run(manifest_path: Path, run: str) -> dict:
         "driver_rss_mb": _peak_rss_mb(),
         "digest": digest,
     }
-    for stage in ("features", "models"):
-        wall, cpu = np.array([(t, c) for s, t, c, _, _ in tasks if s == stage]).T
+    for stage in STAGES:
+        wall, cpu = np.array([(t, c) for s, t, c, _, _ in tasks if s == stage]).reshape(-1, 2).T
+        if not len(wall):  # matching with `local`: no tasks
+            continue
         out[stage] = {
             "tasks": len(wall),
             "mean_s": float(wall.mean()),
@@ -171,17 +183,20 @@ def main() -> None:
     )
     for r in results:
         n = WORKERS[r["run"]] or 1
-        for stage in ("features", "models"):
+        for stage in STAGES:
             wall = r[f"{stage}_s"]
             speedup = one[f"{stage}_s"] / wall if one else float("nan")
-            t = r[stage]
+            t = r.get(stage)
+            tasks = (
+                f"{t['tasks']:5d}  {t['mean_s']:8.2f} / {t['max_s']:6.2f} ({t['cpu_mean_s']:6.2f})"
+                if t
+                else f"{'-':>5}  {'(driver)':>26}"
+            )
             print(
-                f"{r['run']:<6} {stage:<8} {wall:7.2f}  {t['tasks']:5d}  {t['mean_s']:8.2f} / "
-                f"{t['max_s']:6.2f} ({t['cpu_mean_s']:6.2f})      {speedup:8.2f}  {speedup / n:10.2f}  "
+                f"{r['run']:<6} {stage:<8} {wall:7.2f}  {tasks}      {speedup:8.2f}  {speedup / n:10.2f}  "
                 f"{r['worker_rss_mb']:22.0f} ({r['task_processes']})  {r['driver_rss_mb']:18.0f}  "
                 f"{r['digest']}"
             )
-        print(f"{r['run']:<6} matching {r['matching_s']:7.2f}  (driver)")
 
 
 if __name__ == "__main__":

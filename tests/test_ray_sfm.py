@@ -1,11 +1,18 @@
-"""The SfM stages on Ray (issue 19): feature extraction in blocks of images and one model per sequence as
-tasks on a local Ray instance of 2 CPUs started by the tests, with the same work and dataset as in one
-process, for posed and unposed sequences; a sequence that cannot be reconstructed stays a status with its
-reason, as in one process. COLMAP single-threaded (`build.deterministic`), so that runs can be compared."""
+"""The SfM stages on Ray (issue 19): feature extraction in blocks of images, matching in blocks of pairs and
+one model per sequence as tasks on a local Ray instance of 2 CPUs started by the tests, with the same work,
+database matches and dataset as in one process, for posed and unposed sequences; a sequence that cannot be
+reconstructed stays a status with its reason, as in one process. COLMAP single-threaded
+(`build.deterministic`), so that runs can be compared."""
 
 from __future__ import annotations
 
+import collections
 import json
+import os
+import shutil
+import sqlite3
+from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,7 +27,8 @@ import xseason.sfm.features as features  # noqa: E402
 from xseason.core.executor import LocalExecutor, RayExecutor  # noqa: E402
 from xseason.inputs.manifest import read_manifest  # noqa: E402
 from xseason.pipeline.build import BuildSummary, load_build_config, run_build  # noqa: E402
-from xseason.sfm.config import SfMConfig  # noqa: E402
+from xseason.sfm.config import MatchingConfig, SfMConfig  # noqa: E402
+from xseason.sfm.pairs import candidate_pairs  # noqa: E402
 from xseason.sfm.paths import BuildPaths  # noqa: E402
 from xseason.store import content_digests  # noqa: E402
 
@@ -81,8 +89,10 @@ def test_sfm_on_ray_gives_the_local_build(
 
     monkeypatch.setattr(RayExecutor, "map", spied)
     on_ray = _build(manifest, tmp_path / "ray", "ray")
-    assert {"_extract_block", "_sequence_task"} <= set(mapped)  # the SfM stages ran as Ray tasks
+    assert {"_extract_block", "_match_block", "_sequence_task"} <= set(mapped)  # SfM stages as Ray tasks
     assert _sfm_records(tmp_path / "ray" / "work") == _sfm_records(tmp_path / "local" / "work")
+    databases = [BuildPaths(tmp_path / run / "work").database for run in ("ray", "local")]
+    assert _pair_rows(databases[0]) == _pair_rows(databases[1])  # every pair, its matches and geometry
     assert content_digests(on_ray.dataset) == content_digests(local.dataset)
     assert on_ray.dropped == local.dropped
     records = _sfm_records(tmp_path / "ray" / "work")
@@ -164,3 +174,78 @@ def test_extraction_tasks_resume_and_skip_as_in_one_process(tiny_scene, ray_inst
     assert "is unreadable or not 320x240" in reasons[1]
     assert "image is 160x120 but camera" in reasons[2]
     assert _database(paths.database) == _database(local.db_path)
+
+
+def _pair_rows(db_path: Path) -> dict[str, list[tuple]]:
+    """The database's matches and two-view geometries (inlier matches, config, F, E, H, relative pose), as
+    SQLite holds them, by pair id."""
+    with closing(sqlite3.connect(db_path)) as con:
+        return {
+            table: con.execute(f"SELECT * FROM {table} ORDER BY pair_id").fetchall()
+            for table in ("matches", "two_view_geometries")
+        }
+
+
+@pytest.mark.parametrize("guided", [False, True], ids=["colmap", "epipolar"])
+def test_matching_tasks_write_the_local_matches(guided, tiny_scene, ray_instance, tmp_path, monkeypatch):
+    """`match` of the posed scene's candidate pairs (within and across sequences) on Ray, in blocks of 7
+    pairs (each pair verified in a database with other neighbours than in the build's), writes for every
+    pair the raw matches and two-view geometry that COLMAP's matcher writes in one process; with
+    `epipolar_guided`, the cross-sequence pairs are matched along their epipolar lines in tasks too."""
+    m = read_manifest(tiny_scene / "manifest.csv")
+    cfg = SfMConfig()
+    cfg.matching.epipolar_guided = guided
+    index = features.extract(m, BuildPaths(tmp_path / "local"), cfg)
+    ray_paths = BuildPaths(tmp_path / "ray")
+    ray_paths.colmap.mkdir(parents=True)
+    shutil.copy(index.db_path, ray_paths.database)
+    on_ray = replace(index, db_path=ray_paths.database)
+    poses = {r.image: r.pose for r in m.images}
+    sequence_of = {r.image: r.sequence for r in m.images}
+    pairs = candidate_pairs(m, index, cfg.matching)
+    local_path = BuildPaths(tmp_path / "local").pair_list("sequences")
+    n = features.match(index, pairs, local_path, cfg.matching, poses, sequence_of, LocalExecutor())
+    monkeypatch.setattr(features, "_MATCH_BLOCK", 7)
+    mapped: list[str] = []
+    ray_map = RayExecutor.map
+
+    def spied(executor, fn, items, shared=None):
+        items = list(items)
+        mapped.extend(fn.__name__ for _ in items)
+        return ray_map(executor, fn, items, shared)
+
+    monkeypatch.setattr(RayExecutor, "map", spied)
+    executor = RayExecutor()
+    ray_list = ray_paths.pair_list("sequences")
+    assert features.match(on_ray, pairs, ray_list, cfg.matching, poses, sequence_of, executor) == n
+    assert set(mapped) == {"_match_block"} and len(mapped) >= n / 7
+    rows, expected = _pair_rows(on_ray.db_path), _pair_rows(index.db_path)
+    assert len(expected["matches"]) == n > 200
+    assert rows == expected
+    configs = collections.Counter(row[4] for row in expected["two_view_geometries"])
+    assert configs[int(pycolmap.TwoViewGeometryConfiguration.CALIBRATED)] > 100  # with a relative pose
+    assert features.match(on_ray, pairs, ray_list, cfg.matching, poses, sequence_of, executor) == 0
+
+
+def test_a_matching_task_names_what_it_cannot_read(tiny_scene, ray_instance, tmp_path):
+    """A matching task whose database is missing (a work folder not on a filesystem the node sees) or
+    lacks an image of its pairs raises a `FeatureError` saying so, through Ray."""
+    m = read_manifest(tiny_scene / "manifest.csv")
+    rows = m.images[:2]
+    small = replace(m, images=rows)
+    index = features.extract(small, BuildPaths(tmp_path / "w"), SfMConfig())
+    executor = RayExecutor()
+    missing = features._MatchJob(tmp_path / "elsewhere" / "database.db", MatchingConfig())
+    with pytest.raises(features.FeatureError, match="every node sees"):
+        list(executor.map(features._match_block, [features._MatchBlock([(1, 2)])], missing))
+    job = features._MatchJob(index.db_path, MatchingConfig())
+    with pytest.raises(features.FeatureError, match="no image or keypoints with id 3"):
+        list(executor.map(features._match_block, [features._MatchBlock([(1, 3)])], job))
+
+
+def test_colmap_threads_in_a_ray_task_are_its_cpus(ray_instance):
+    """`num_threads: -1` (all cores) is, in a Ray task (matching, sequence models), the CPUs Ray gave the
+    task (`OMP_NUM_THREADS`: 1 here, unless the driver's environment sets it), not every core of the node;
+    a number given stays."""
+    given = int(os.environ.get("OMP_NUM_THREADS") or 1)
+    assert list(RayExecutor().map(lambda n, _: features.colmap_threads(n), [-1, 3])) == [given, 3]

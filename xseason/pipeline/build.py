@@ -141,8 +141,9 @@ class RunOptions:
     writes one part file of matches/ (`make_correspondences`, `store.write_dataset(parts=...)`), on
     the `executor`: `local` (this process) or `ray` (a Ray cluster, `core.executor.RayExecutor`), with
     the same dataset content either way; shards finished by an interrupted run are reused. The feature
-    extraction (blocks of images) and the sequences' own models (one task per sequence) run on the same
-    executor (`sfm.features.extract`, `sfm.reconstruction.reconstruct`); the matching stays in the driver."""
+    extraction (blocks of images), the matching (blocks of pairs; the driver writes the database) and
+    the sequences' own models (one task per sequence) run on the same executor (`sfm.features.extract`,
+    `sfm.features.match`, `sfm.reconstruction.reconstruct`)."""
 
     deterministic: bool = False  # one thread for matching and mapping: identical results run to run
     executor: str = "local"  # local: every task in this process; ray: on Ray (pip install 'xseason[ray]')
@@ -364,7 +365,7 @@ def _build(
         with stage("reconstruction"):
             models = reconstruct(manifest, index, paths, cfg, executor=executor)
         with stage("registration"):
-            registration = register(manifest, index, models, paths, cfg, refs)
+            registration = register(manifest, index, models, paths, cfg, refs, executor=executor)
             recs = registration.models
             losses = dropped_of(manifest, index, models, registration, cfg)
             losses.accepted += accepted

@@ -12,7 +12,17 @@ The extraction runs as tasks on an executor (`core.executor`: in this process or
 block of `_BLOCK` images in manifest order (`_extract_block`): a task reads its images and returns
 their sizes, keypoints and descriptors, or why one is skipped; the driver alone writes them into the
 database, in manifest order (SQLite: one writer), so that the database is the same whatever ran the
-tasks. Matching writes into the database too (COLMAP's matcher does so itself) and stays in the driver.
+tasks.
+
+Matching: in this process (no executor, or `local`), COLMAP's threaded matcher on the database itself,
+which it writes. On Ray, tasks of `_MATCH_BLOCK` pairs in sorted order (a block's pairs share images;
+`_match_block`): a task copies its images' rows (cameras, rigs, frames, keypoints, descriptors; the
+names `_BLOCK_NAME` + id) from the database, opened read only, into a database of its own, matches and
+verifies its pairs there with the same options (COLMAP on the task's CPUs, `colmap_threads`; or along the
+epipolar lines), and returns their rows of the matches and two-view geometries as SQLite holds them;
+the driver writes them into the database as they come, a task's pairs in one transaction. The same
+pair gives the same rows with either: COLMAP matches a pair from its two images' features only, and
+its RANSAC is seeded per pair. Imported matches (hloc, kapture) are verified in this process.
 
 A sequence given its own model (`reconstruction.sfm_from`, read and checked by `imported_models`) is
 still extracted with SIFT: its descriptors are what ties it to the other sequences (cross-sequence
@@ -38,8 +48,11 @@ import json
 import logging
 import random
 import re
+import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -59,7 +72,7 @@ from xseason.core.colmap import (
     to_colmap_pixels,
 )
 from xseason.core.errors import XSeasonError
-from xseason.core.executor import Executor, LocalExecutor
+from xseason.core.executor import Executor, LocalExecutor, task_threads
 from xseason.core.files import atomic_path, write_json
 from xseason.core.geometry import Pose
 from xseason.core.log import progress
@@ -77,6 +90,8 @@ log = logging.getLogger(__name__)
 _ALIAS = "xseason-alias-{}"  # an image's database name while COLMAP's matcher reads a pair list naming it
 _SAME_KEYPOINT = 0.5  # px: a SIFT keypoint this close to an imported model's point2D lends it its descriptor
 _BLOCK = 8  # images per extraction task (their keypoints and descriptors come back to the driver at once)
+_MATCH_BLOCK = 48  # pairs per matching task (Ray): a block's images are copied into the task's own database
+_BLOCK_NAME = "image"  # + the image id: an image's name in a matching task's database
 _OPEN_TRIES = 8  # tries of a call that cannot open the database as another process opens it (`when_unlocked`)
 _LOCKED = re.compile("database is locked|No registered database factory succeeded")  # COLMAP's words for it
 
@@ -432,64 +447,71 @@ def match(
     cfg: MatchingConfig,
     poses: Mapping[str, Pose] | None = None,
     sequence_of: Mapping[str, str] | None = None,
+    executor: Executor | None = None,
 ) -> int:
     """Match and verify `pairs` (those already in the database are skipped); return the number of new pairs.
 
     Pairs of two images with known `poses` (manifest image -> world-to-camera pose) of different
     sequences (`sequence_of`) are matched along their epipolar lines (`epipolar_guided`, guided.py);
-    the others by COLMAP's matcher and two-view RANSAC, listed in `pair_list` by their aliases where
-    COLMAP cannot read a name."""
+    the others by COLMAP's matcher and two-view RANSAC. On a Ray `executor`, by tasks of `_MATCH_BLOCK`
+    pairs (`_match_block`, module doc); else (None, local) in this process, COLMAP's matcher threaded on
+    the database itself, with the pairs listed in `pair_list`, by their aliases where COLMAP cannot read
+    a name. Imported matches (hloc, kapture) are always written and verified in this process."""
     names = {image_id: name for name, image_id in index.image_ids.items()}
+    ids = index.image_ids
     seen: set[tuple[str, str]] = set()
     todo = []
+    importing = cfg.hloc_matches is not None or cfg.kapture_matches is not None
+    in_tasks = executor is not None and executor.kind == "ray" and not importing
     db = open_database(index.db_path)
     try:
         _restore_names(db, names)  # left aliased by a run killed while matching
         for a, b in pairs:
             key = (a, b) if a < b else (b, a)
-            if a == b or key in seen or a not in index.image_ids or b not in index.image_ids:
+            if a == b or key in seen or a not in ids or b not in ids:
                 continue
             seen.add(key)
-            if not db.exists_matches(index.image_ids[a], index.image_ids[b]):
+            if not db.exists_matches(ids[a], ids[b]):
                 todo.append(key)
-        if not todo:
-            return 0
-        posed = {}
-        importing = cfg.hloc_matches is not None or cfg.kapture_matches is not None
+        posed: list[tuple[str, str]] = []
         if cfg.epipolar_guided and not importing and poses:
             sequence_of = sequence_of or {}
-            posed = {
-                (a, b): None
+            posed = sorted(
+                (a, b)
                 for a, b in todo
                 if a in poses and b in poses and sequence_of.get(a) != sequence_of.get(b)
-            }
-            todo = [pair for pair in todo if pair not in posed]
-            _match_along_epipolar_lines(db, index, list(posed), poses, cfg)
-        if not todo:
-            return len(posed)
-        listed = _alias_unlistable(db, index, {name for pair in todo for name in pair})
+            )
+            guided = set(posed)
+            todo = [pair for pair in todo if pair not in guided]
+        listed: dict[str, str] = {}
+        if not in_tasks:
+            if posed:
+                by_id = {ids[name]: poses[name] for pair in posed for name in pair}
+                _match_along_epipolar_lines(db, [(ids[a], ids[b]) for a, b in posed], by_id, cfg)
+            listed = _alias_unlistable(db, index, {name for pair in todo for name in pair})
     finally:
         db.close()
+    if in_tasks:
+        blocks = [_MatchBlock([(ids[a], ids[b]) for a, b in part]) for part in _cut(sorted(todo))]
+        blocks += [
+            _MatchBlock([(ids[a], ids[b]) for a, b in part], {ids[n]: poses[n] for p in part for n in p})
+            for part in _cut(posed)
+        ]
+        found = executor.map(_match_block, blocks, _MatchJob(index.db_path, cfg))
+        _write_pair_rows(index.db_path, found, len(blocks))
+        return len(todo) + len(posed)
+    if not todo:
+        return len(posed)
     try:
         with atomic_path(pair_list) as tmp:
             tmp.write_text(
                 "".join(f"{listed.get(a, a)} {listed.get(b, b)}\n" for a, b in todo), encoding="utf-8"
             )
-        verify = pycolmap.TwoViewGeometryOptions()
-        verify.min_num_inliers = cfg.min_num_inliers
-        verify.ransac.max_error = cfg.max_error
-        verify.ransac.random_seed = 0
         if importing:
             _import_matches(index, todo, _imported_matches(cfg))
-            pycolmap.verify_matches(index.db_path, pair_list, verify)
+            pycolmap.verify_matches(index.db_path, pair_list, _verification_options(cfg))
         else:
-            pairing = pycolmap.ImportedPairingOptions()
-            pairing.match_list_path = str(pair_list)
-            opts = pycolmap.FeatureMatchingOptions()
-            opts.num_threads = cfg.num_threads
-            opts.sift.max_ratio, opts.sift.max_distance = cfg.max_ratio, cfg.max_distance
-            opts.sift.cross_check = cfg.cross_check
-            pycolmap.match_image_pairs(index.db_path, opts, pairing, verify, pycolmap.Device.cpu)
+            _colmap_match(index.db_path, pair_list, cfg, cfg.num_threads)
     finally:
         if listed:
             db = open_database(index.db_path)
@@ -500,37 +522,168 @@ def match(
     return len(todo) + len(posed)
 
 
+def _verification_options(cfg: MatchingConfig) -> pycolmap.TwoViewGeometryOptions:
+    """COLMAP's two-view verification options (RANSAC seeded: a pair's result is the same in any run)."""
+    verify = pycolmap.TwoViewGeometryOptions()
+    verify.min_num_inliers = cfg.min_num_inliers
+    verify.ransac.max_error = cfg.max_error
+    verify.ransac.random_seed = 0
+    return verify
+
+
+def _colmap_match(db_path: Path, pair_list: Path, cfg: MatchingConfig, num_threads: int) -> None:
+    """COLMAP's matcher and verification on the pairs of `pair_list` (image names of the database)."""
+    pairing = pycolmap.ImportedPairingOptions()
+    pairing.match_list_path = str(pair_list)
+    opts = pycolmap.FeatureMatchingOptions()
+    opts.num_threads = num_threads
+    opts.sift.max_ratio, opts.sift.max_distance = cfg.max_ratio, cfg.max_distance
+    opts.sift.cross_check = cfg.cross_check
+    pycolmap.match_image_pairs(db_path, opts, pairing, _verification_options(cfg), pycolmap.Device.cpu)
+
+
+def colmap_threads(num_threads: int) -> int:
+    """COLMAP's `num_threads` in a Ray task: -1 (all cores) is the CPUs Ray gave the task
+    (`core.executor.task_threads`), so that tasks side by side do not oversubscribe a node."""
+    return task_threads() if num_threads == -1 else num_threads
+
+
+@dataclass(frozen=True)
+class _MatchJob:
+    """What every matching task reads: the build's database (read only) and the matching config."""
+
+    db_path: Path
+    cfg: MatchingConfig
+
+
+@dataclass(frozen=True)
+class _MatchBlock:
+    """A matching task's pairs (database image ids, in pair-list order) and, for pairs matched along their
+    epipolar lines, their images' world-to-camera poses by image id (None: COLMAP's matcher)."""
+
+    pairs: list[tuple[int, int]]
+    poses: dict[int, Pose] | None = None
+
+
+# A task's database rows, as SQLite holds them: (matches, two_view_geometries) of its pairs.
+_PairRows = tuple[list[tuple], list[tuple]]
+
+
+def _cut(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """`pairs` in blocks of `_MATCH_BLOCK` (sorted pairs: a block's pairs share images)."""
+    return [pairs[i : i + _MATCH_BLOCK] for i in range(0, len(pairs), _MATCH_BLOCK)]
+
+
+def _match_block(block: _MatchBlock, job: _MatchJob) -> _PairRows:
+    """A matching task (module doc): its images copied into a private database, its pairs matched and
+    verified there as in the build's database, their rows returned."""
+    quiet_logs()
+    with tempfile.TemporaryDirectory(prefix="xseason-match-") as tmp:
+        db_path = Path(tmp) / "block.db"
+        _copy_images(job.db_path, db_path, sorted({i for pair in block.pairs for i in pair}))
+        if block.poses is None:
+            pair_list = Path(tmp) / "pairs.txt"
+            pair_list.write_text("".join(f"{_BLOCK_NAME}{a} {_BLOCK_NAME}{b}\n" for a, b in block.pairs))
+            _colmap_match(db_path, pair_list, job.cfg, colmap_threads(job.cfg.num_threads))
+        else:
+            db = pycolmap.Database.open(db_path)
+            try:
+                _match_along_epipolar_lines(db, block.pairs, block.poses, job.cfg)
+            finally:
+                db.close()
+        with closing(sqlite3.connect(db_path)) as con:
+            return (
+                con.execute("SELECT * FROM matches").fetchall(),
+                con.execute("SELECT * FROM two_view_geometries").fetchall(),
+            )
+
+
+def _copy_images(source: Path, target: Path, image_ids: list[int]) -> None:
+    """A new COLMAP database at `target` holding images `image_ids` of the database `source`, read only (a
+    reader never waits for the driver's writes): their rows of the cameras, rigs, frames, keypoints and
+    descriptors as they are there, their names `_BLOCK_NAME` (any pair list can hold them)."""
+    pycolmap.Database.open(target).close()  # COLMAP's tables
+    with closing(sqlite3.connect(target)) as con:
+        try:
+            con.execute("ATTACH DATABASE ? AS src", (source.resolve().as_uri() + "?mode=ro",))
+        except sqlite3.OperationalError as exc:
+            raise FeatureError(
+                f"a matching task cannot read the build's database {source} ({exc}): on a Ray cluster the "
+                "work folder must be on a filesystem every node sees, at the same path"
+            ) from None
+        with con:
+            con.execute("CREATE TEMP TABLE wanted (image_id INTEGER PRIMARY KEY)")
+            con.executemany("INSERT INTO wanted VALUES (?)", [(i,) for i in image_ids])
+            con.execute(
+                f"INSERT INTO images SELECT image_id, '{_BLOCK_NAME}' || image_id, camera_id FROM src.images "
+                "WHERE image_id IN wanted"
+            )
+            for table, rows in (  # each selected by the rows copied before it
+                ("cameras", "camera_id IN (SELECT camera_id FROM images)"),
+                ("frame_data", f"data_id IN wanted AND sensor_type = {int(pycolmap.SensorType.CAMERA)}"),
+                ("frames", "frame_id IN (SELECT frame_id FROM frame_data)"),
+                ("rigs", "rig_id IN (SELECT rig_id FROM frames)"),
+                ("rig_sensors", "rig_id IN (SELECT rig_id FROM rigs)"),
+                ("keypoints", "image_id IN wanted"),
+                ("descriptors", "image_id IN wanted"),
+            ):
+                con.execute(f"INSERT INTO {table} SELECT * FROM src.{table} WHERE {rows}")
+            missing = con.execute(
+                "SELECT image_id FROM wanted WHERE image_id NOT IN (SELECT image_id FROM keypoints)"
+            ).fetchall()
+        if missing:
+            raise FeatureError(
+                f"{source} has no image or keypoints with id {', '.join(str(i) for (i,) in missing)}, asked "
+                "for by a matching task: the database changed since the pairs were chosen (another build "
+                "in the same work folder?)"
+            )
+
+
+def _write_pair_rows(db_path: Path, found: Iterable[_PairRows], blocks: int) -> None:
+    """Write the tasks' rows into the database as they come, each task's pairs in one transaction (the
+    pairs of a run killed meanwhile are matched again by the next one, the others kept)."""
+    with closing(sqlite3.connect(db_path, timeout=60)) as con:
+        for tables in progress(found, total=blocks, desc="matching", unit="block", leave=False):
+            with con:
+                for table, rows in zip(("matches", "two_view_geometries"), tables, strict=True):
+                    if rows:
+                        marks = ", ".join("?" * len(rows[0]))
+                        con.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
+
+
 def _match_along_epipolar_lines(
     db: pycolmap.Database,
-    index: FeatureIndex,
-    pairs: list[tuple[str, str]],
-    poses: Mapping[str, Pose],
+    pairs: list[tuple[int, int]],
+    poses: Mapping[int, Pose],
     cfg: MatchingConfig,
 ) -> None:
-    """Match each pair of posed images along its epipolar lines and write the matches as a calibrated
-    two-view geometry (the relative pose the manifest's poses give), when there are `min_num_inliers`."""
+    """Match each pair of posed images (database image ids; `poses` by image id) along its epipolar lines
+    and write the matches as a calibrated two-view geometry (the relative pose the poses give), when
+    there are `min_num_inliers`."""
     cameras = {int(c.camera_id): c for c in db.read_all_cameras()}
     camera_of = {int(im.image_id): int(im.camera_id) for im in db.read_all_images()}
-    features: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}  # the images of the last pairs
+    features: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # the images of the last pairs
 
-    def normalised(name: str) -> tuple[np.ndarray, np.ndarray, float]:
-        if name not in features:
+    def normalised(image_id: int) -> tuple[np.ndarray, np.ndarray, float]:
+        if image_id not in features:
             if len(features) >= 64:
                 features.pop(next(iter(features)))
-            image_id = index.image_ids[name]
             camera = cameras[camera_of[image_id]]
             xy = image_plane(camera, np.asarray(db.read_keypoints(image_id)))
-            features[name] = (xy, np.asarray(db.read_descriptors(image_id).data), camera.mean_focal_length())
-        return features[name]
+            features[image_id] = (
+                xy,
+                np.asarray(db.read_descriptors(image_id).data),
+                camera.mean_focal_length(),
+            )
+        return features[image_id]
 
     with pycolmap.DatabaseTransaction(db):
-        for a, b in progress(sorted(pairs), desc="epipolar matching", unit="pair", leave=False):
-            (x0, d0, f0), (x1, d1, f1) = normalised(a), normalised(b)
-            essential = essential_matrix(poses[a], poses[b])
+        for id0, id1 in progress(pairs, desc="epipolar matching", unit="pair", leave=False):
+            (x0, d0, f0), (x1, d1, f1) = normalised(id0), normalised(id1)
+            essential = essential_matrix(poses[id0], poses[id1])
             found = epipolar_matches(
                 x0, x1, d0, d1, essential, (f0, f1), cfg.epipolar_max_error, cfg.max_ratio, cfg.max_distance
             ).astype(np.uint32)
-            id0, id1 = index.image_ids[a], index.image_ids[b]
             db.write_matches(id0, id1, found)
             if len(found) < cfg.min_num_inliers:
                 continue
@@ -538,7 +691,7 @@ def _match_along_epipolar_lines(
             geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
             geometry.inlier_matches = found
             geometry.E = essential
-            geometry.cam2_from_cam1 = rigid_from_pose(poses[b] @ poses[a].inverse())
+            geometry.cam2_from_cam1 = rigid_from_pose(poses[id1] @ poses[id0].inverse())
             db.write_two_view_geometry(id0, id1, geometry)
 
 

@@ -10,7 +10,9 @@ The sequences' models are made by tasks on an executor (`core.executor`: in this
 one per sequence (`_sequence_task`): a task makes (or finds, with its cache key) its sequence's folder,
 written atomically, and returns its status; the driver reads the models back from the folders (as it
 would after a resumed build: the same input to the registration whatever ran the tasks). The tasks only
-read the database; the matching before them writes it and runs in the driver. On a multi-node Ray
+read the database, which the matching before them has written (`features.match`: tasks too on Ray, the
+driver writing). In a Ray task COLMAP's `num_threads` -1 is the CPUs Ray gave the task, not all the
+node's (`features.colmap_threads`); in this process, all cores. On a multi-node Ray
 cluster the work folder (database and models) must therefore be on a filesystem every node sees, at the
 same absolute path (a local Ray instance shares this machine's). A sequence that cannot be reconstructed
 is a status with its reason, never an error of the build.
@@ -58,6 +60,7 @@ from xseason.sfm.cachekeys import StageKey, stage_keys
 from xseason.sfm.config import ReconstructionConfig, SfMConfig
 from xseason.sfm.features import (
     FeatureIndex,
+    colmap_threads,
     imported_models,
     match,
     read_camera,
@@ -140,12 +143,14 @@ def reconstruct(
     poses = {r.image: r.pose for r in manifest.images if r.pose is not None}
     sequence_of = {r.image: r.sequence for r in manifest.images}
     pairs = candidate_pairs(manifest, index, cfg.matching)
-    match(index, pairs, paths.pair_list("sequences"), cfg.matching, poses, sequence_of)
+    match(index, pairs, paths.pair_list("sequences"), cfg.matching, poses, sequence_of, executor)
     status: dict[str, ModelStatus] = {}
     models: dict[str, pycolmap.Reconstruction] = {}
-    job = _SequenceJob(manifest, index, paths, cfg.reconstruction, stage_keys(manifest, cfg).reconstruction)
+    executor = executor or LocalExecutor()
+    key = stage_keys(manifest, cfg).reconstruction
+    job = _SequenceJob(manifest, index, paths, cfg.reconstruction, key, on_ray=executor.kind == "ray")
     sequences = manifest.sequences()
-    made = zip(sequences, (executor or LocalExecutor()).map(_sequence_task, list(sequences.items()), job))
+    made = zip(sequences, executor.map(_sequence_task, list(sequences.items()), job))
     for seq, done in progress(made, total=len(sequences), desc="reconstruction", unit="seq", leave=False):
         status[seq] = done
         model = read_sequence_model(paths, seq, done)
@@ -163,13 +168,15 @@ class _SequenceJob:
     paths: BuildPaths
     cfg: ReconstructionConfig
     key: StageKey
+    on_ray: bool = False  # COLMAP's threads: `num_threads` -1 is then the task's CPUs, not the node's
 
 
 def _sequence_task(item: tuple[str, list[ImageRecord]], job: _SequenceJob) -> ModelStatus:
     """A sequence task (module doc): the status of the sequence's model folder, made now if need be."""
     quiet_logs()
     seq, recs = item
-    return make_sequence_model(job.manifest, job.index, seq, recs, job.paths, job.cfg, job.key)
+    cfg = replace(job.cfg, num_threads=colmap_threads(job.cfg.num_threads)) if job.on_ray else job.cfg
+    return make_sequence_model(job.manifest, job.index, seq, recs, job.paths, cfg, job.key)
 
 
 def read_sequence_model(paths: BuildPaths, seq: str, status: ModelStatus) -> pycolmap.Reconstruction | None:

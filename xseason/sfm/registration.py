@@ -60,6 +60,7 @@ from xseason.core.colmap import (
     sim3d,
 )
 from xseason.core.errors import XSeasonError
+from xseason.core.executor import Executor
 from xseason.core.files import atomic_path, write_json
 from xseason.core.log import progress
 from xseason.inputs.manifest import Manifest
@@ -114,10 +115,12 @@ def register(
     paths: BuildPaths,
     cfg: SfMConfig,
     reference: list[str],
+    executor: Executor | None = None,
 ) -> Registration:
     """All models in one frame, leftover images registered (module doc); a finished registration is loaded.
 
-    The sequences' own models (`reconstructions.models`) are moved into the world frame in place.
+    The sequences' own models (`reconstructions.models`) are moved into the world frame in place. The
+    leftover images' pairs are matched by tasks on `executor` (`features.match`; default: this process).
     """
     quiet_logs()
     key = stage_keys(manifest, cfg, reference).registration
@@ -139,7 +142,8 @@ def register(
     )
     sequences, methods = _align_all(ctx, models, world, reconstructions.status)
     images = _image_results(manifest, index, methods, sequences)
-    if _register_leftovers(ctx, images, paths) and not _follow_models(ctx, models, sequences, images):
+    leftovers = _register_leftovers(ctx, images, paths, executor)
+    if leftovers and not _follow_models(ctx, models, sequences, images):
         ctx.refine(cfg.registration.refine_rounds)
     final = {
         name: ctx.model.image(index.image_ids[name]).cam_from_world()
@@ -577,7 +581,9 @@ def _split(model: ModelStatus | None) -> str:
     )
 
 
-def _register_leftovers(ctx: _Joint, images: dict[str, ImageResult], paths: BuildPaths) -> int:
+def _register_leftovers(
+    ctx: _Joint, images: dict[str, ImageResult], paths: BuildPaths, executor: Executor | None = None
+) -> int:
     """Absolute pose of every readable unregistered image against the joint model's points; how many."""
     manifest, index, mcfg = ctx.manifest, ctx.index, ctx.cfg.matching
     todo = [r for r in manifest.images if not images[r.image].registered and r.image in index.image_ids]
@@ -585,7 +591,7 @@ def _register_leftovers(ctx: _Joint, images: dict[str, ImageResult], paths: Buil
     if not todo or not registered:
         return 0
     pairs = [p for rec in todo for p in cross_pairs(index, [rec], registered, mcfg, mcfg.localize_max_pairs)]
-    match(index, pairs, paths.pair_list("localize"), mcfg)
+    match(index, pairs, paths.pair_list("localize"), mcfg, executor=executor)
     located = _localize(
         index,
         [r.image for r in todo],
