@@ -23,9 +23,13 @@
    sequence's cameras against their position priors; each unposed sequence outside the world
    against the world's free space (its points where the world's cameras see through, and the
    reverse: misplaced on look-alike structure). An image that fails is unregistered with the
-   reason (confidence 0 for the sequence checks); a sequence that loses every image fails with the
-   reason. A sequence split by incremental mapping into several models is said in the log and in
-   the reason of the images left out.
+   reason (confidence 0 for the sequence checks). Then a retry: the images the checks of single
+   images took out (agreement, breaks: the model that placed them broke, not necessarily they) and
+   those left out of their sequence's model when incremental mapping split it (said in the log and
+   in their reason) are registered on their own by absolute pose against the points of the images
+   that passed, along their sequence from its registered frames, and checked again with all the
+   others; what passes is registered with a reason saying it was retried, what fails keeps its
+   reason and what the retry found. A sequence that loses every image fails with the reasons.
 6. Each sequence's final model is triangulated from its own matches with the final poses fixed;
    with `joint_tracks`, all registered images also together, from every verified match between
    them (the joint model: tracks that span sequences and conditions, e.g. a night keypoint matched
@@ -43,7 +47,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +274,11 @@ class _Joint:
         self.model = refine_jointly(
             self.manifest, self.index, self.model, self.fixed, self.work, self.cfg, rounds
         )
+
+    def rebuild(self, poses: Poses) -> None:
+        """The model of `poses` alone, its points triangulated with those poses fixed (no refinement)."""
+        model = posed_model(self.index, poses, self.camera_of, self.cameras)
+        self.model = refine_jointly(self.manifest, self.index, model, self.fixed, self.work, self.cfg, 0)
 
     def points(self) -> _Points:
         return _Points.of(self.model)
@@ -724,16 +733,23 @@ def _check_poses(
     sequences: dict[str, SequenceResult],
     world: list[str],
 ) -> None:
-    """The registration's checks of the final poses (checks.py), in turn: each image against its
-    verified matches (`_check_agreement`), each sequence's trajectory for breaks (`_check_continuity`),
-    each sequence's cameras against their position priors (`_check_priors`), each sequence's points
-    and cameras against the world's free space (`_check_free_space`). An image that fails leaves
-    `final`, unregistered with the reason; a sequence that lost every image this way fails."""
+    """The registration's checks of the final poses (`_run_checks`), then a second chance (`_retry`)
+    for the images that the checks of single images took out (their pose contradicts their matches,
+    or their sequence's trajectory breaks: the model that placed them broke; each may still register
+    on its own) and for those left out of their sequence's model when incremental mapping split it.
+    An image that fails leaves `final`, unregistered with the reason; a sequence that lost every image
+    this way fails."""
     before = set(final)
-    _check_agreement(ctx, final, images)
-    _check_continuity(ctx, final, images)
-    _check_priors(ctx, final, images)
-    _check_free_space(ctx, final, images, world)
+    rejected = _run_checks(ctx, final, images, world)
+    split = {
+        name
+        for name, result in images.items()
+        if name not in before
+        and name in ctx.index.image_ids
+        and sequences[result.sequence].status is not SequenceStatus.FAILED
+        and _split(sequences[result.sequence].model)
+    }
+    _retry(ctx, final, images, [r.image for r in ctx.manifest.images if r.image in rejected | split], world)
     for seq in {images[n].sequence for n in before} - {images[n].sequence for n in final}:
         reasons = sorted({images[n].reason for n in before if images[n].sequence == seq})
         log.warning("sequence %s: not registered, it fails the registration checks: %s", seq, reasons[0])
@@ -744,6 +760,143 @@ def _check_poses(
         )
 
 
+def _run_checks(ctx: _Joint, final: Poses, images: dict[str, ImageResult], world: list[str]) -> set[str]:
+    """The checks of the poses in `final` (checks.py), in turn: each image against its verified matches
+    (`_check_agreement`), each sequence's trajectory for breaks (`_check_continuity`), each sequence's
+    cameras against their position priors (`_check_priors`), each sequence's points and cameras against
+    the world's free space (`_check_free_space`; on `ctx.model`, which holds the poses of `final`).
+    Returns the images the checks of single images took out (agreement, trajectory)."""
+    out = _check_agreement(ctx, final, images) | _check_continuity(ctx, final, images)
+    _check_priors(ctx, final, images)
+    _check_free_space(ctx, final, images, world)
+    return out
+
+
+def _retry(
+    ctx: _Joint, final: Poses, images: dict[str, ImageResult], names: list[str], world: list[str]
+) -> None:
+    """A second chance for the unregistered images `names` (in time order), round after round: the
+    joint model is made anew from the poses that passed the checks (points triangulated with them
+    fixed); the images to try next (`_next_frames`: along their sequence from its registered frames;
+    all, after a round that registered none) are registered on their own against its points (absolute
+    pose), of a sequence with no registered frame only the one with the most inliers (it starts the
+    sequence again), and checked with all the others (`_check_retried`). An image checked is done,
+    whether it passes or not; one that finds no pose is tried again in later rounds. What passes is
+    registered (absolute pose; its reason says it was retried); the others keep their reason, followed
+    by what the retry found."""
+    if not names:
+        return
+    rcfg, matches = ctx.cfg.registration, verified_matches(ctx.index)
+    log.info("retry: %d image(s) by absolute pose against the images that passed the checks", len(names))
+    seq_of = {r.image: r.sequence for r in ctx.manifest.images}
+    first, base = {n: images[n].reason for n in names}, set(final)
+    why: dict[str, str] = {}
+    pending, every = list(names), False
+    while pending:
+        ready = list(pending) if every else _next_frames(ctx.manifest, final, pending)
+        ctx.rebuild(final)
+        tried = _localize(ctx.index, ready, matches, ctx.points(), ctx.cameras, rcfg)
+        why |= {n: f"absolute pose: {r.reason}" for n, r in tried.items() if r.cam_from_world is None}
+        placed = _one_start({n: r for n, r in tried.items() if r.cam_from_world is not None}, seq_of, final)
+        if not placed and (every or len(ready) == len(pending)):
+            break
+        every = not (placed and _check_retried(placed, ctx, final, images, base, world, why))
+        pending = [n for n in pending if n not in placed]
+    for name in names:
+        if name not in final:
+            images[name].reason = f"{first[name]}; retried: {why[name]}"
+    for seq in dict.fromkeys(images[n].sequence for n in names):
+        mine = [n for n in names if images[n].sequence == seq]
+        left = [why[n] for n in mine if n not in final]
+        log.warning(
+            "sequence %s: %d image(s) retried by absolute pose against the images that passed the checks: "
+            "%d registered and passed the checks%s",
+            seq,
+            len(mine),
+            len(mine) - len(left),
+            f", {len(left)} not (e.g. {left[0]})" if left else "",
+        )
+
+
+def _next_frames(manifest: Manifest, final: Poses, pending: list[str]) -> list[str]:
+    """The images of `pending` to retry next: per sequence, those next to one of its registered frames
+    (manifest order), or all of a sequence none of whose frames is registered; all when none is next
+    to one (a frame between them failed)."""
+    waiting, ready = set(pending), set()
+    for recs in manifest.sequences().values():
+        names = [r.image for r in recs]
+        registered = np.array([n in final for n in names])
+        near = np.zeros(len(names), bool) if registered.any() else np.ones(len(names), bool)
+        near[1:] |= registered[:-1]
+        near[:-1] |= registered[1:]
+        ready |= {n for n, ok in zip(names, near, strict=True) if ok and n in waiting}
+    return [n for n in pending if n in ready] or list(pending)
+
+
+def _one_start(
+    placed: dict[str, _AbsolutePose], seq_of: dict[str, str], final: Poses
+) -> dict[str, _AbsolutePose]:
+    """`placed` less, in each sequence none of whose frames is in `final`, all but its image with the
+    most inliers (the sequence starts again from there, `_next_frames`)."""
+    started, first = {seq_of[n] for n in final}, {}
+    for name in sorted(placed, key=lambda n: -placed[n].inliers):
+        first.setdefault(seq_of[name], name)
+    return {n: r for n, r in placed.items() if seq_of[n] in started or first[seq_of[n]] == n}
+
+
+def _check_retried(
+    placed: dict[str, _AbsolutePose],
+    ctx: _Joint,
+    final: Poses,
+    images: dict[str, ImageResult],
+    base: set[str],
+    world: list[str],
+    why: dict[str, str],
+) -> int:
+    """The images `placed` by a retry checked with all those of `final` (`_run_checks` on copies, the
+    joint model made anew with them). Those that fail, and a sequence's placed images whose presence
+    makes an image of `base` (those that passed before the retry) fail, are set aside (the reason in
+    `why`) and the rest checked again until none fails. What passes joins `final`, images retried in
+    earlier rounds that now fail leave it (confidences from that last check); returns how many joined."""
+    how = {n: f"absolute pose ({r.inliers} inliers of {r.matches} 2D-3D matches)" for n, r in placed.items()}
+    kept = _located(placed)
+    while kept:
+        trial = final | kept
+        ctx.rebuild(trial)
+        results = {n: replace(v) for n, v in images.items()}
+        for name in kept:
+            results[name].method = PoseMethod.ABSOLUTE_POSE
+        _run_checks(ctx, trial, results, world)
+        out = {n for n in kept if n not in trial}
+        why |= {n: f"{how[n]}, then the checks: {results[n].reason}" for n in out}
+        lost = [n for n in base if n not in trial]
+        if lost and not out:  # right as they look, they make an image that passed fail: set aside
+            hit = {images[n].sequence for n in lost}
+            out = {n for n in kept if images[n].sequence in hit} or set(kept)
+            said = f"{len(lost)} image(s) that passed fail them ({lost[0]}: {results[lost[0]].reason})"
+            why |= {n: f"{how[n]}, then with the checks {said}" for n in out}
+        if not out:
+            break
+        kept = {n: pose for n, pose in kept.items() if n not in out}
+    if not kept:
+        return 0
+    for name in [n for n in final if n not in trial]:  # retried earlier, fails with these
+        why[name] = f"registered on a retry, then with later ones the checks: {results[name].reason}"
+        del final[name]
+        images[name] = results[name]
+    for name in final:
+        images[name].confidence = results[name].confidence
+    for name, pose in kept.items():
+        first, images[name] = images[name].reason, results[name]
+        images[name].pnp_inliers, images[name].pnp_matches = placed[name].inliers, placed[name].matches
+        images[name].reason = (
+            f"registered on a retry by {how[name]} against the images that passed the checks, then "
+            f"checked with them; first: {first}"
+        )
+        final[name] = pose
+    return len(kept)
+
+
 def _reject(final: Poses, images: dict[str, ImageResult], name: str, reason: str) -> None:
     """Take an image's pose out of `final`: unregistered, with why."""
     del final[name]
@@ -751,9 +904,10 @@ def _reject(final: Poses, images: dict[str, ImageResult], name: str, reason: str
     result.method, result.pnp_inliers, result.pnp_matches, result.reason = None, None, None, reason
 
 
-def _check_agreement(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
+def _check_agreement(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> set[str]:
     """Each registered image's confidence (checks.pose_agreement); images the manifest did not pose
-    and whose verified matches mostly contradict their pose leave `final`, unregistered with why."""
+    and whose verified matches mostly contradict their pose leave `final`, unregistered with why
+    (returned)."""
     index, cfg = ctx.index, ctx.cfg
     camera_of_image = image_camera_ids(index)
     ids = {name: index.image_ids[name] for name in final}
@@ -767,6 +921,7 @@ def _check_agreement(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) 
         cfg.matching.max_error,
     )
     limit = cfg.registration.min_pose_agreement
+    out = set()
     for name, i in ids.items():
         found = agreement[i]
         images[name].confidence = None if np.isnan(found.share) else round(found.share, 4)
@@ -779,6 +934,7 @@ def _check_agreement(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) 
             f"its pose contradicts its verified matches: {found.share:.0%} of {found.matches} fit the "
             f"final poses (< registration.min_pose_agreement {limit})",
         )
+        out.add(name)
     shares = np.array([a.share for a in agreement.values() if not np.isnan(a.share)])
     if len(shares):
         log.info(
@@ -789,14 +945,17 @@ def _check_agreement(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) 
             int(np.count_nonzero(shares < limit)),
             limit,
         )
+    return out
 
 
-def _check_continuity(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
+def _check_continuity(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> set[str]:
     """Per sequence the manifest did not pose: its registered frames in time order (timestamps, else
     manifest order), broken where a step is beyond the sequence's own motion (`checks.continuity`).
     The longest unbroken run stays registered when it holds most of the frames; the other runs (or
-    all, when no run holds most) leave `final` with the breaks as their reason (confidence 0)."""
+    all, when no run holds most) leave `final` with the breaks as their reason (confidence 0).
+    Returns the frames taken out."""
     rcfg = ctx.cfg.registration
+    out: set[str] = set()
     min_jump = rcfg.continuity_min_jump * _extent(ctx.points().xyz)
     for seq, recs in ctx.manifest.sequences().items():
         frames = [(k, r) for k, r in enumerate(recs) if r.image in final and r.image not in ctx.fixed]
@@ -832,6 +991,8 @@ def _check_continuity(ctx: _Joint, final: Poses, images: dict[str, ImageResult])
         for k in np.setdiff1d(np.arange(len(names)), kept):
             _reject(final, images, names[k], reason)
             images[names[k]].confidence = 0.0
+            out.add(names[k])
+    return out
 
 
 def _check_priors(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:

@@ -235,7 +235,7 @@ class ImageResult:
 
     sequence: str
     method: PoseMethod | None = None  # None: not registered
-    reason: str | None = None  # why not registered
+    reason: str | None = None  # why not registered; registered on a retry: how, and why it needed one
     pnp_inliers: int | None = None  # registered on its own: absolute-pose inliers ...
     pnp_matches: int | None = None  # ... of this many 2D-3D matches
     confidence: float | None = None  # share of its verified matches its final pose fits (checks.py)
