@@ -3,8 +3,10 @@
 An executor maps a picklable module-level function over items, ``fn(item, shared)``, and yields
 the results in the order of the items. `shared` is the large input every task reads (a point
 table, a surface model): `RayExecutor` puts it once into Ray's object store and each worker
-process deserialises it once (`_shared_value`), never once per task. Both executors run the
-same task code, so a stage gives the same result on either.
+process deserialises it once (`_shared_value`), never once per task; the same object passed to
+consecutive maps is shipped once, and the workers keep what they deserialised and cached of it (it
+must not change in between). Both executors run the same task code, so a stage gives the same
+result on either.
 
 Ray is optional (``pip install 'xseason[ray]'``) and imported only by `RayExecutor`. It starts a
 local Ray instance of `workers` CPUs (address None) or connects to a running cluster (``"auto"``
@@ -79,10 +81,13 @@ class RayExecutor:
             self.window,
         )
         self._remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(_run_task)
+        self._shipped: tuple[Any, list] = (_DONE, [])  # the last shared input and its reference
 
     def map(self, fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None) -> Iterator[Any]:
         ray = self._ray
-        box = [ray.put(shared)]  # in a list: passed on as the reference, resolved by `_shared_value`
+        if shared is not self._shipped[0]:  # the same object again (unchanged): shipped once
+            self._shipped = shared, [ray.put(shared)]  # in a list: passed on as the reference
+        box = self._shipped[1]  # resolved in the workers by `_shared_value`
         pending: deque = deque()  # submitted, in the items' order, not yet yielded
         finished: set = set()  # those of them that are done
         items = iter(items)
@@ -105,6 +110,7 @@ class RayExecutor:
             submit()
 
     def close(self) -> None:
+        self._shipped = (_DONE, [])
         if self.started and self._ray.is_initialized():
             self._ray.shutdown()
             self.started = False
