@@ -73,10 +73,10 @@ import logging
 import shutil
 import tempfile
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from enum import IntEnum
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -396,19 +396,24 @@ def _matchable(ctx: _Context, side: _Side, condition: str) -> _Matchable:
 
 
 def _reference_side(ctx: _Context, i: int) -> _Side:
-    """Reference image i's side, from its file (made once by `_run_sides`; the last ones read are
-    kept in this process)."""
-    return _side_file(ctx.sides / _side_name(i))
+    """Reference image i's side, from its file (made once by `_run_sides`). This process keeps the
+    last ones read: a target's candidates, and most of the next target's (targets go in route order)."""
+    path = ctx.sides / _side_name(i)
+    side = _READ.pop(path, None)
+    if side is None:
+        with np.load(path) as arrays:
+            side = _Side(**{f.name: arrays[f.name] for f in fields(_Side) if f.name != "matchable"})
+    _READ[path] = side
+    while len(_READ) > 2 * ctx.cfg.max_candidates:
+        _READ.popitem(last=False)
+    return side
+
+
+_READ: OrderedDict[Path, _Side] = OrderedDict()  # side files read in this process, the last used last
 
 
 def _side_name(i: int) -> str:
     return f"side-{i:06d}.npz"
-
-
-@lru_cache(maxsize=64)
-def _side_file(path: Path) -> _Side:
-    with np.load(path) as arrays:
-        return _Side(**{f.name: arrays[f.name] for f in fields(_Side) if f.name != "matchable"})
 
 
 def _write_side(path: Path, side: _Side) -> None:
@@ -804,6 +809,7 @@ def make_correspondences(
             for k, start in enumerate(range(0, len(jobs), shard_targets))
         ]
         infos += _run_shards(ctx, tasks, executor or LocalExecutor(), progress, assoc.reference)
+    _READ.clear()  # what the shards run in this process read
     out = _tables(table, infos, route, cfg)
     if shard_root is None:
         weakref.finalize(out, shutil.rmtree, folder, True)
