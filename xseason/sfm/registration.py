@@ -252,10 +252,12 @@ class _Joint:
         }
         self.model = pycolmap.Reconstruction()  # replaced by the first `add`
         self.initial: Poses = {}  # pose each image had when it joined
+        self._rebuilt_from: Poses | None = None  # the poses `rebuild` last made the model of, while it is
 
     def add(self, poses: Poses, rounds: int) -> None:
         """Add images at `poses`, re-triangulate everything and refine (`refine_jointly`)."""
         self.initial |= poses
+        self._rebuilt_from = None
         current = {im.name: im.cam_from_world() for im in self.model.images.values()} | poses
         model = posed_model(self.index, current, self.camera_of, self.cameras)
         self.model = refine_jointly(self.manifest, self.index, model, self.fixed, self.work, self.cfg, rounds)
@@ -268,17 +270,24 @@ class _Joint:
         image = pycolmap.Image(name=name, camera_id=camera_id, image_id=self.index.image_ids[name])
         self.model.add_image_with_trivial_frame(image, cam_from_world)
         self.initial[name] = cam_from_world
+        self._rebuilt_from = None
 
     def refine(self, rounds: int) -> None:
         """Refine the joint model as it is (`refine_jointly`)."""
+        self._rebuilt_from = None
         self.model = refine_jointly(
             self.manifest, self.index, self.model, self.fixed, self.work, self.cfg, rounds
         )
 
     def rebuild(self, poses: Poses) -> None:
-        """The model of `poses` alone, its points triangulated with those poses fixed (no refinement)."""
+        """The model of `poses` alone, its points triangulated with those poses fixed (no refinement); kept
+        as it is when it was made of these very poses (the retries' rounds ask for it again)."""
+        last = self._rebuilt_from
+        if last is not None and last.keys() == poses.keys() and all(last[n] is p for n, p in poses.items()):
+            return
         model = posed_model(self.index, poses, self.camera_of, self.cameras)
         self.model = refine_jointly(self.manifest, self.index, model, self.fixed, self.work, self.cfg, 0)
+        self._rebuilt_from = dict(poses)
 
     def points(self) -> _Points:
         return _Points.of(self.model)
