@@ -402,7 +402,7 @@ def _reference_side(ctx: _Context, i: int) -> _Side:
     side = _READ.pop(path, None)
     if side is None:
         with np.load(path) as arrays:
-            side = _Side(**{f.name: arrays[f.name] for f in fields(_Side) if f.name != "matchable"})
+            side = _Side(**{name: arrays[name] for name in _SIDE_ARRAYS})
     _READ[path] = side
     while len(_READ) > 2 * ctx.cfg.max_candidates:
         _READ.popitem(last=False)
@@ -410,6 +410,7 @@ def _reference_side(ctx: _Context, i: int) -> _Side:
 
 
 _READ: OrderedDict[Path, _Side] = OrderedDict()  # side files read in this process, the last used last
+_SIDE_ARRAYS = tuple(f.name for f in fields(_Side) if f.name != "matchable")  # what a side file holds
 
 
 def _side_name(i: int) -> str:
@@ -418,7 +419,7 @@ def _side_name(i: int) -> str:
 
 def _write_side(path: Path, side: _Side) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
-        np.savez(out, **{f.name: getattr(side, f.name) for f in fields(_Side) if f.name != "matchable"})
+        np.savez(out, **{name: getattr(side, name) for name in _SIDE_ARRAYS})
 
 
 def _computed_side(ctx: _Context, i: int) -> _Side:
