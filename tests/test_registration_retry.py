@@ -148,3 +148,25 @@ def test_frames_left_out_of_a_split_model_are_retried_and_registered_right(tiny)
         )
     rotation, centre, extent = _errors(final, truth, left)
     assert rotation.max() < 1.0 and centre.max() < 0.01 * extent, (rotation, centre / extent)
+
+
+@pytest.mark.parametrize("inliers, kept", [(20, False), (40, True)])
+def test_the_only_registered_frame_of_a_sequence_needs_lone_min_inliers(tiny, inliers, kept):
+    ctx, final, images, sequences, world, names = _state(tiny)
+    lone, others = names[len(names) // 2], [n for n in names if n != names[len(names) // 2]]
+    for name in others:
+        del final[name]
+        images[name] = registration.ImageResult(images[name].sequence, reason="no pose")
+    images[lone] = replace(images[lone], method=PoseMethod.ABSOLUTE_POSE, pnp_inliers=inliers, pnp_matches=50)
+    rest = set(final) - {lone}
+    ctx.rebuild(final)
+    assert ctx.cfg.registration.lone_min_inliers == 30
+    registration._check_poses(ctx, final, images, sequences, world)
+    assert (lone in final) is kept and images[lone].registered is kept
+    assert rest <= set(final)  # the frames of other sequences stay
+    if not kept:
+        assert images[lone].reason == (
+            f"the only registered frame of its sequence, by absolute pose on {inliers} inliers "
+            "(< registration.lone_min_inliers 30): no neighbour confirms its pose"
+        )
+        assert sequences[images[lone].sequence].status is registration.SequenceStatus.FAILED

@@ -35,8 +35,11 @@ sequences' own motion, the position priors, the free space the reference's camer
   sequences of seeds 21 and 31 moved by the translations that best superimpose their points on the
   world's (6-33 % of the extent) have 5-27 % of their points conflicting in the worse direction
   (4-12 % where they were), 2 of 20 above the limit.
-What none of them sees: a lone image misplaced by a few percent of the extent without position
-priors; which image of a failing pair is the wrong one (both are left unregistered).
+What none of them sees: a lone image misplaced without position priors, its matches fitting its
+wrong pose (seed 60's dusk-rain frame, 15 % of the extent off on 15 of 17 inliers; seed 64's, right,
+had 15 of 18). So the registration (`registration._check_lone`) keeps the only registered frame of a
+sequence of several only on `registration.lone_min_inliers` inliers. Nor which image of a failing
+pair is the wrong one (both are left unregistered).
 """
 
 from __future__ import annotations

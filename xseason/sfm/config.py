@@ -175,6 +175,7 @@ class RegistrationConfig:
     pnp_max_error: float = 8.0  # pixels, absolute-pose RANSAC
     pnp_min_inliers: int = 15  # absolute pose: inliers needed to register an image
     pnp_min_inlier_ratio: float = 0.1  # ... and as a share of its 2D-3D matches
+    lone_min_inliers: int = 30  # ... when no other frame of its sequence (of several) is registered
     min_located_images: int = 3  # images registered by absolute pose needed to align a sequence on them
     pose_max_rotation: float = 5.0  # degrees: such an image disagreeing more is left out of that fit
     pose_max_centre: float = 5.0  # ... or with a centre residual above this many times the median
@@ -201,6 +202,8 @@ class RegistrationConfig:
             raise ValueError("ransac_error, pnp_max_error and refine_loss_scale must be > 0")
         if self.ransac_trials < 1 or self.prior_max_distance < 0 or self.prior_max_scale_ratio <= 1:
             raise ValueError("ransac_trials must be >= 1, prior_max_distance >= 0, prior_max_scale_ratio > 1")
+        if self.lone_min_inliers < self.pnp_min_inliers:
+            raise ValueError("lone_min_inliers must be >= pnp_min_inliers")
         if self.refine_rounds < 0 or self.refine_max_iterations < 1:
             raise ValueError("refine_rounds must be >= 0 and refine_max_iterations >= 1")
         if not 0 <= self.min_pose_agreement <= 1:

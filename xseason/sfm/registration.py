@@ -759,6 +759,7 @@ def _check_poses(
         and _split(sequences[result.sequence].model)
     }
     _retry(ctx, final, images, [r.image for r in ctx.manifest.images if r.image in rejected | split], world)
+    _check_lone(ctx, final, images)
     for seq in {images[n].sequence for n in before} - {images[n].sequence for n in final}:
         reasons = sorted({images[n].reason for n in before if images[n].sequence == seq})
         log.warning("sequence %s: not registered, it fails the registration checks: %s", seq, reasons[0])
@@ -904,6 +905,27 @@ def _check_retried(
         )
         final[name] = pose
     return len(kept)
+
+
+def _check_lone(ctx: _Joint, final: Poses, images: dict[str, ImageResult]) -> None:
+    """Frames registered on their own (absolute pose) as the only registered frame of a sequence of
+    several leave `final` on fewer than `registration.lone_min_inliers` inliers: no neighbour confirms
+    them, and a frame whose neighbours all fail is as likely placed on a look-alike of its place
+    (repeated facades) as right, with as many inliers."""
+    limit = ctx.cfg.registration.lone_min_inliers
+    for recs in ctx.manifest.sequences().values():
+        placed = [r.image for r in recs if r.image in final]
+        if len(recs) < 2 or len(placed) != 1 or placed[0] in ctx.fixed:
+            continue
+        found = images[placed[0]]
+        if found.method is PoseMethod.ABSOLUTE_POSE and (found.pnp_inliers or 0) < limit:
+            _reject(
+                final,
+                images,
+                placed[0],
+                f"the only registered frame of its sequence, by absolute pose on {found.pnp_inliers} inliers "
+                f"(< registration.lone_min_inliers {limit}): no neighbour confirms its pose",
+            )
 
 
 def _reject(final: Poses, images: dict[str, ImageResult], name: str, reason: str) -> None:
