@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -232,3 +234,30 @@ def test_plane_scores_in_blocks_are_the_direct_scores(monkeypatch, sigmas):
     found = surfaces._plane_scores(table.xyz.T.copy(), points, normal, offset, tol)
     np.testing.assert_allclose(found, direct, rtol=1e-12, atol=0)
     assert (found != 0).any()
+
+
+def test_preemptive_scoring_picks_a_plane_as_good_as_scoring_every_hypothesis_on_every_point():
+    """`_best_plane` scores 2,000 three-point hypotheses on 500 points and only the 64 best on all
+    6,500: on a cloud of two planes (1,500 and 800 points) and 4,200 outliers, where ~1 % of the
+    hypotheses lie on the larger plane (64 drawn at random would hold none about half the time), its
+    winner holds as many inliers, within 1 %, as the exhaustive best, and the same on every run."""
+    rng = np.random.default_rng(5)
+    big = np.c_[rng.uniform(0, 20, (1500, 2)), rng.normal(0, 0.005, 1500)]
+    small = np.c_[rng.uniform(0, 10, 800), rng.normal(0, 0.005, 800), rng.uniform(0, 5, 800)]
+    xyz = np.concatenate([big, small, rng.uniform(0, 20, (4200, 3))])
+    a, b, c = (xyz[k] for k in rng.integers(0, len(xyz), (3, 2000)))
+    normal = np.cross(b - a, c - a)
+    valid = np.linalg.norm(normal, axis=1) > 0  # a point drawn twice: no plane
+    normal = normal[valid] / np.linalg.norm(normal[valid], axis=1, keepdims=True)
+    offset = np.einsum("ij,ij->i", normal, a[valid])
+    table = _table({"summer": xyz}, {"summer": SUMMER_CAMS})
+    tol = surfaces._Tolerance.of(table, 0.02, SurfaceConfig(), 1.0)
+    points = np.arange(len(xyz))
+    every = surfaces._plane_scores(xyz.T.copy(), points, normal, offset, tol)
+    with ThreadPoolExecutor(2) as threads:
+        won = [
+            surfaces._best_plane(xyz.T.copy(), points, normal, offset, tol, np.random.default_rng(0), threads)
+            for _ in range(2)
+        ]
+    assert won[0] == won[1]
+    assert every[won[0]] >= 0.99 * every.max() and every.max() > 1400

@@ -5,7 +5,8 @@ Man-made scenes are mostly planes (facades, road, sidewalks, signs), and a plane
 hundreds of triangulated points is far more accurate than any one of them. `build_surfaces`
 takes a table of well-measured points (all conditions, one world frame):
 
-1. Planes: RANSAC (seeded, vectorised; inlier distance `plane_distance`) on the points of
+1. Planes: RANSAC (seeded, vectorised, preemptive: every hypothesis scored on 500 of the points,
+   the 64 best of them on all; inlier distance `plane_distance`) on the points of
    the reference condition, repeated until no plane has `min_points` inliers; each plane's
    inliers are split into connected regions (DBSCAN in plane coordinates, eps 3 cells);
    regions that are nearly coplanar (`merge_angle`, `merge_distance`), touch, and fit one plane
@@ -394,12 +395,12 @@ def _extract_planes(
 ) -> list[Region]:
     """Repeated RANSAC planes (inliers within `tol`), each split into connected regions of at least
     `min_points` points."""
-    rng = np.random.default_rng(cfg.seed)
+    rng, subsets = np.random.default_rng(cfg.seed), np.random.default_rng([cfg.seed, 1])
     regions: list[Region] = []
     remaining = np.asarray(points, np.int64)
     with ThreadPoolExecutor(task_threads()) as threads:
         while len(remaining) >= cfg.min_points:
-            plane = _ransac_plane(xyz, remaining, tol, cfg.ransac_iterations, rng, threads)
+            plane = _ransac_plane(xyz, remaining, tol, cfg.ransac_iterations, rng, subsets, threads)
             inliers = remaining[plane]
             if len(inliers) < cfg.min_points:
                 break
@@ -416,6 +417,8 @@ def _extract_planes(
 
 _RANSAC_SCORED = 20_000  # a hypothesis is scored on at most this many points (a seeded subset)
 _RANSAC_BATCH = 64  # hypotheses scored at once
+_RANSAC_PRESCORED = 500  # every hypothesis is first scored on this many of them ...
+_RANSAC_FINALISTS = 64  # ... and only this many best of those on all
 _RANSAC_BLOCK = 4096  # points scored at once
 _RANSAC_REFITS = 3  # least-squares refits of the best plane, each taking the inliers of the last
 
@@ -426,11 +429,12 @@ def _ransac_plane(
     tol: _Tolerance,
     iterations: int,
     rng: np.random.Generator,
+    subsets: np.random.Generator,
     threads: ThreadPoolExecutor,
 ) -> np.ndarray:
     """Positions in `points` of the inliers (within `tol`) of the best of `iterations` seeded
-    three-point planes, refitted; the planes are scored in batches on `threads`. Deterministic for
-    a seed, whatever the number of threads (open3d's threaded `segment_plane` is not)."""
+    three-point planes (`_best_plane`; `subsets` draws its first points), refitted. Deterministic
+    for the seeds, whatever the number of threads (open3d's threaded `segment_plane` is not)."""
     n = len(points)
     scored = np.arange(n) if n <= _RANSAC_SCORED else np.sort(rng.choice(n, _RANSAC_SCORED, replace=False))
     scored_xyz, xyz = xyz[points[scored]].T.copy(), xyz[points]
@@ -442,10 +446,7 @@ def _ransac_plane(
     offset = np.einsum("ij,ij->i", normal, a[valid])
     if len(normal) == 0:
         return np.zeros(0, np.int64)
-    batches = [slice(start, start + _RANSAC_BATCH) for start in range(0, len(normal), _RANSAC_BATCH)]
-    on = scored_xyz, points[scored]
-    scores = threads.map(lambda b: _plane_scores(*on, normal[b], offset[b], tol), batches)
-    best = int(np.argmax(np.concatenate(list(scores))))  # the first of the best
+    best = _best_plane(scored_xyz, points[scored], normal, offset, tol, subsets, threads)
     current = normal[best]
     inliers = np.flatnonzero(np.abs(xyz @ current - offset[best]) <= tol(points, current))
     for _ in range(_RANSAC_REFITS):  # local optimisation: a three-point plane is tilted by their noise
@@ -456,6 +457,48 @@ def _ransac_plane(
             break
         inliers = refit
     return inliers
+
+
+def _best_plane(
+    xyz_t: np.ndarray,
+    points: np.ndarray,
+    normal: np.ndarray,
+    offset: np.ndarray,
+    tol: _Tolerance,
+    subsets: np.random.Generator,
+    threads: ThreadPoolExecutor,
+) -> int:
+    """Index of the best-scoring plane (`_plane_scores` on `points` at `xyz_t` (3, N)), by preemptive
+    scoring: every plane on a random `_RANSAC_PRESCORED` of the points, the `_RANSAC_FINALISTS` best
+    of those on all (a plane that wins on all points is among the best on a sample of them). In
+    batches on `threads`; ties go to the first."""
+    n = xyz_t.shape[1]
+    finalists = np.arange(len(normal))
+    if n > 2 * _RANSAC_PRESCORED and len(normal) > _RANSAC_FINALISTS:
+        first = np.sort(subsets.choice(n, _RANSAC_PRESCORED, replace=False))
+        pre = _scores(xyz_t[:, first], points[first], normal, offset, tol, threads, _RANSAC_BATCH)
+        finalists = np.sort(np.argsort(-pre, kind="stable")[:_RANSAC_FINALISTS])
+    batch = max(1, -(-len(finalists) // task_threads()))
+    full = _scores(
+        xyz_t, points, normal[finalists], offset[finalists], tol, threads, min(batch, _RANSAC_BATCH)
+    )
+    return int(finalists[np.argmax(full)])
+
+
+def _scores(
+    xyz_t: np.ndarray,
+    points: np.ndarray,
+    normal: np.ndarray,
+    offset: np.ndarray,
+    tol: _Tolerance,
+    threads: ThreadPoolExecutor,
+    batch: int,
+) -> np.ndarray:
+    """`_plane_scores` of the planes, in batches of `batch` on `threads`."""
+    batches = [slice(start, start + batch) for start in range(0, len(normal), batch)]
+    return np.concatenate(
+        list(threads.map(lambda b: _plane_scores(xyz_t, points, normal[b], offset[b], tol), batches))
+    )
 
 
 def _plane_scores(
