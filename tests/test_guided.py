@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pycolmap
 import pytest
 
 from xseason.core.geometry import Pose
-from xseason.sfm.guided import epipolar_matches, essential_matrix
+from xseason.sfm import features
+from xseason.sfm.config import MatchingConfig
+from xseason.sfm.guided import epipolar_errors, epipolar_matches, essential_matrix
 
 F = 500.0  # focal length (px) of both cameras; normalised coordinates below are pixels / F
 
@@ -101,3 +104,48 @@ def test_epipolar_matches_of_empty_images():
     assert epipolar_matches(
         empty, np.ones((3, 2)), np.zeros((0, 4)), np.ones((3, 4)), e, (F, F), 2, 0.8, 0.7
     ).shape == (0, 2)
+
+
+def test_epipolar_errors_are_the_pixel_distances_to_both_lines():
+    pose1 = Pose(_rotation(10.0), np.array([-1.0, 0.0, 0.2]))
+    x0, _, x1, _, truth = _scene(pose1, n=200)
+    essential = essential_matrix(Pose(np.eye(3), np.zeros(3)), pose1)
+    right = epipolar_errors(x0, x1[truth], essential, (F, F))
+    assert np.median(right) < 0.5 and right.max() < 3.0  # keypoint noise 0.3 px
+    moved = x1[truth] + [[0.0, 10.0 / F]]  # 10 px across a nearly horizontal line
+    assert np.median(epipolar_errors(x0, moved, essential, (F, F))) > 8.0
+
+
+def test_ransac_verification_of_posed_pairs_is_checked_with_their_poses(tmp_path):
+    """Two posed images: RANSAC's inliers (some true matches and look-alikes it fitted) are checked with
+    the poses: exactly its true ones remain, as a calibrated geometry; the true matches RANSAC left out
+    stay out. A pair all of whose inliers contradict the poses is no longer verified."""
+    pose1 = Pose(_rotation(10.0), np.array([-1.0, 0.0, 0.2]))
+    x0, _, x1, _, truth = _scene(pose1, n=300)
+    db = pycolmap.Database.open(tmp_path / "db.db")
+    camera = pycolmap.Camera(model="PINHOLE", width=1000, height=1000, params=[F, F, 500.0, 500.0])
+    camera_id = db.write_camera(camera)
+    ids = [db.write_image(pycolmap.Image(name=f"{k}.png", camera_id=camera_id)) for k in range(3)]
+    for image_id, x in zip(ids, (x0, x1, x1), strict=True):
+        db.write_keypoints(image_id, (x * F + 500.0).astype(np.float32))  # COLMAP pixels
+    right = np.c_[np.arange(len(x0)), truth]
+    wrong = np.c_[np.arange(len(x0)), np.roll(truth, 7)][:60]  # look-alikes: other points' keypoints
+    for other, inliers in ((ids[1], np.concatenate([right[:100], wrong])), (ids[2], wrong)):
+        db.write_matches(ids[0], other, np.concatenate([right, wrong]).astype(np.uint32))
+        ransac = pycolmap.TwoViewGeometry()
+        ransac.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
+        ransac.inlier_matches = inliers.astype(np.uint32)
+        db.write_two_view_geometry(ids[0], other, ransac)
+    db.close()
+    poses = {ids[0]: Pose(np.eye(3), np.zeros(3)), ids[1]: pose1, ids[2]: pose1}
+    pairs = [(ids[0], ids[1]), (ids[0], ids[2])]
+    for _ in range(2):  # a rerun checks again, with the same result
+        features._verify_with_poses(tmp_path / "db.db", pairs, poses, MatchingConfig())
+        db = pycolmap.Database.open(tmp_path / "db.db")
+        checked, contradicted = (db.read_two_view_geometry(*pair) for pair in pairs)
+        db.close()
+        assert checked.config == pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+        kept = {tuple(m) for m in np.asarray(checked.inlier_matches).tolist()}
+        assert {tuple(m) for m in right[:100].tolist()} <= kept
+        assert len(kept) <= 102  # a look-alike near its line, by chance
+        assert len(np.asarray(contradicted.inlier_matches)) == 0

@@ -80,7 +80,7 @@ from xseason.inputs.layouts.colmap import check_text_model
 from xseason.inputs.manifest import ImageRecord, Manifest
 from xseason.sfm.cachekeys import stage_keys
 from xseason.sfm.config import FeatureConfig, MatchingConfig, ReconstructionConfig, SfMConfig
-from xseason.sfm.guided import epipolar_matches, essential_matrix
+from xseason.sfm.guided import epipolar_errors, epipolar_matches, essential_matrix
 from xseason.sfm.hloc import HlocFeatures, HlocMatches
 from xseason.sfm.kapture import KaptureKeypoints, KaptureMatches
 from xseason.sfm.paths import BuildPaths
@@ -452,7 +452,9 @@ def match(
     """Match and verify `pairs` (those already in the database are skipped); return the number of new pairs.
 
     Pairs of two images with known `poses` (manifest image -> world-to-camera pose) of different
-    sequences (`sequence_of`) are matched along their epipolar lines (`epipolar_guided`, guided.py);
+    sequences (`sequence_of`) are matched along their epipolar lines (`epipolar_guided`, guided.py),
+    or by COLMAP's matcher and two-view RANSAC checked against the geometry their poses give
+    (`_verify_with_poses`);
     the others by COLMAP's matcher and two-view RANSAC. On a Ray `executor`, by tasks of `_MATCH_BLOCK`
     pairs (`_match_block`, module doc); else (None, local) in this process, COLMAP's matcher threaded on
     the database itself, with the pairs listed in `pair_list`, by their aliases where COLMAP cannot read
@@ -473,21 +475,21 @@ def match(
             seen.add(key)
             if not db.exists_matches(ids[a], ids[b]):
                 todo.append(key)
-        posed: list[tuple[str, str]] = []
-        if cfg.epipolar_guided and not importing and poses:
-            sequence_of = sequence_of or {}
-            posed = sorted(
-                (a, b)
-                for a, b in todo
-                if a in poses and b in poses and sequence_of.get(a) != sequence_of.get(b)
-            )
-            guided = set(posed)
-            todo = [pair for pair in todo if pair not in guided]
+        sequence_of, poses = sequence_of or {}, poses or {}
+        cross = sorted(
+            (a, b) for a, b in seen if a in poses and b in poses and sequence_of.get(a) != sequence_of.get(b)
+        )
+        guided_mode = cfg.epipolar_guided and not importing
+        guided = sorted(set(cross) & set(todo)) if guided_mode else []
+        todo = [pair for pair in todo if pair not in set(guided)]
+        # matched by descriptors, RANSAC's verification then checked with the poses: every time (the same
+        # result again), so that a run killed in between leaves no pair on its RANSAC geometry alone
+        known = [] if guided_mode else [(ids[a], ids[b]) for a, b in cross]
+        by_id = {ids[name]: poses[name] for pair in cross for name in pair}
         listed: dict[str, str] = {}
         if not in_tasks:
-            if posed:
-                by_id = {ids[name]: poses[name] for pair in posed for name in pair}
-                _match_along_epipolar_lines(db, [(ids[a], ids[b]) for a, b in posed], by_id, cfg)
+            if guided:
+                _match_along_epipolar_lines(db, [(ids[a], ids[b]) for a, b in guided], by_id, cfg)
             listed = _alias_unlistable(db, index, {name for pair in todo for name in pair})
     finally:
         db.close()
@@ -495,31 +497,31 @@ def match(
         blocks = [_MatchBlock([(ids[a], ids[b]) for a, b in part]) for part in _cut(sorted(todo))]
         blocks += [
             _MatchBlock([(ids[a], ids[b]) for a, b in part], {ids[n]: poses[n] for p in part for n in p})
-            for part in _cut(posed)
+            for part in _cut(guided)
         ]
         found = executor.map(_match_block, blocks, _MatchJob(index.db_path, cfg))
         _write_pair_rows(index.db_path, found, len(blocks))
-        return len(todo) + len(posed)
-    if not todo:
-        return len(posed)
-    try:
-        with atomic_path(pair_list) as tmp:
-            tmp.write_text(
-                "".join(f"{listed.get(a, a)} {listed.get(b, b)}\n" for a, b in todo), encoding="utf-8"
-            )
-        if importing:
-            _import_matches(index, todo, _imported_matches(cfg))
-            pycolmap.verify_matches(index.db_path, pair_list, _verification_options(cfg))
-        else:
-            _colmap_match(index.db_path, pair_list, cfg, cfg.num_threads)
-    finally:
-        if listed:
-            db = open_database(index.db_path)
-            try:
-                _restore_names(db, names)
-            finally:
-                db.close()
-    return len(todo) + len(posed)
+    elif todo:
+        try:
+            with atomic_path(pair_list) as tmp:
+                tmp.write_text(
+                    "".join(f"{listed.get(a, a)} {listed.get(b, b)}\n" for a, b in todo), encoding="utf-8"
+                )
+            if importing:
+                _import_matches(index, todo, _imported_matches(cfg))
+                pycolmap.verify_matches(index.db_path, pair_list, _verification_options(cfg))
+            else:
+                _colmap_match(index.db_path, pair_list, cfg, cfg.num_threads)
+        finally:
+            if listed:
+                db = open_database(index.db_path)
+                try:
+                    _restore_names(db, names)
+                finally:
+                    db.close()
+    if known:
+        _verify_with_poses(index.db_path, known, by_id, cfg)
+    return len(todo) + len(guided)
 
 
 def _verification_options(cfg: MatchingConfig) -> pycolmap.TwoViewGeometryOptions:
@@ -660,39 +662,100 @@ def _match_along_epipolar_lines(
     """Match each pair of posed images (database image ids; `poses` by image id) along its epipolar lines
     and write the matches as a calibrated two-view geometry (the relative pose the poses give), when
     there are `min_num_inliers`."""
-    cameras = {int(c.camera_id): c for c in db.read_all_cameras()}
-    camera_of = {int(im.image_id): int(im.camera_id) for im in db.read_all_images()}
-    features: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # the images of the last pairs
-
-    def normalised(image_id: int) -> tuple[np.ndarray, np.ndarray, float]:
-        if image_id not in features:
-            if len(features) >= 64:
-                features.pop(next(iter(features)))
-            camera = cameras[camera_of[image_id]]
-            xy = image_plane(camera, np.asarray(db.read_keypoints(image_id)))
-            features[image_id] = (
-                xy,
-                np.asarray(db.read_descriptors(image_id).data),
-                camera.mean_focal_length(),
-            )
-        return features[image_id]
-
+    features = _ImageFeatures(db)
     with pycolmap.DatabaseTransaction(db):
         for id0, id1 in progress(pairs, desc="epipolar matching", unit="pair", leave=False):
-            (x0, d0, f0), (x1, d1, f1) = normalised(id0), normalised(id1)
+            (x0, f0), (x1, f1) = features.points(id0), features.points(id1)
             essential = essential_matrix(poses[id0], poses[id1])
             found = epipolar_matches(
-                x0, x1, d0, d1, essential, (f0, f1), cfg.epipolar_max_error, cfg.max_ratio, cfg.max_distance
+                x0,
+                x1,
+                features.descriptors(id0),
+                features.descriptors(id1),
+                essential,
+                (f0, f1),
+                cfg.epipolar_max_error,
+                cfg.max_ratio,
+                cfg.max_distance,
             ).astype(np.uint32)
             db.write_matches(id0, id1, found)
-            if len(found) < cfg.min_num_inliers:
-                continue
-            geometry = pycolmap.TwoViewGeometry()
-            geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
-            geometry.inlier_matches = found
-            geometry.E = essential
-            geometry.cam2_from_cam1 = rigid_from_pose(poses[id1] @ poses[id0].inverse())
-            db.write_two_view_geometry(id0, id1, geometry)
+            if len(found) >= cfg.min_num_inliers:
+                db.write_two_view_geometry(id0, id1, _posed_geometry(found, poses[id0], poses[id1]))
+
+
+def _verify_with_poses(
+    db_path: Path, pairs: list[tuple[int, int]], poses: Mapping[int, Pose], cfg: MatchingConfig
+) -> None:
+    """Check the two-view RANSAC verification of each pair of posed images (database image ids; `poses`
+    by image id) against the geometry their poses give: of its inliers, those within `max_error`
+    pixels of both epipolar lines remain, written as a calibrated two-view geometry when there are
+    `min_num_inliers` (else the pair is not verified). RANSAC settles on a wrong model where
+    look-alikes outnumber the true matches (maupertuis' day / overcast pairs: 37-45 inliers, none
+    right). Matches that RANSAC rejected stay rejected: taking every match near the epipolar lines
+    instead also takes look-alikes near them (measured: more wrong matches on random seeds 121-124)."""
+    db = open_database(db_path)
+    try:
+        features = _ImageFeatures(db)
+        with pycolmap.DatabaseTransaction(db):
+            for id0, id1 in progress(pairs, desc="checking with poses", unit="pair", leave=False):
+                if not db.exists_two_view_geometry(id0, id1):
+                    continue
+                inliers = np.asarray(db.read_two_view_geometry(id0, id1).inlier_matches, np.uint32)
+                if not inliers.size:
+                    continue
+                inliers = inliers.reshape(-1, 2)
+                (x0, f0), (x1, f1) = features.points(id0), features.points(id1)
+                essential = essential_matrix(poses[id0], poses[id1])
+                error = epipolar_errors(x0[inliers[:, 0]], x1[inliers[:, 1]], essential, (f0, f1))
+                inliers = inliers[error <= cfg.max_error]
+                db.delete_two_view_geometry(id0, id1)
+                geometry = pycolmap.TwoViewGeometry()  # none: not verified
+                if len(inliers) >= cfg.min_num_inliers:
+                    geometry = _posed_geometry(inliers, poses[id0], poses[id1])
+                db.write_two_view_geometry(id0, id1, geometry)
+    finally:
+        db.close()
+
+
+def _posed_geometry(inliers: np.ndarray, pose0: Pose, pose1: Pose) -> pycolmap.TwoViewGeometry:
+    """The calibrated two-view geometry of two posed images with these inlier matches."""
+    geometry = pycolmap.TwoViewGeometry()
+    geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+    geometry.inlier_matches = inliers
+    geometry.E = essential_matrix(pose0, pose1)
+    geometry.cam2_from_cam1 = rigid_from_pose(pose1 @ pose0.inverse())
+    return geometry
+
+
+class _ImageFeatures:
+    """A database's images' normalised keypoints with their focal length, and descriptors, read once
+    (the last 64 images of each kept)."""
+
+    def __init__(self, db: pycolmap.Database):
+        self.db = db
+        self.cameras = {int(c.camera_id): c for c in db.read_all_cameras()}
+        self.camera_of = {int(im.image_id): int(im.camera_id) for im in db.read_all_images()}
+        self._points: dict[int, tuple[np.ndarray, float]] = {}
+        self._descriptors: dict[int, np.ndarray] = {}
+
+    def points(self, image_id: int) -> tuple[np.ndarray, float]:
+        """(N, 2) undistorted normalised coordinates of the image's keypoints, its mean focal length."""
+        if image_id not in self._points:
+            camera = self.cameras[self.camera_of[image_id]]
+            xy = image_plane(camera, np.asarray(self.db.read_keypoints(image_id)))
+            _keep_last(self._points, image_id, (xy, camera.mean_focal_length()))
+        return self._points[image_id]
+
+    def descriptors(self, image_id: int) -> np.ndarray:
+        if image_id not in self._descriptors:
+            _keep_last(self._descriptors, image_id, np.asarray(self.db.read_descriptors(image_id).data))
+        return self._descriptors[image_id]
+
+
+def _keep_last(cache: dict, key: int, value: object, size: int = 64) -> None:
+    if len(cache) >= size:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def image_plane(camera: pycolmap.Camera, keypoints: np.ndarray) -> np.ndarray:
