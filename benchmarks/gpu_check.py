@@ -257,6 +257,7 @@ def ddp_worker(rank: int, world: int, s: Setting, port: int, results) -> None:
         dist.all_reduce(sec, op=dist.ReduceOp.MAX)
         if rank == 0:
             results.put(float(sec))
+        dist.barrier()  # no rank tears gloo down while another still talks to it (a SIGABRT otherwise)
     finally:
         dist.destroy_process_group()
 
