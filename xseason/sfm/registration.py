@@ -745,9 +745,10 @@ def _check_poses(
     """The registration's checks of the final poses (`_run_checks`), then a second chance (`_retry`)
     for the images that the checks of single images took out (their pose contradicts their matches,
     or their sequence's trajectory breaks: the model that placed them broke; each may still register
-    on its own) and for those left out of their sequence's model when incremental mapping split it.
-    An image that fails leaves `final`, unregistered with the reason; a sequence that lost every image
-    this way fails."""
+    on its own) and for those left out of their sequence's model when incremental mapping split it;
+    last, the only registered frame of a sequence needs more inliers (`_check_lone`). An image that
+    fails leaves `final`, unregistered with the reason; a sequence that lost every image this way
+    fails."""
     before = set(final)
     rejected = _run_checks(ctx, final, images, world)
     split = {
