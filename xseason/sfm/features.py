@@ -480,8 +480,9 @@ def match(
             (a, b) for a, b in seen if a in poses and b in poses and sequence_of.get(a) != sequence_of.get(b)
         )
         guided_mode = cfg.epipolar_guided and not importing
-        guided = sorted(set(cross) & set(todo)) if guided_mode else []
-        todo = [pair for pair in todo if pair not in set(guided)]
+        guided = sorted(set(cross).intersection(todo)) if guided_mode else []
+        matched_here = set(guided)  # along the epipolar lines, not by COLMAP's matcher
+        todo = [pair for pair in todo if pair not in matched_here]
         # matched by descriptors, RANSAC's verification then checked with the poses: every time (the same
         # result again), so that a run killed in between leaves no pair on its RANSAC geometry alone
         known = [] if guided_mode else [(ids[a], ids[b]) for a, b in cross]
@@ -680,7 +681,8 @@ def _match_along_epipolar_lines(
             ).astype(np.uint32)
             db.write_matches(id0, id1, found)
             if len(found) >= cfg.min_num_inliers:
-                db.write_two_view_geometry(id0, id1, _posed_geometry(found, poses[id0], poses[id1]))
+                geometry = _posed_geometry(found, essential, poses[id0], poses[id1])
+                db.write_two_view_geometry(id0, id1, geometry)
 
 
 def _verify_with_poses(
@@ -711,18 +713,20 @@ def _verify_with_poses(
                 db.delete_two_view_geometry(id0, id1)
                 geometry = pycolmap.TwoViewGeometry()  # none: not verified
                 if len(inliers) >= cfg.min_num_inliers:
-                    geometry = _posed_geometry(inliers, poses[id0], poses[id1])
+                    geometry = _posed_geometry(inliers, essential, poses[id0], poses[id1])
                 db.write_two_view_geometry(id0, id1, geometry)
     finally:
         db.close()
 
 
-def _posed_geometry(inliers: np.ndarray, pose0: Pose, pose1: Pose) -> pycolmap.TwoViewGeometry:
-    """The calibrated two-view geometry of two posed images with these inlier matches."""
+def _posed_geometry(
+    inliers: np.ndarray, essential: np.ndarray, pose0: Pose, pose1: Pose
+) -> pycolmap.TwoViewGeometry:
+    """The calibrated two-view geometry of two posed images (`essential`: theirs) with these inliers."""
     geometry = pycolmap.TwoViewGeometry()
     geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
     geometry.inlier_matches = inliers
-    geometry.E = essential_matrix(pose0, pose1)
+    geometry.E = essential
     geometry.cam2_from_cam1 = rigid_from_pose(pose1 @ pose0.inverse())
     return geometry
 
